@@ -1,0 +1,6 @@
+//! pvio's paravirtual device backends: virtio-blk and virtio-net served over
+//! vhost-user to QEMU, Cloud Hypervisor or crosvm, with the engines behind
+//! them (image files and block devices, tap devices).
+//!
+//! This crate must not know about domains, config files, QEMU command lines
+//! or PCI passthrough: it serves one device on one socket.

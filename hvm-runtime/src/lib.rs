@@ -1,0 +1,8 @@
+//! pvio's HVM runtime: it turns an xl-style domain config into a running
+//! guest (QEMU as the device model, pvio's PV backends for PV disks and NICs,
+//! VFIO for passed-through devices), supervises it and changes it while it
+//! runs. It also builds the `pvio` command.
+//!
+//! This is the only crate that knows about domains and configs; it must not
+//! reach into a backend's data path or parse sysfs itself (that belongs to
+//! `pvio-backends` and `pvio-passthrough`).
