@@ -6,3 +6,6 @@
 //! This is the only crate that knows about domains and configs; it must not
 //! reach into a backend's data path or parse sysfs itself (that belongs to
 //! `pvio-backends` and `pvio-passthrough`).
+
+pub mod cli;
+pub mod host;

@@ -1,1 +1,27 @@
-fn main() {}
+//! The `pvio` command: parses the command line and hands it to the library.
+
+use std::process::ExitCode;
+
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = pvio_hvm_runtime::cli::parse();
+    let level = match cli.verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    match pvio_hvm_runtime::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pvio: {}", pvio_hvm_runtime::cli::error_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}

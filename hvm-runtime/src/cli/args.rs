@@ -1,0 +1,230 @@
+//! The arguments of each `pvio` command, as clap derive structs.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+/// `pvio create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Attach to the serial console once the domain runs.
+    #[arg(short = 'c')]
+    pub console: bool,
+    /// Print the plan (backends, the device model's command line) and check
+    /// that files exist, without starting anything.
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// The domain config file (xl syntax).
+    pub file: PathBuf,
+    /// `key=value` settings that override the file, as with `xl create`.
+    pub overrides: Vec<String>,
+}
+
+/// A command that takes only a domain name.
+#[derive(Debug, Args)]
+pub struct DomainArg {
+    /// The domain's name.
+    pub name: String,
+}
+
+/// `pvio shutdown`.
+#[derive(Debug, Args)]
+pub struct ShutdownArgs {
+    /// Wait until the domain has stopped.
+    #[arg(short = 'w', long)]
+    pub wait: bool,
+    /// The domain's name.
+    pub name: String,
+}
+
+/// `pvio list`, `pvio pci-list` and other listings.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pvio block-attach`.
+#[derive(Debug, Args)]
+pub struct BlockAttachArgs {
+    /// The domain's name.
+    pub name: String,
+    /// A disk spec as in a config's `disk = [...]`, e.g.
+    /// `file:/img/data.raw,xvdb,w` or `target=/img/data.raw,vdev=xvdb`.
+    pub diskspec: String,
+}
+
+/// `pvio block-detach`, `pvio cd-eject`.
+#[derive(Debug, Args)]
+pub struct VdevArgs {
+    /// The domain's name.
+    pub name: String,
+    /// The guest device name (`xvdb`, `hdc`, ...).
+    pub vdev: String,
+}
+
+/// `pvio cd-insert`.
+#[derive(Debug, Args)]
+pub struct CdInsertArgs {
+    /// The domain's name.
+    pub name: String,
+    /// The CD-ROM's device name (`hdc`).
+    pub vdev: String,
+    /// The ISO image to insert.
+    pub path: PathBuf,
+}
+
+/// `pvio network-attach`.
+#[derive(Debug, Args)]
+pub struct NetworkAttachArgs {
+    /// The domain's name.
+    pub name: String,
+    /// vif settings as in a config's `vif = [...]` (`bridge=`, `mac=`,
+    /// `model=`, ...).
+    pub settings: Vec<String>,
+}
+
+/// `pvio network-detach`.
+#[derive(Debug, Args)]
+pub struct NetworkDetachArgs {
+    /// The domain's name.
+    pub name: String,
+    /// The NIC's MAC address or device number.
+    pub nic: String,
+}
+
+/// `pvio pci-list`.
+#[derive(Debug, Args)]
+pub struct PciListArgs {
+    /// List every device, not only endpoints that could be assigned.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `pvio pci-assignable-add`.
+#[derive(Debug, Args)]
+pub struct PciAssignableAddArgs {
+    /// Print each sysfs write instead of making it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Take the device even when the host seems to need it.
+    #[arg(long)]
+    pub force: bool,
+    /// The device's address, `[DDDD:]BB:SS.F`.
+    pub bdf: String,
+}
+
+/// `pvio pci-assignable-remove`.
+#[derive(Debug, Args)]
+pub struct PciAssignableRemoveArgs {
+    /// Rebind the host driver the device had before.
+    #[arg(short = 'r')]
+    pub rebind: bool,
+    /// Print each sysfs write instead of making it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The device's address, `[DDDD:]BB:SS.F`.
+    pub bdf: String,
+}
+
+/// `pvio assign`.
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// Print each sysfs write and QMP command instead of making it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Take every endpoint of the device's IOMMU group along.
+    #[arg(long)]
+    pub group: bool,
+    /// Take the device even when the host seems to need it.
+    #[arg(long)]
+    pub force: bool,
+    /// The device's address, `[DDDD:]BB:SS.F`.
+    pub bdf: String,
+    /// The domain that gets it.
+    pub domain: String,
+}
+
+/// `pvio release`.
+#[derive(Debug, Args)]
+pub struct ReleaseArgs {
+    /// Print each sysfs write and QMP command instead of making it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The device's address, `[DDDD:]BB:SS.F`.
+    pub bdf: String,
+}
+
+/// `pvio backend ...`: run one PV backend in the foreground.
+#[derive(Debug, Subcommand)]
+pub enum BackendCommand {
+    /// Serve a virtio-blk device over vhost-user from an image file or block device.
+    Blk(BlkBackendArgs),
+    /// Serve a virtio-net device over vhost-user on a tap interface.
+    Net(NetBackendArgs),
+}
+
+/// `pvio backend blk`.
+#[derive(Debug, Args)]
+pub struct BlkBackendArgs {
+    /// The vhost-user Unix socket to listen on.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The raw image file or block device.
+    #[arg(long)]
+    pub image: PathBuf,
+    /// Offer the disk read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Number of request queues.
+    #[arg(long, default_value_t = 1)]
+    pub num_queues: u16,
+    /// Size of each queue (a power of two).
+    #[arg(long, default_value_t = 256)]
+    pub queue_size: u16,
+    /// Open the image with O_DIRECT (bypass the host page cache).
+    #[arg(long)]
+    pub direct: bool,
+    /// The serial number the guest reads (GET_ID), at most 20 bytes.
+    #[arg(long)]
+    pub serial: Option<String>,
+}
+
+/// `pvio backend net`.
+#[derive(Debug, Args)]
+pub struct NetBackendArgs {
+    /// The vhost-user Unix socket to listen on.
+    #[arg(long)]
+    pub socket: PathBuf,
+    /// The tap interface (created if missing).
+    #[arg(long)]
+    pub tap: String,
+    /// Number of RX/TX queue pairs.
+    #[arg(long, default_value_t = 1)]
+    pub num_queue_pairs: u16,
+    /// Size of each queue (a power of two).
+    #[arg(long, default_value_t = 256)]
+    pub queue_size: u16,
+    /// The guest NIC's MAC address.
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// The MTU offered to the guest.
+    #[arg(long)]
+    pub mtu: Option<u16>,
+}
+
+/// `pvio bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// PV block backend against qemu-storage-daemon and the null engine.
+    Blk,
+    /// PV net backend against QEMU's virtio-net and the emulated NICs.
+    Net,
+}

@@ -1,0 +1,112 @@
+//! The `pvio` command line: clap definitions, the grouped help, and the
+//! dispatch from a parsed command to the library.
+
+pub mod args;
+mod help;
+mod run;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+pub use run::{error_line, run, CliError};
+
+use args::*;
+
+/// pvio runs HVM guests with fast paravirtual I/O: PV disks and NICs over
+/// vhost-user, emulated fallbacks, and PCI passthrough.
+#[derive(Debug, Parser)]
+#[command(name = "pvio", version, propagate_version = true)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace). `RUST_LOG` also works.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Every `pvio` command. The help groups them (see `help.rs`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a domain from an xl-style config file.
+    Create(CreateArgs),
+    /// List running domains.
+    List(JsonArg),
+    /// Ask a domain to power off (ACPI power button).
+    Shutdown(ShutdownArgs),
+    /// Ask a domain to reboot.
+    Reboot(DomainArg),
+    /// Stop a domain at once, as pulling the plug.
+    Destroy(DomainArg),
+    /// Pause a domain's vCPUs.
+    Pause(DomainArg),
+    /// Resume a paused domain.
+    Unpause(DomainArg),
+    /// Attach to a domain's serial console (detach with Ctrl-]).
+    Console(DomainArg),
+    /// Show a domain's VNC address and start a viewer if one is installed.
+    Vncviewer(DomainArg),
+
+    /// Hot-plug a PV disk into a running domain.
+    BlockAttach(BlockAttachArgs),
+    /// Hot-unplug a PV disk from a running domain.
+    BlockDetach(VdevArgs),
+    /// List a domain's disks.
+    BlockList(DomainArg),
+
+    /// Insert a medium into an emulated CD-ROM of a running domain.
+    CdInsert(CdInsertArgs),
+    /// Eject the medium of an emulated CD-ROM.
+    CdEject(VdevArgs),
+
+    /// Hot-plug a NIC into a running domain.
+    NetworkAttach(NetworkAttachArgs),
+    /// Hot-unplug a NIC from a running domain.
+    NetworkDetach(NetworkDetachArgs),
+    /// List a domain's NICs.
+    NetworkList(DomainArg),
+
+    /// List the host's PCI devices, their IOMMU groups and whether they can be assigned.
+    PciList(PciListArgs),
+    /// Prepare a PCI device for guests (bind it to vfio-pci).
+    PciAssignableAdd(PciAssignableAddArgs),
+    /// Give a prepared PCI device back to the host.
+    PciAssignableRemove(PciAssignableRemoveArgs),
+    /// List PCI devices prepared for guests.
+    PciAssignableList(JsonArg),
+    /// Give a PCI device to a domain (hot-plugged if it runs).
+    Assign(AssignArgs),
+    /// Take a PCI device back from its domain and return it to its host driver.
+    Release(ReleaseArgs),
+
+    /// Run a PV backend in the foreground.
+    #[command(subcommand)]
+    Backend(BackendCommand),
+
+    /// Measure PV devices against emulated ones and peer backends.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+
+    /// Check what this host offers: KVM, IOMMU, vfio-pci, QEMU, tap, hugepages.
+    HostCheck(JsonArg),
+}
+
+/// Parses the process arguments, with the grouped help.
+pub fn parse() -> Cli {
+    let cmd = help::with_grouped_help(Cli::command());
+    let matches = cmd.get_matches();
+    match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    }
+}
+
+/// Parses `args` (the first is the program name), with the grouped help.
+pub fn try_parse_from<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cmd = help::with_grouped_help(Cli::command());
+    let matches = cmd.try_get_matches_from(args)?;
+    Cli::from_arg_matches(&matches)
+}

@@ -1,0 +1,120 @@
+//! From a parsed command to the library call that does it.
+
+use std::process::ExitCode;
+
+use super::{BackendCommand, BenchCommand, Cli, Command};
+use crate::host::check;
+
+/// Errors the `pvio` command reports: one line each, with what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The command is part of pvio's design but not implemented in this build.
+    #[error("`pvio {command}` is not built yet ({what}); nothing was done")]
+    NotBuilt {
+        /// The command as typed.
+        command: &'static str,
+        /// Which part of pvio will provide it.
+        what: &'static str,
+    },
+    /// Writing the output failed.
+    #[error("cannot write the output")]
+    Output(#[source] serde_json::Error),
+}
+
+/// Runs one command. `Ok` carries the exit code for commands whose success is
+/// not all-or-nothing (`host-check` exits 1 when a check fails).
+pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    use Command as C;
+    const RUNTIME: &str = "the HVM runtime";
+    const PCI: &str = "the PCI passthrough manager";
+    let not_built = |command, what| Err(CliError::NotBuilt { command, what });
+    match cli.command {
+        C::HostCheck(a) => host_check(a.json),
+        C::Create(_) => not_built("create", RUNTIME),
+        C::List(_) => not_built("list", RUNTIME),
+        C::Shutdown(_) => not_built("shutdown", RUNTIME),
+        C::Reboot(_) => not_built("reboot", RUNTIME),
+        C::Destroy(_) => not_built("destroy", RUNTIME),
+        C::Pause(_) => not_built("pause", RUNTIME),
+        C::Unpause(_) => not_built("unpause", RUNTIME),
+        C::Console(_) => not_built("console", RUNTIME),
+        C::Vncviewer(_) => not_built("vncviewer", RUNTIME),
+        C::BlockAttach(_) => not_built("block-attach", RUNTIME),
+        C::BlockDetach(_) => not_built("block-detach", RUNTIME),
+        C::BlockList(_) => not_built("block-list", RUNTIME),
+        C::CdInsert(_) => not_built("cd-insert", RUNTIME),
+        C::CdEject(_) => not_built("cd-eject", RUNTIME),
+        C::NetworkAttach(_) => not_built("network-attach", RUNTIME),
+        C::NetworkDetach(_) => not_built("network-detach", RUNTIME),
+        C::NetworkList(_) => not_built("network-list", RUNTIME),
+        C::PciList(_) => not_built("pci-list", PCI),
+        C::PciAssignableAdd(_) => not_built("pci-assignable-add", PCI),
+        C::PciAssignableRemove(_) => not_built("pci-assignable-remove", PCI),
+        C::PciAssignableList(_) => not_built("pci-assignable-list", PCI),
+        C::Assign(_) => not_built("assign", PCI),
+        C::Release(_) => not_built("release", PCI),
+        C::Backend(BackendCommand::Blk(_)) => not_built("backend blk", "the PV block backend"),
+        C::Backend(BackendCommand::Net(_)) => not_built("backend net", "the PV net backend"),
+        C::Bench(BenchCommand::Blk) => not_built("bench blk", "the block benchmark"),
+        C::Bench(BenchCommand::Net) => not_built("bench net", "the net benchmark"),
+    }
+}
+
+fn host_check(json: bool) -> Result<ExitCode, CliError> {
+    let report = check::run_checks(&crate::host::accel::host_root(), &check::qemu_version);
+    if json {
+        let text = serde_json::to_string_pretty(&report).map_err(CliError::Output)?;
+        println!("{text}");
+    } else {
+        print!("{}", report.to_table());
+    }
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The error and its causes on one line: `a: b: c`.
+pub fn error_line(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unbuilt_commands_fail_and_say_so() {
+        let cli = crate::cli::try_parse_from(["pvio", "list"]).unwrap();
+        let err = run(cli).unwrap_err();
+        assert!(err.to_string().contains("not built yet"), "{err}");
+    }
+
+    #[test]
+    fn error_line_joins_causes() {
+        let io = std::io::Error::other("inner");
+        let e = std::io::Error::other(Wrapped(io));
+        assert_eq!(error_line(&e), "outer: inner");
+    }
+
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("outer")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Which accelerator QEMU gets: KVM where it can run a stock guest kernel,
+//! TCG otherwise.
+//!
+//! `/dev/kvm` alone does not prove that KVM is usable. Some hosts expose a
+//! paravirtual nested KVM (the `kvm_pvm` module) that only runs guest kernels
+//! built for it; QEMU with `-enable-kvm` hangs a stock kernel early in boot
+//! there. A real host has `kvm_intel` or `kvm_amd` loaded.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// The CPU accelerator handed to QEMU (`-accel`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    /// Hardware virtualization through `/dev/kvm`.
+    Kvm,
+    /// QEMU's binary translator: slow but runs anywhere.
+    Tcg,
+}
+
+impl Accel {
+    /// The value of QEMU's `-accel` option.
+    pub fn qemu_arg(&self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+        }
+    }
+}
+
+impl std::fmt::Display for Accel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG",
+        })
+    }
+}
+
+/// What the host offers for KVM, read from `/dev` and `/sys/module`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KvmState {
+    /// `/dev/kvm` exists.
+    pub dev_kvm: bool,
+    /// The KVM vendor module that is loaded (`kvm_intel`, `kvm_amd`,
+    /// `kvm_pvm`), if any.
+    pub vendor_module: Option<String>,
+}
+
+impl KvmState {
+    /// Reads the state under `root` (`/` on a real host; a fixture tree in
+    /// tests).
+    pub fn probe(root: &Path) -> KvmState {
+        let dev_kvm = root.join("dev/kvm").exists();
+        let vendor_module = ["kvm_intel", "kvm_amd", "kvm_pvm"]
+            .iter()
+            .find(|m| root.join("sys/module").join(m).exists())
+            .map(|m| (*m).to_owned());
+        KvmState {
+            dev_kvm,
+            vendor_module,
+        }
+    }
+
+    /// Decides the accelerator and says why.
+    pub fn decide(&self) -> AccelDecision {
+        let (accel, reason) = match (self.dev_kvm, self.vendor_module.as_deref()) {
+            (false, _) => (
+                Accel::Tcg,
+                "/dev/kvm is missing (no VT-x/AMD-V, or the kvm module is not loaded)".to_owned(),
+            ),
+            (true, Some(m @ ("kvm_intel" | "kvm_amd"))) => {
+                (Accel::Kvm, format!("/dev/kvm is backed by {m}"))
+            }
+            (true, Some("kvm_pvm")) => (
+                Accel::Tcg,
+                "/dev/kvm is the nested paravirtual kvm_pvm, which runs only guest kernels \
+                 built for it; stock guests hang under it"
+                    .to_owned(),
+            ),
+            (true, other) => (
+                Accel::Tcg,
+                format!(
+                    "/dev/kvm exists but no known vendor module backs it ({})",
+                    other.unwrap_or("none loaded")
+                ),
+            ),
+        };
+        AccelDecision { accel, reason }
+    }
+}
+
+/// The accelerator chosen for QEMU and the reason, for one warning line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccelDecision {
+    /// The accelerator to use.
+    pub accel: Accel,
+    /// Why: what was found on the host.
+    pub reason: String,
+}
+
+/// Decides the accelerator for this host. `PVIO_ACCEL=tcg|kvm` overrides the
+/// probe (a user who knows better, or a test that must not use KVM).
+pub fn detect() -> AccelDecision {
+    match std::env::var("PVIO_ACCEL").ok().as_deref() {
+        Some("tcg") => AccelDecision {
+            accel: Accel::Tcg,
+            reason: "PVIO_ACCEL=tcg".to_owned(),
+        },
+        Some("kvm") => AccelDecision {
+            accel: Accel::Kvm,
+            reason: "PVIO_ACCEL=kvm".to_owned(),
+        },
+        _ => KvmState::probe(&host_root()).decide(),
+    }
+}
+
+/// The root of the host's filesystem, `/` unless `PVIO_HOST_ROOT` names a
+/// fixture tree.
+pub fn host_root() -> PathBuf {
+    std::env::var_os("PVIO_HOST_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(dev: bool, module: Option<&str>) -> KvmState {
+        KvmState {
+            dev_kvm: dev,
+            vendor_module: module.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn real_vendor_modules_give_kvm() {
+        assert_eq!(state(true, Some("kvm_intel")).decide().accel, Accel::Kvm);
+        assert_eq!(state(true, Some("kvm_amd")).decide().accel, Accel::Kvm);
+    }
+
+    #[test]
+    fn nested_pvm_falls_back_to_tcg_with_reason() {
+        let d = state(true, Some("kvm_pvm")).decide();
+        assert_eq!(d.accel, Accel::Tcg);
+        assert!(d.reason.contains("kvm_pvm"), "{}", d.reason);
+    }
+
+    #[test]
+    fn no_dev_kvm_is_tcg() {
+        assert_eq!(state(false, Some("kvm_intel")).decide().accel, Accel::Tcg);
+        assert_eq!(state(true, None).decide().accel, Accel::Tcg);
+    }
+
+    #[test]
+    fn probe_reads_a_fixture_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("dev")).unwrap();
+        std::fs::write(dir.path().join("dev/kvm"), b"").unwrap();
+        std::fs::create_dir_all(dir.path().join("sys/module/kvm_amd")).unwrap();
+        assert_eq!(KvmState::probe(dir.path()), state(true, Some("kvm_amd")));
+    }
+}
