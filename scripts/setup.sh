@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Installs what pvio and its tests need on a Debian machine, idempotently:
+# a second run with everything present takes well under a second.
+#
+# Debian packages only; the guest kernel is fetched by the test-guest kit
+# itself (apt-get download into a cache, no installation), and Rust crates by
+# cargo. Needs root or sudo only when a package is missing.
+set -euo pipefail
+
+# One package a line; other scripts and the docs point here.
+PACKAGES=(
+  qemu-system-x86     # the device model (and qemu-storage-daemon, the block peer)
+  qemu-utils          # qemu-img: image conversion, test images
+  busybox-static      # the test guest's userland
+  cpio                # initramfs inspection
+  iproute2            # ip: taps, bridges and network namespaces in tests
+  xorriso             # ISO images for CD-ROM tests
+  e2fsprogs           # mkfs.ext4 for guest-side test filesystems
+  kmod                # modprobe vfio-pci on a real host
+  ca-certificates
+)
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$'; then
+    missing+=("$p")
+  fi
+done
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { say "packages missing (${missing[*]:-none}) and not root and no sudo"; exit 1; }
+  sudo_cmd=(sudo)
+fi
+
+# The kit downloads the guest kernel with `apt-get download`, which needs
+# package lists; a fresh machine (or container) may have none.
+lists_empty() { ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
+
+if [ ${#missing[@]} -gt 0 ] || lists_empty; then
+  say "installing: ${missing[*]:-(package lists only)}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  if [ ${#missing[@]} -gt 0 ]; then
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+fi
+
+if ! command -v cargo >/dev/null; then
+  say "cargo not found: install Rust with rustup (https://rustup.rs), then run this again"
+  exit 1
+fi
+for comp in rustfmt clippy; do
+  if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null; then
+      rustup component add "$comp" >/dev/null
+    else
+      say "cargo $comp missing and no rustup to add it"
+      exit 1
+    fi
+  fi
+done
+say "ready"
