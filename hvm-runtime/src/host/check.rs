@@ -138,6 +138,20 @@ pub fn run_checks(root: &Path, qemu_version: &dyn Fn() -> Option<String>) -> Hos
          (correct, but slow)",
     ));
 
+    checks.push(row(
+        "accelerator for guests",
+        if decision.accel == Accel::Kvm {
+            Status::Pass
+        } else {
+            Status::Warn
+        },
+        match decision.accel {
+            Accel::Kvm => "KVM".to_owned(),
+            Accel::Tcg => "TCG (the fallback: QEMU's binary translator)".to_owned(),
+        },
+        "see the KVM row; PVIO_ACCEL=tcg|kvm overrides the choice",
+    ));
+
     checks.push(iommu_row(root, &read("proc/cmdline")));
     checks.push(vfio_row(root));
 
@@ -342,6 +356,7 @@ mod tests {
         assert!(kvm.detail.contains("kvm_pvm"));
         assert!(!kvm.fix.is_empty());
         assert_eq!(r.accelerator, Accel::Tcg);
+        assert!(find(&r, "accelerator for guests").detail.starts_with("TCG"));
         assert!(r.ok(), "warnings alone do not fail the host");
         assert!(r.to_table().contains("guests will run under TCG"));
     }

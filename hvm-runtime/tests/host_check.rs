@@ -1,0 +1,79 @@
+//! `pvio host-check` run as a user runs it, on this machine.
+
+use std::path::Path;
+use std::process::Command;
+
+fn host_check_json() -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_pvio"))
+        .args(["host-check", "--json"])
+        .env_remove("PVIO_ACCEL")
+        .output()
+        .expect("run pvio");
+    assert!(
+        out.status.success(),
+        "host-check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("host-check --json prints JSON")
+}
+
+fn row<'a>(report: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .expect("checks array")
+        .iter()
+        .find(|r| r["check"] == name)
+        .unwrap_or_else(|| panic!("no row {name} in {report}"))
+}
+
+#[test]
+fn reports_kvm_usability_and_the_accelerator_it_will_use() {
+    let report = host_check_json();
+    let kvm = row(&report, "KVM usable for stock guests");
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        // These machines: /dev/kvm exists but cannot boot stock kernels.
+        assert!(Path::new("/dev/kvm").exists());
+        assert_eq!(kvm["status"], "warn", "{kvm}");
+        assert!(kvm["detail"].as_str().unwrap().contains("kvm_pvm"), "{kvm}");
+        assert_eq!(report["accelerator"], "tcg");
+        let accel = row(&report, "accelerator for guests");
+        assert!(accel["detail"].as_str().unwrap().starts_with("TCG"));
+    } else if Path::new("/sys/module/kvm_intel").exists()
+        || Path::new("/sys/module/kvm_amd").exists()
+    {
+        assert_eq!(kvm["status"], "pass", "{kvm}");
+        assert_eq!(report["accelerator"], "kvm");
+    } else {
+        assert_eq!(report["accelerator"], "tcg");
+    }
+    // Every row that is not a pass says what to do.
+    for r in report["checks"].as_array().unwrap() {
+        if r["status"] != "pass" {
+            assert!(!r["fix"].as_str().unwrap().is_empty(), "{r}");
+        }
+    }
+    assert_eq!(row(&report, "QEMU (device model)")["status"], "pass");
+}
+
+#[test]
+fn table_names_the_fallback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pvio"))
+        .arg("host-check")
+        .env_remove("PVIO_ACCEL")
+        .output()
+        .expect("run pvio");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("guests will run under"), "{text}");
+}
+
+#[test]
+fn commands_not_built_exit_non_zero_with_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_pvio"))
+        .args(["network-list", "nosuchdomain"])
+        .output()
+        .expect("run pvio");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("pvio: "), "{err}");
+}
