@@ -6,3 +6,17 @@
 //! This crate must not know about domains' configs, QEMU or QMP: an owner is
 //! an opaque name given by the caller, and the sysfs root is a parameter so
 //! that tests run over a fixture tree.
+
+pub mod bdf;
+pub mod host;
+pub mod inventory;
+pub mod sysfs;
+
+#[cfg(test)]
+#[allow(dead_code)] // a test kit: not every test uses every helper
+pub(crate) mod fixture;
+
+pub use bdf::{Bdf, BdfError};
+pub use host::Host;
+pub use inventory::{Inventory, InventoryError, PciDevice};
+pub use sysfs::{Sysfs, SysfsError};
