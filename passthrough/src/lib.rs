@@ -9,8 +9,10 @@
 
 pub mod bdf;
 pub mod host;
+pub mod hostneeds;
 pub mod inventory;
 pub mod sysfs;
+pub mod viability;
 
 #[cfg(test)]
 #[allow(dead_code)] // a test kit: not every test uses every helper
@@ -18,5 +20,7 @@ pub(crate) mod fixture;
 
 pub use bdf::{Bdf, BdfError};
 pub use host::Host;
+pub use hostneeds::{HostNeeds, HostNeedsError};
 pub use inventory::{Inventory, InventoryError, PciDevice};
 pub use sysfs::{Sysfs, SysfsError};
+pub use viability::{Assessment, Options, Refusal};
