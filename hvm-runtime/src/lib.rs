@@ -8,4 +8,5 @@
 //! `pvio-backends` and `pvio-passthrough`).
 
 pub mod cli;
+pub mod config;
 pub mod host;
