@@ -8,19 +8,23 @@
 //! that tests run over a fixture tree.
 
 pub mod bdf;
+pub mod bind;
 pub mod host;
 pub mod hostneeds;
 pub mod inventory;
 pub mod sysfs;
 pub mod viability;
+pub mod write;
 
 #[cfg(test)]
 #[allow(dead_code)] // a test kit: not every test uses every helper
 pub(crate) mod fixture;
 
 pub use bdf::{Bdf, BdfError};
+pub use bind::{BindError, Binder, Prepared, Step};
 pub use host::Host;
 pub use hostneeds::{HostNeeds, HostNeedsError};
 pub use inventory::{Inventory, InventoryError, PciDevice};
 pub use sysfs::{Sysfs, SysfsError};
 pub use viability::{Assessment, Options, Refusal};
+pub use write::{SysfsWriter, WriteError};
