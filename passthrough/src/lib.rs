@@ -9,10 +9,12 @@
 
 pub mod bdf;
 pub mod bind;
+pub mod edu;
 pub mod host;
 pub mod hostneeds;
 pub mod inventory;
 pub mod sysfs;
+pub mod vfio;
 pub mod viability;
 pub mod write;
 
@@ -26,5 +28,6 @@ pub use host::Host;
 pub use hostneeds::{HostNeeds, HostNeedsError};
 pub use inventory::{Inventory, InventoryError, PciDevice};
 pub use sysfs::{Sysfs, SysfsError};
+pub use vfio::{DmaBuffer, VfioError, VfioHandle};
 pub use viability::{Assessment, Options, Refusal};
 pub use write::{SysfsWriter, WriteError};
