@@ -4,3 +4,5 @@
 //!
 //! This crate must not know about domains, config files, QEMU command lines
 //! or PCI passthrough: it serves one device on one socket.
+
+pub mod net;

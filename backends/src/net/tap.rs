@@ -1,0 +1,583 @@
+//! The host side of the PV NIC: a Linux tap device opened through
+//! `/dev/net/tun` with a virtio-net header on every frame
+//! (`IFF_TAP | IFF_NO_PI | IFF_VNET_HDR`, plus `IFF_MULTI_QUEUE` with one
+//! file per queue pair when there is more than one).
+//!
+//! The tap is created when it does not exist (and then disappears when pvio
+//! closes it), or an existing one is opened. Offloads and the header length
+//! follow what the guest negotiated; the MTU and the link state are set on
+//! the interface. Every failure names what to do next.
+//!
+//! It must not know about virtqueues or guest memory: the raw calls are in
+//! `sys.rs`, the feature mapping in `offload.rs`.
+
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+
+use libc::{c_int, c_short, c_uint};
+
+use super::offload::TUN_F_ALL;
+use super::sys;
+
+/// Where the tun driver's control device lives.
+pub const TUN_PATH: &str = "/dev/net/tun";
+
+/// Errors of opening and configuring a tap device.
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    /// The tap name cannot be an interface name.
+    #[error("invalid tap name {name:?}: {why}; use 1-15 bytes without '/', ':' or whitespace")]
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `/dev/net/tun` does not exist.
+    #[error("{TUN_PATH} is missing: load the tun driver (modprobe tun) or create the node (mknod /dev/net/tun c 10 200)")]
+    TunMissing,
+    /// `/dev/net/tun` exists but cannot be opened.
+    #[error("cannot open {TUN_PATH}; run pvio as root or with CAP_NET_ADMIN")]
+    OpenTun(#[source] io::Error),
+    /// The kernel's tun driver lacks a flag pvio needs.
+    #[error("the kernel's tun driver does not support {0}")]
+    Unsupported(&'static str),
+    /// Creating or attaching the tap needs `CAP_NET_ADMIN`.
+    #[error("no permission to create or open tap {name}: run pvio as root or with CAP_NET_ADMIN (or use a tap owned by this user)")]
+    Permission {
+        /// The tap name.
+        name: String,
+    },
+    /// The name is taken by an interface that is not a tap device.
+    #[error("interface {name} exists and is not a tap device ({kind}); choose another --tap name or delete it")]
+    NotATap {
+        /// The interface name.
+        name: String,
+        /// What it is, as far as pvio can tell.
+        kind: String,
+    },
+    /// The tap exists with the other multi-queue setting.
+    #[error("tap {name} exists {existing}, but {wanted} queue pair(s) were asked for; delete it (ip link del {name}) or change --num-queue-pairs")]
+    MultiQueueMismatch {
+        /// The interface name.
+        name: String,
+        /// "as a multi-queue tap" or "as a single-queue tap".
+        existing: &'static str,
+        /// The number of queue pairs asked for.
+        wanted: u16,
+    },
+    /// Another process has the (single-queue) tap open.
+    #[error("tap {name} is in use by another process; stop it or choose another --tap name")]
+    Busy {
+        /// The interface name.
+        name: String,
+    },
+    /// `TUNSETIFF` failed for another reason.
+    #[error("cannot create or attach to tap {name}")]
+    Attach {
+        /// The interface name.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The vnet header length was refused.
+    #[error("tap {name} refuses a {len}-byte virtio-net header")]
+    VnetHdr {
+        /// The interface name.
+        name: String,
+        /// The header length.
+        len: usize,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The kernel refused the offload flags, even the basic ones.
+    #[error("tap {name} refuses offload flags {flags:#x}")]
+    Offload {
+        /// The interface name.
+        name: String,
+        /// The `TUN_F_*` flags.
+        flags: c_uint,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface MTU could not be read or set.
+    #[error("cannot set the MTU of {name} to {mtu}")]
+    Mtu {
+        /// The interface name.
+        name: String,
+        /// The MTU.
+        mtu: u16,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The interface could not be brought up (or its state read).
+    #[error("cannot bring {name} up")]
+    Up {
+        /// The interface name.
+        name: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Local result type.
+pub type Result<T> = std::result::Result<T, TapError>;
+
+/// Checks `name` the way the kernel's `dev_valid_name` does.
+pub fn validate_name(name: &str) -> Result<CString> {
+    let bad = |why| TapError::InvalidName {
+        name: name.to_owned(),
+        why,
+    };
+    if name.is_empty() {
+        return Err(bad("it is empty"));
+    }
+    if name.len() > sys::IFNAME_MAX {
+        return Err(bad("it is longer than 15 bytes"));
+    }
+    if name == "." || name == ".." {
+        return Err(bad("it is a path component"));
+    }
+    if name.contains('/') {
+        return Err(bad("it contains '/'"));
+    }
+    if name.contains(':') {
+        return Err(bad("it contains ':'"));
+    }
+    if name.chars().any(char::is_whitespace) {
+        return Err(bad("it contains whitespace"));
+    }
+    CString::new(name).map_err(|_| bad("it contains a NUL byte"))
+}
+
+/// One queue of the tap: a non-blocking `/dev/net/tun` file attached to it.
+/// Each frame read or written starts with the virtio-net header.
+#[derive(Debug)]
+pub struct TapQueue {
+    fd: OwnedFd,
+}
+
+impl TapQueue {
+    /// Reads one frame into `iov`. `WouldBlock` when the tap has nothing.
+    /// A frame longer than `iov` is cut short by the kernel (the rest is
+    /// lost), so `iov` must hold the largest frame the tap can deliver.
+    ///
+    /// # Safety
+    ///
+    /// See [`sys::readv`]: every iovec must be mapped, writable memory not
+    /// behind a live Rust reference, for the duration of the call.
+    pub unsafe fn read_vectored(&self, iov: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: the contract is this function's own.
+        unsafe { sys::readv(self.fd.as_fd(), iov) }
+    }
+
+    /// Writes one frame gathered from `iov`.
+    ///
+    /// # Safety
+    ///
+    /// See [`sys::writev`]: every iovec must be mapped, readable memory for
+    /// the duration of the call.
+    pub unsafe fn write_vectored(&self, iov: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: the contract is this function's own.
+        unsafe { sys::writev(self.fd.as_fd(), iov) }
+    }
+
+    /// Reads one frame into `buf`.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let iov = [libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        }];
+        // SAFETY: the iovec is `buf`, a live exclusive borrow for the call.
+        unsafe { sys::readv(self.fd.as_fd(), &iov) }
+    }
+
+    /// Writes one frame from `buf`.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        let iov = [libc::iovec {
+            iov_base: buf.as_ptr().cast_mut().cast(),
+            iov_len: buf.len(),
+        }];
+        // SAFETY: the iovec is `buf`, live for the call; writev only reads it.
+        unsafe { sys::writev(self.fd.as_fd(), &iov) }
+    }
+}
+
+impl AsFd for TapQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// An open tap device with one [`TapQueue`] per queue pair.
+#[derive(Debug)]
+pub struct Tap {
+    name: String,
+    cname: CString,
+    queues: Vec<TapQueue>,
+    created: bool,
+    offload_support: c_uint,
+}
+
+impl Tap {
+    /// Opens tap `name` with `queue_pairs` queues (at least 1), creating it if
+    /// it does not exist. Offloads start off and the header is 12 bytes
+    /// until [`set_offload`](Self::set_offload) and
+    /// [`set_vnet_hdr_len`](Self::set_vnet_hdr_len) say otherwise.
+    pub fn open(name: &str, queue_pairs: u16) -> Result<Self> {
+        Self::open_at(Path::new(TUN_PATH), name, queue_pairs)
+    }
+
+    /// [`open`](Self::open) with another control device path (for tests of
+    /// the error paths).
+    pub fn open_at(tun_path: &Path, name: &str, queue_pairs: u16) -> Result<Self> {
+        let cname = validate_name(name)?;
+        let queue_pairs = queue_pairs.max(1);
+        let existed = sys::if_index(&cname).is_some();
+        let path = CString::new(tun_path.as_os_str().as_encoded_bytes())
+            .map_err(|_| TapError::TunMissing)?;
+
+        let first = open_tun(&path)?;
+        let mut multi_queue = queue_pairs > 1;
+        check_tun_features(&first, multi_queue)?;
+        if let Err(e) = attach(&first, &cname, multi_queue) {
+            let why = diagnose(name, &cname, e, multi_queue, queue_pairs);
+            // An existing multi-queue tap serves one queue pair just as well.
+            if !matches!(why, Diagnosis::SingleQueueWanted) {
+                return Err(why.into_error());
+            }
+            multi_queue = true;
+            attach(&first, &cname, true)
+                .map_err(|e| diagnose(name, &cname, e, true, queue_pairs).into_error())?;
+        }
+        let mut queues = vec![TapQueue { fd: first }];
+        for _ in 1..queue_pairs {
+            let fd = open_tun(&path)?;
+            attach(&fd, &cname, multi_queue)
+                .map_err(|e| diagnose(name, &cname, e, multi_queue, queue_pairs).into_error())?;
+            queues.push(TapQueue { fd });
+        }
+        let mut tap = Self {
+            name: name.to_owned(),
+            cname,
+            queues,
+            created: !existed,
+            offload_support: 0,
+        };
+        tap.offload_support = tap.probe_offloads();
+        tap.set_offload(0)?;
+        tap.set_vnet_hdr_len(pvio_frontend_protocol::net::NET_HDR_LEN)?;
+        tracing::info!(
+            "tap {}: {} with {} queue(s){}, offloads the kernel accepts: {:#x}",
+            tap.name,
+            if tap.created { "created" } else { "opened" },
+            tap.queues.len(),
+            if multi_queue { " (multi-queue)" } else { "" },
+            tap.offload_support
+        );
+        Ok(tap)
+    }
+
+    /// The interface name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether pvio created the tap (it then disappears when closed).
+    pub fn created(&self) -> bool {
+        self.created
+    }
+
+    /// The queues, one per queue pair.
+    pub fn queues(&self) -> &[TapQueue] {
+        &self.queues
+    }
+
+    /// Takes the queues out (the tap stays as long as they are open).
+    pub fn into_queues(self) -> Vec<TapQueue> {
+        self.queues
+    }
+
+    /// The `TUN_F_*` offload flags this kernel accepts on this tap.
+    pub fn offload_support(&self) -> c_uint {
+        self.offload_support
+    }
+
+    fn first(&self) -> BorrowedFd<'_> {
+        // `open` makes at least one queue and nothing removes one.
+        self.queues[0].as_fd()
+    }
+
+    /// Tries every offload, then without UFO (dropped by Linux 4.14, back
+    /// in some kernels), then without USO: the set that sticks is what the
+    /// kernel supports.
+    fn probe_offloads(&self) -> c_uint {
+        let candidates = [
+            TUN_F_ALL,
+            TUN_F_ALL & !libc::TUN_F_UFO,
+            TUN_F_ALL & !(libc::TUN_F_USO4 | libc::TUN_F_USO6),
+            TUN_F_ALL & !(libc::TUN_F_UFO | libc::TUN_F_USO4 | libc::TUN_F_USO6),
+        ];
+        for flags in candidates {
+            if sys::tun_set_offload(self.first(), flags).is_ok() {
+                return flags;
+            }
+        }
+        0
+    }
+
+    /// Tells the kernel which offloaded frames (`TUN_F_*`) may be read from
+    /// the tap, keeping only what it supports. Returns the flags set.
+    pub fn set_offload(&self, flags: c_uint) -> Result<c_uint> {
+        let flags = flags & self.offload_support;
+        sys::tun_set_offload(self.first(), flags).map_err(|source| TapError::Offload {
+            name: self.name.clone(),
+            flags,
+            source,
+        })?;
+        Ok(flags)
+    }
+
+    /// Sets the length of the virtio-net header on every frame (10, 12 or
+    /// 20 bytes; the device-wide setting, shared by all queues).
+    pub fn set_vnet_hdr_len(&self, len: usize) -> Result<()> {
+        let err = |source| TapError::VnetHdr {
+            name: self.name.clone(),
+            len,
+            source,
+        };
+        let sz =
+            c_int::try_from(len).map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        sys::tun_set_vnet_hdr_sz(self.first(), sz).map_err(err)
+    }
+
+    /// The interface MTU.
+    pub fn mtu(&self) -> Result<u16> {
+        let err = |source| TapError::Mtu {
+            name: self.name.clone(),
+            mtu: 0,
+            source,
+        };
+        let sock = sys::ioctl_socket().map_err(err)?;
+        let mtu = sys::if_get_mtu(sock.as_fd(), &self.cname).map_err(err)?;
+        // An MTU above 65535 (loopback-like) is capped: a frame cannot be longer.
+        Ok(u16::try_from(mtu.max(0)).unwrap_or(u16::MAX))
+    }
+
+    /// Sets the interface MTU.
+    pub fn set_mtu(&self, mtu: u16) -> Result<()> {
+        let err = |source| TapError::Mtu {
+            name: self.name.clone(),
+            mtu,
+            source,
+        };
+        let sock = sys::ioctl_socket().map_err(err)?;
+        sys::if_set_mtu(sock.as_fd(), &self.cname, c_int::from(mtu)).map_err(err)
+    }
+
+    /// Brings the interface up (`IFF_UP`), as `ip link set NAME up` does.
+    pub fn set_up(&self) -> Result<()> {
+        let err = |source| TapError::Up {
+            name: self.name.clone(),
+            source,
+        };
+        let sock = sys::ioctl_socket().map_err(err)?;
+        let flags = sys::if_get_flags(sock.as_fd(), &self.cname).map_err(err)?;
+        let up = c_short::try_from(libc::IFF_UP)
+            .map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        if flags & up != 0 {
+            return Ok(());
+        }
+        sys::if_set_flags(sock.as_fd(), &self.cname, flags | up).map_err(err)
+    }
+}
+
+fn open_tun(path: &CStr) -> Result<OwnedFd> {
+    sys::open_tun(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ENOENT | libc::ENODEV | libc::ENXIO) => TapError::TunMissing,
+        _ => TapError::OpenTun(e),
+    })
+}
+
+fn check_tun_features(fd: &OwnedFd, multi_queue: bool) -> Result<()> {
+    // Kernels without TUNGETFEATURES are older than any pvio supports; if the
+    // call fails, let TUNSETIFF report the problem.
+    let Ok(features) = sys::tun_get_features(fd.as_fd()) else {
+        return Ok(());
+    };
+    let has = |flag: c_int| u32::try_from(flag).is_ok_and(|f| features & f == f);
+    if !has(libc::IFF_TAP) {
+        return Err(TapError::Unsupported("IFF_TAP"));
+    }
+    if !has(libc::IFF_VNET_HDR) {
+        return Err(TapError::Unsupported("IFF_VNET_HDR"));
+    }
+    if multi_queue && !has(libc::IFF_MULTI_QUEUE) {
+        return Err(TapError::Unsupported("IFF_MULTI_QUEUE"));
+    }
+    Ok(())
+}
+
+/// `TUNSETIFF` with pvio's flags.
+fn attach(fd: &OwnedFd, name: &CStr, multi_queue: bool) -> io::Result<()> {
+    let mut flags = libc::IFF_TAP | libc::IFF_NO_PI | libc::IFF_VNET_HDR;
+    if multi_queue {
+        flags |= libc::IFF_MULTI_QUEUE;
+    }
+    let flags = c_short::try_from(flags).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    sys::tun_set_iff(fd.as_fd(), name, flags).map(drop)
+}
+
+/// Why `TUNSETIFF` failed.
+#[derive(Debug)]
+enum Diagnosis {
+    /// The tap exists as a multi-queue tap and one queue was asked for:
+    /// retry as multi-queue.
+    SingleQueueWanted,
+    /// A plain error.
+    Error(TapError),
+}
+
+impl Diagnosis {
+    fn into_error(self) -> TapError {
+        match self {
+            Self::Error(e) => e,
+            // Only reached if the multi-queue retry fails the same way.
+            Self::SingleQueueWanted => TapError::Attach {
+                name: String::new(),
+                source: io::Error::from_raw_os_error(libc::EINVAL),
+            },
+        }
+    }
+}
+
+/// Explains a failed `TUNSETIFF`. EINVAL on an existing name means a device
+/// that is not a tap, or a tap with the other multi-queue setting: the
+/// interface's driver (asked over ethtool, in the caller's network
+/// namespace) tells which.
+fn diagnose(name: &str, cname: &CStr, e: io::Error, multi_queue: bool, wanted: u16) -> Diagnosis {
+    let owned = || name.to_owned();
+    let err = match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => TapError::Permission { name: owned() },
+        Some(libc::EBUSY) => TapError::Busy { name: owned() },
+        Some(libc::EINVAL) => match driver_of(cname) {
+            Some((driver, bus)) if driver == "tun" && bus == "tap" => {
+                if multi_queue {
+                    TapError::MultiQueueMismatch {
+                        name: owned(),
+                        existing: "as a single-queue tap",
+                        wanted,
+                    }
+                } else {
+                    return Diagnosis::SingleQueueWanted;
+                }
+            }
+            Some((driver, bus)) if driver == "tun" && bus == "tun" => TapError::NotATap {
+                name: owned(),
+                kind: "a tun (layer 3) device".to_owned(),
+            },
+            Some((driver, _)) => TapError::NotATap {
+                name: owned(),
+                kind: format!("driver {driver}"),
+            },
+            None => TapError::Attach {
+                name: owned(),
+                source: e,
+            },
+        },
+        _ => TapError::Attach {
+            name: owned(),
+            source: e,
+        },
+    };
+    Diagnosis::Error(err)
+}
+
+/// The driver and bus info of an existing interface, or `None` when there is
+/// no such interface (or it does not answer ethtool).
+fn driver_of(name: &CStr) -> Option<(String, String)> {
+    sys::if_index(name)?;
+    let sock = sys::ioctl_socket().ok()?;
+    match sys::if_driver(sock.as_fd(), name) {
+        Ok(info) => Some(info),
+        // Some virtual devices do not implement ethtool's driver info.
+        Err(_) => Some(("unknown".to_owned(), String::new())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_kernel_rules() {
+        assert!(validate_name("tap0").is_ok());
+        assert!(validate_name("pvio-net.1_x").is_ok());
+        assert!(validate_name("a23456789012345").is_ok());
+        for (bad, why) in [
+            ("", "empty"),
+            ("a234567890123456", "longer than 15"),
+            ("a/b", "'/'"),
+            ("a b", "whitespace"),
+            ("a\tb", "whitespace"),
+            ("eth0:1", "':'"),
+            (".", "path component"),
+            ("..", "path component"),
+        ] {
+            let err = validate_name(bad).unwrap_err();
+            assert!(matches!(err, TapError::InvalidName { .. }), "{bad:?}");
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_control_device_says_how_to_get_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Tap::open_at(&dir.path().join("tun"), "pviotest0", 1).unwrap_err();
+        assert!(matches!(err, TapError::TunMissing), "{err}");
+        assert!(err.to_string().contains("modprobe tun"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_name_is_refused_before_touching_the_kernel() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Tap::open_at(&dir.path().join("tun"), "no/slash", 1).unwrap_err();
+        assert!(matches!(err, TapError::InvalidName { .. }), "{err}");
+    }
+
+    #[test]
+    fn permission_and_busy_errors_name_the_cause() {
+        let e = |n| io::Error::from_raw_os_error(n);
+        let name = c"pvio-nonexist9";
+        let eperm = diagnose("t0", name, e(libc::EPERM), false, 1).into_error();
+        assert!(matches!(eperm, TapError::Permission { .. }));
+        assert!(eperm.to_string().contains("CAP_NET_ADMIN"), "{eperm}");
+        let ebusy = diagnose("t0", name, e(libc::EBUSY), false, 1).into_error();
+        assert!(matches!(ebusy, TapError::Busy { .. }));
+        // No such interface: the raw error is kept.
+        let einval = diagnose("t0", name, e(libc::EINVAL), false, 1).into_error();
+        assert!(matches!(einval, TapError::Attach { .. }), "{einval}");
+    }
+
+    #[test]
+    fn loopback_is_not_a_tap() {
+        // `lo` exists in every network namespace and is no tun device.
+        let err = diagnose(
+            "lo",
+            c"lo",
+            io::Error::from_raw_os_error(libc::EINVAL),
+            false,
+            1,
+        )
+        .into_error();
+        assert!(matches!(err, TapError::NotATap { .. }), "{err}");
+        assert!(err.to_string().contains("not a tap"), "{err}");
+    }
+}
