@@ -4,3 +4,14 @@
 //!
 //! It must not know pvio's internals beyond the public `pvio` command and the
 //! crates' public APIs: it tests them from the outside.
+//! See `docs/testing.md` for the cache directory, the environment variables
+//! and how to read a failure.
+
+pub mod cache;
+pub mod kernel;
+pub mod modinfo;
+pub mod modules;
+pub mod vmlinux;
+
+pub use kernel::{GuestKernel, KernelError};
+pub use modules::{ModuleIndex, ModulesError, ResolvedModule};
