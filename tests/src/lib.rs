@@ -8,10 +8,16 @@
 //! and how to read a failure.
 
 pub mod cache;
+pub mod cpio;
+pub mod init;
+pub mod initramfs;
 pub mod kernel;
+pub mod ldd;
 pub mod modinfo;
 pub mod modules;
 pub mod vmlinux;
 
+pub use init::strict;
+pub use initramfs::{FileSource, Initramfs, InitramfsBuilder, InitramfsError};
 pub use kernel::{GuestKernel, KernelError};
 pub use modules::{ModuleIndex, ModulesError, ResolvedModule};
