@@ -167,3 +167,13 @@ fn files_and_shared_memory_reach_the_guest() {
         out.console
     );
 }
+
+#[test]
+fn a_missing_qemu_says_what_to_install() {
+    let err = Guest::builder()
+        .qemu_binary("/nonexistent/qemu-system-x86_64")
+        .run("true")
+        .expect_err("no such QEMU");
+    assert!(matches!(err, GuestError::QemuMissing { .. }), "{err}");
+    assert!(err.to_string().contains("qemu-system-x86"), "{err}");
+}
