@@ -273,6 +273,17 @@ impl<'a> Binder<'a> {
         Ok(())
     }
 
+    /// Asks the kernel to find a driver for `bdf` (`drivers_probe`), for a
+    /// device whose previous driver pvio does not know.
+    pub fn reprobe(&self, bdf: Bdf) -> Result<()> {
+        self.write(
+            &self.sys().drivers_probe(),
+            &bdf.to_string(),
+            "probe drivers for",
+            bdf,
+        )
+    }
+
     fn bind(&self, bdf: Bdf, driver: &str) -> Result<()> {
         let sys = self.sys();
         let dir = sys.driver_dir(driver);

@@ -76,6 +76,11 @@ pub enum Refusal {
         /// The owner.
         owner: String,
     },
+    /// Another pvio process is working on it right now.
+    InProgress {
+        /// What it is doing.
+        what: String,
+    },
     /// An assignment or a release stopped half-way.
     HalfDone {
         /// What was being done, and how far it got.
@@ -128,6 +133,7 @@ impl fmt::Display for Refusal {
                 f,
                 "it is already owned by `{owner}`; `pvio release` it first"
             ),
+            Self::InProgress { what } => write!(f, "busy: {what} is still running"),
             Self::HalfDone { what } => write!(
                 f,
                 "{what} stopped half-way; `pvio release` finishes giving it back"

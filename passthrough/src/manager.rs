@@ -1,0 +1,588 @@
+//! The passthrough operations as commands use them: list the host's devices
+//! with their verdicts, prepare a device (for guests, or for a named owner),
+//! give it back, release it. Each checks viability, claims the device in the
+//! ownership record under its lock, does the sysfs work outside the lock,
+//! records every step, and rolls back what it did if a step fails.
+//!
+//! Owners are opaque names: the caller (the runtime) knows what a domain is.
+
+use serde::Serialize;
+
+use crate::bdf::Bdf;
+use crate::bind::{BindError, Binder, Step, Waits};
+use crate::host::Host;
+use crate::hostneeds::{HostNeeds, HostNeedsError};
+use crate::inventory::{Inventory, InventoryError, PciDevice};
+use crate::ownership::{Operation, Ownership, OwnershipError, Progress, Record, Records};
+use crate::sysfs::{Sysfs, SysfsError};
+use crate::viability::{assess, Options, Refusal};
+use crate::write::SysfsWriter;
+
+/// A passthrough operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagerError {
+    /// Sysfs could not be read.
+    #[error(transparent)]
+    Sysfs(#[from] SysfsError),
+    /// The inventory could not be read, or the device does not exist.
+    #[error(transparent)]
+    Inventory(#[from] InventoryError),
+    /// Host needs could not be read.
+    #[error(transparent)]
+    HostNeeds(#[from] HostNeedsError),
+    /// The record could not be used.
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+    /// The device cannot be assigned.
+    #[error("cannot take {bdf}: {}", join(refusals))]
+    Refused {
+        /// The device.
+        bdf: Bdf,
+        /// Why.
+        refusals: Vec<Refusal>,
+    },
+    /// pvio did not prepare this device.
+    #[error("pvio has no record of {bdf} (driver: {}): it was not prepared by pvio", driver.as_deref().unwrap_or("none"))]
+    NotManaged {
+        /// The device.
+        bdf: Bdf,
+        /// Its driver.
+        driver: Option<String>,
+    },
+    /// A sysfs step failed; what was done is rolled back when possible.
+    #[error("{}", failed_message(*bdf, *rolled_back))]
+    Failed {
+        /// The device.
+        bdf: Bdf,
+        /// Whether it is back where it was.
+        rolled_back: bool,
+        /// The step that failed.
+        #[source]
+        source: BindError,
+    },
+    /// The hook that takes the device from its running owner failed.
+    #[error("cannot take {bdf} from `{owner}`: {message}; nothing was changed on the host")]
+    Unplug {
+        /// The device.
+        bdf: Bdf,
+        /// Its owner.
+        owner: String,
+        /// What the hook said.
+        message: String,
+    },
+}
+
+fn join(refusals: &[Refusal]) -> String {
+    let list: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+    list.join("; ")
+}
+
+fn failed_message(bdf: Bdf, rolled_back: bool) -> String {
+    if rolled_back {
+        format!("moving {bdf} failed and it was given back to its driver")
+    } else {
+        format!("moving {bdf} failed and it is left half-done: `pvio release {bdf}` finishes giving it back")
+    }
+}
+
+type Result<T> = std::result::Result<T, ManagerError>;
+
+/// Where a device stands, for listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// With the host (its driver or none); pvio has no record.
+    Host,
+    /// On vfio-pci, prepared for guests, no owner.
+    Prepared,
+    /// Owned (reserved for or given to an owner).
+    Assigned,
+    /// A pvio process is working on it.
+    Busy,
+    /// An operation stopped half-way.
+    HalfDone,
+}
+
+/// A device with its verdict, for `pci-list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceStatus {
+    /// The device.
+    #[serde(flatten)]
+    pub device: PciDevice,
+    /// Whether it can be assigned now.
+    pub assignable: bool,
+    /// Why not.
+    pub refusals: Vec<Refusal>,
+    /// Where it stands.
+    pub state: State,
+    /// Its owner, if any.
+    pub owner: Option<String>,
+    /// What a half-done or running operation was doing.
+    pub operation: Option<String>,
+}
+
+/// What preparing did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// The device.
+    pub bdf: Bdf,
+    /// Whether it was already prepared (nothing to do on the host).
+    pub already: bool,
+    /// The group members taken along.
+    pub taken_along: Vec<Bdf>,
+    /// What `--force` overrode.
+    pub warnings: Vec<String>,
+}
+
+/// Called with the record before a release unbinds a device, so that the
+/// runtime can hot-unplug it from a running owner first. `Err` stops the
+/// release with nothing changed.
+pub type BeforeGiveBack<'h> = &'h mut dyn FnMut(&Record) -> std::result::Result<(), String>;
+
+/// The passthrough operations on one host.
+#[derive(Debug)]
+pub struct Manager {
+    host: Host,
+    state: Ownership,
+    writer: SysfsWriter,
+    waits: Waits,
+}
+
+impl Manager {
+    /// Operations on `host`, recorded in `state`, with changes through `writer`.
+    pub fn new(host: Host, state: Ownership, writer: SysfsWriter) -> Self {
+        Self {
+            host,
+            state,
+            writer,
+            waits: Waits::default(),
+        }
+    }
+
+    /// Sets how long to wait for the kernel.
+    #[must_use]
+    pub fn waits(mut self, waits: Waits) -> Self {
+        self.waits = waits;
+        self
+    }
+
+    /// The host.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The writer.
+    pub fn writer(&self) -> &SysfsWriter {
+        &self.writer
+    }
+
+    /// The record.
+    pub fn ownership(&self) -> &Ownership {
+        &self.state
+    }
+
+    fn binder(&self) -> Binder<'_> {
+        Binder::new(&self.host, &self.writer).waits(self.waits)
+    }
+
+    /// Every device (`all`), or every endpoint, with its verdict.
+    pub fn list(&self, all: bool) -> Result<Vec<DeviceStatus>> {
+        let inv = Inventory::scan(&self.host.sys)?;
+        let needs = HostNeeds::scan(&self.host)?;
+        let records = self.state.load()?;
+        Ok(inv
+            .devices
+            .iter()
+            .filter(|d| all || !d.is_bridge)
+            .map(|d| status(d, &inv, &needs, &records))
+            .collect())
+    }
+
+    /// The verdict on one device.
+    pub fn status(&self, bdf: Bdf) -> Result<DeviceStatus> {
+        let inv = Inventory::scan(&self.host.sys)?;
+        let dev = inv.get(bdf).ok_or(InventoryError::NotFound(bdf))?;
+        let needs = HostNeeds::scan(&self.host)?;
+        Ok(status(dev, &inv, &needs, &self.state.load()?))
+    }
+
+    /// Devices prepared for guests (owned or not), from the record.
+    pub fn prepared(&self) -> Result<Vec<Record>> {
+        Ok(self
+            .state
+            .load()?
+            .devices
+            .into_values()
+            .filter(|r| r.operation == Operation::Prepare && r.done)
+            .collect())
+    }
+
+    /// Prepares `bdf` for guests with no owner (`pci-assignable-add`).
+    pub fn prepare(&self, bdf: Bdf, opts: Options) -> Result<Outcome> {
+        self.prepare_inner(bdf, None, opts)
+    }
+
+    /// Prepares `bdf` and records `owner` as its owner (`assign`).
+    pub fn prepare_for(&self, bdf: Bdf, owner: &str, opts: Options) -> Result<Outcome> {
+        self.prepare_inner(bdf, Some(owner), opts)
+    }
+
+    fn prepare_inner(&self, bdf: Bdf, owner: Option<&str>, opts: Options) -> Result<Outcome> {
+        let inv = Inventory::scan(&self.host.sys)?;
+        let dev = inv.get(bdf).ok_or(InventoryError::NotFound(bdf))?;
+        let needs = HostNeeds::scan(&self.host)?;
+        let verdict = assess(dev, &inv, &needs, opts);
+        let devices: Vec<Bdf> = std::iter::once(bdf)
+            .chain(verdict.take_along.iter().copied())
+            .collect();
+
+        // Check and claim under the lock, so one of two racing claims wins.
+        let claim = |records: &mut Records| -> Result<Option<Outcome>> {
+            if let Some(r) = records.devices.get_mut(&bdf) {
+                claimable(r, owner)?;
+                if owner.is_some() && r.owner.is_none() && !self.writer.is_dry_run() {
+                    r.owner = owner.map(str::to_owned);
+                }
+                return Ok(Some(Outcome {
+                    bdf,
+                    already: true,
+                    taken_along: Vec::new(),
+                    warnings: Vec::new(),
+                }));
+            }
+            let mut refusals = verdict.refusals.clone();
+            for m in &verdict.take_along {
+                if let Some(r) = records.devices.get(m) {
+                    if let Err(ManagerError::Refused { refusals: more, .. }) = claimable(r, owner) {
+                        refusals.extend(more);
+                    }
+                }
+            }
+            if !refusals.is_empty() {
+                return Err(ManagerError::Refused { bdf, refusals });
+            }
+            if self.writer.is_dry_run() {
+                return Ok(None);
+            }
+            for &d in &devices {
+                let previous = inv.get(d).and_then(|x| x.driver.clone());
+                records.devices.insert(
+                    d,
+                    Record {
+                        bdf: d,
+                        owner: owner.map(str::to_owned),
+                        previous_driver: previous.filter(|p| p != Sysfs::VFIO_PCI),
+                        operation: Operation::Prepare,
+                        step: None,
+                        done: false,
+                        pid: std::process::id(),
+                        group_of: (d != bdf).then_some(bdf),
+                    },
+                );
+            }
+            Ok(None)
+        };
+        let already = if self.writer.is_dry_run() {
+            claim(&mut self.state.load()?)?
+        } else {
+            self.state.update(claim)??
+        };
+        if let Some(done) = already {
+            return Ok(done);
+        }
+        for (i, &d) in devices.iter().enumerate() {
+            let mut steps = StepRecorder::new(self, d);
+            let result = self.binder().prepare(d, &mut |s| steps.step(s));
+            let recorded = steps.finish();
+            if let Err(source) = result {
+                let rolled_back = self.roll_back(&devices[..=i]);
+                return Err(ManagerError::Failed {
+                    bdf: d,
+                    rolled_back,
+                    source,
+                });
+            }
+            recorded?;
+        }
+        if !self.writer.is_dry_run() {
+            self.state.update(|rs| {
+                for d in &devices {
+                    if let Some(r) = rs.devices.get_mut(d) {
+                        r.done = true;
+                    }
+                }
+            })?;
+        }
+        Ok(Outcome {
+            bdf,
+            already: false,
+            taken_along: verdict.take_along,
+            warnings: verdict.warnings,
+        })
+    }
+
+    /// Gives back what a failed prepare did; true if all went back.
+    fn roll_back(&self, devices: &[Bdf]) -> bool {
+        let records = self.state.load().unwrap_or_default();
+        let mut all = true;
+        for &d in devices.iter().rev() {
+            let previous = records
+                .devices
+                .get(&d)
+                .and_then(|r| r.previous_driver.clone());
+            match self
+                .binder()
+                .give_back(d, previous.as_deref(), true, &mut |_| {})
+            {
+                Ok(()) => {
+                    let _ = self.state.update(|rs| rs.devices.remove(&d));
+                }
+                Err(e) => {
+                    tracing::warn!("cannot roll back {d}: {e}");
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// Gives a prepared, unowned device back (`pci-assignable-remove`):
+    /// unbind vfio-pci, clear `driver_override`, and with `rebind` bind the
+    /// driver it had. Also finishes a half-done preparation.
+    pub fn give_back(&self, bdf: Bdf, rebind: bool) -> Result<()> {
+        let records = self.state.load()?;
+        match records.devices.get(&bdf) {
+            Some(r) if r.owner.is_some() && r.progress() == Progress::Done => {
+                Err(ManagerError::Refused {
+                    bdf,
+                    refusals: vec![Refusal::Owned {
+                        owner: r.owner.clone().unwrap_or_default(),
+                    }],
+                })
+            }
+            Some(_) => self.finish_give_back(bdf, rebind, &mut |_| Ok(())),
+            None => {
+                let driver = self.host.sys.driver(bdf)?;
+                if !self.host.sys.exists(bdf) {
+                    return Err(InventoryError::NotFound(bdf).into());
+                }
+                if driver.as_deref() != Some(Sysfs::VFIO_PCI) {
+                    return Err(ManagerError::NotManaged { bdf, driver });
+                }
+                // Prepared by hand or by another tool: pvio does not know the
+                // old driver, so the kernel picks one.
+                let fail = |source| ManagerError::Failed {
+                    bdf,
+                    rolled_back: false,
+                    source,
+                };
+                self.binder()
+                    .give_back(bdf, None, false, &mut |_| {})
+                    .map_err(fail)?;
+                if rebind {
+                    self.binder().reprobe(bdf).map_err(fail)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes a device back from its owner and returns it to the driver it
+    /// had (`release`). `before` runs first (the runtime's hot-unplug); a
+    /// half-done operation is finished.
+    pub fn release(&self, bdf: Bdf, before: BeforeGiveBack<'_>) -> Result<()> {
+        let records = self.state.load()?;
+        if !records.devices.contains_key(&bdf) {
+            if !self.host.sys.exists(bdf) {
+                return Err(InventoryError::NotFound(bdf).into());
+            }
+            return Err(ManagerError::NotManaged {
+                bdf,
+                driver: self.host.sys.driver(bdf)?,
+            });
+        }
+        self.finish_give_back(bdf, true, before)
+    }
+
+    fn finish_give_back(&self, bdf: Bdf, rebind: bool, before: BeforeGiveBack<'_>) -> Result<()> {
+        let dry = self.writer.is_dry_run();
+        // Mark the device and the members taken along with it as being
+        // given back, under the lock.
+        let mark = |records: &mut Records| -> Result<Vec<Record>> {
+            let r = records
+                .devices
+                .get(&bdf)
+                .ok_or(ManagerError::NotManaged { bdf, driver: None })?;
+            if r.progress() == Progress::Running {
+                return Err(ManagerError::Refused {
+                    bdf,
+                    refusals: vec![Refusal::InProgress { what: r.describe() }],
+                });
+            }
+            let mut list: Vec<Record> = records
+                .devices
+                .values()
+                .filter(|m| m.group_of == Some(bdf))
+                .cloned()
+                .collect();
+            list.push(r.clone());
+            if !dry {
+                for m in &list {
+                    if let Some(x) = records.devices.get_mut(&m.bdf) {
+                        x.operation = Operation::GiveBack;
+                        x.done = false;
+                        x.step = None;
+                        x.pid = std::process::id();
+                    }
+                }
+            }
+            Ok(list)
+        };
+        let list = if dry {
+            mark(&mut self.state.load()?)?
+        } else {
+            self.state.update(mark)??
+        };
+        let primary = list.last().cloned();
+        if let Some(r) = &primary {
+            if let Err(message) = before(r) {
+                if !dry {
+                    self.state.update(|rs| {
+                        for m in &list {
+                            rs.devices.insert(m.bdf, m.clone());
+                        }
+                    })?;
+                }
+                return Err(ManagerError::Unplug {
+                    bdf,
+                    owner: r.owner.clone().unwrap_or_default(),
+                    message,
+                });
+            }
+        }
+        for r in &list {
+            if !self.host.sys.exists(r.bdf) {
+                tracing::warn!("{} is gone from the host; dropping its record", r.bdf);
+            } else {
+                let mut steps = StepRecorder::new(self, r.bdf);
+                let result = self.binder().give_back(
+                    r.bdf,
+                    r.previous_driver.as_deref(),
+                    rebind,
+                    &mut |s| steps.step(s),
+                );
+                steps.finish()?;
+                result.map_err(|source| ManagerError::Failed {
+                    bdf: r.bdf,
+                    rolled_back: false,
+                    source,
+                })?;
+            }
+            if !dry {
+                self.state.update(|rs| rs.devices.remove(&r.bdf))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a record lets `owner` have the device; `Ok` means it is already
+/// prepared and the claim is a no-op.
+fn claimable(r: &Record, owner: Option<&str>) -> Result<()> {
+    let refuse = |refusal| {
+        Err(ManagerError::Refused {
+            bdf: r.bdf,
+            refusals: vec![refusal],
+        })
+    };
+    match r.progress() {
+        Progress::Running => refuse(Refusal::InProgress { what: r.describe() }),
+        Progress::HalfDone => refuse(Refusal::HalfDone { what: r.describe() }),
+        Progress::Done if r.operation == Operation::GiveBack => {
+            refuse(Refusal::HalfDone { what: r.describe() })
+        }
+        Progress::Done => match (&r.owner, owner) {
+            (Some(o), Some(n)) if o != n => refuse(Refusal::Owned { owner: o.clone() }),
+            _ => Ok(()),
+        },
+    }
+}
+
+/// The verdict on one device, the record included.
+fn status(dev: &PciDevice, inv: &Inventory, needs: &HostNeeds, records: &Records) -> DeviceStatus {
+    let mut verdict = assess(dev, inv, needs, Options::default());
+    let record = records.devices.get(&dev.bdf);
+    let (state, operation) = match record.map(|r| (r, r.progress())) {
+        None => (State::Host, None),
+        Some((r, Progress::Running)) => {
+            verdict
+                .refusals
+                .push(Refusal::InProgress { what: r.describe() });
+            (State::Busy, Some(r.describe()))
+        }
+        Some((r, Progress::HalfDone)) => {
+            verdict
+                .refusals
+                .push(Refusal::HalfDone { what: r.describe() });
+            (State::HalfDone, Some(r.describe()))
+        }
+        Some((r, Progress::Done)) => match &r.owner {
+            Some(o) => {
+                verdict.refusals.push(Refusal::Owned { owner: o.clone() });
+                (State::Assigned, None)
+            }
+            None => (State::Prepared, None),
+        },
+    };
+    DeviceStatus {
+        device: dev.clone(),
+        assignable: verdict.refusals.is_empty(),
+        refusals: verdict.refusals,
+        state,
+        owner: record.and_then(|r| r.owner.clone()),
+        operation,
+    }
+}
+
+/// Writes each step done into the record (not in dry-run mode), keeping the
+/// first error for after the sysfs work.
+struct StepRecorder<'m> {
+    manager: &'m Manager,
+    bdf: Bdf,
+    error: Option<OwnershipError>,
+}
+
+impl<'m> StepRecorder<'m> {
+    fn new(manager: &'m Manager, bdf: Bdf) -> Self {
+        Self {
+            manager,
+            bdf,
+            error: None,
+        }
+    }
+
+    fn step(&mut self, step: Step) {
+        if self.manager.writer.is_dry_run() || self.error.is_some() {
+            return;
+        }
+        let bdf = self.bdf;
+        if let Err(e) = self.manager.state.update(|rs| {
+            if let Some(r) = rs.devices.get_mut(&bdf) {
+                r.step = Some(step);
+            }
+        }) {
+            self.error = Some(e);
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self.error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "manager_tests.rs"]
+mod tests;
