@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 
 use crate::init::{BEGIN_MARKER, END_MARKER_PREFIX, INSMOD_FAILED_PREFIX, MARKER_SUFFIX};
 
+/// Whether console lines are echoed to stderr: yes unless
+/// `PVIO_GUEST_ECHO=0` (the demo sets it; tests keep the echo so a failure
+/// shows the whole boot).
+fn echo_enabled() -> bool {
+    static ECHO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ECHO.get_or_init(|| std::env::var("PVIO_GUEST_ECHO").map_or(true, |v| v != "0"))
+}
+
 /// How many console lines an error carries.
 pub const TAIL_LINES: usize = 30;
 
@@ -44,7 +52,9 @@ impl Console {
     fn push_line(&self, raw: &[u8], echo_prefix: &str) {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let line = String::from_utf8_lossy(raw).into_owned();
-        eprintln!("{echo_prefix}{line}");
+        if echo_enabled() {
+            eprintln!("{echo_prefix}{line}");
+        }
         let mut st = self.lock();
         if line == BEGIN_MARKER && st.begin_at.is_none() {
             st.begin_at = Some(Instant::now());
