@@ -5,4 +5,6 @@
 //! This crate must not know about domains, config files, QEMU command lines
 //! or PCI passthrough: it serves one device on one socket.
 
+pub mod blk;
 pub mod net;
+pub mod vhost_user;

@@ -19,6 +19,9 @@ pub enum CliError {
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] serde_json::Error),
+    /// The PV block backend failed (bad image, socket in use, ...).
+    #[error(transparent)]
+    Blk(#[from] pvio_backends::blk::BlkError),
 }
 
 /// Runs one command. `Ok` carries the exit code for commands whose success is
@@ -53,7 +56,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::PciAssignableList(_) => not_built("pci-assignable-list", PCI),
         C::Assign(_) => not_built("assign", PCI),
         C::Release(_) => not_built("release", PCI),
-        C::Backend(BackendCommand::Blk(_)) => not_built("backend blk", "the PV block backend"),
+        C::Backend(BackendCommand::Blk(a)) => backend_blk(a),
         C::Backend(BackendCommand::Net(_)) => not_built("backend net", "the PV net backend"),
         C::Bench(BenchCommand::Blk) => not_built("bench blk", "the block benchmark"),
         C::Bench(BenchCommand::Net) => not_built("bench net", "the net benchmark"),
@@ -73,6 +76,19 @@ fn host_check(json: bool) -> Result<ExitCode, CliError> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `pvio backend blk`: serves the image in the foreground until SIGTERM or
+/// SIGINT.
+fn backend_blk(a: super::args::BlkBackendArgs) -> Result<ExitCode, CliError> {
+    let mut opts = pvio_backends::blk::BlkOptions::new(a.socket, a.image);
+    opts.read_only = a.read_only;
+    opts.num_queues = a.num_queues;
+    opts.queue_size = a.queue_size;
+    opts.direct = a.direct;
+    opts.serial = a.serial;
+    pvio_backends::blk::serve_until_signal(&opts)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The error and its causes on one line: `a: b: c`.

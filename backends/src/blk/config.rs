@@ -1,0 +1,148 @@
+//! What the block device offers: its feature bits, its virtio-blk config
+//! space (`BlkConfig` from `pvio-frontend-protocol`) and the request limits
+//! the parser enforces, all derived from the image and the options.
+//!
+//! It must not know about queues, engines or vhost-user messages.
+
+use pvio_frontend_protocol::blk::{
+    BlkConfig, BlkTopology, SECTOR_SIZE, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE,
+    VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,
+    VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_F_SIZE_MAX, VIRTIO_BLK_F_TOPOLOGY, VIRTIO_BLK_F_WRITE_ZEROES,
+    VIRTIO_BLK_ID_BYTES,
+};
+use pvio_frontend_protocol::features::{
+    VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+};
+
+/// Largest data segment offered in `size_max` (bytes).
+pub const SIZE_MAX: u32 = 1 << 20;
+/// Most data segments in one request the engine takes (`IOV_MAX`).
+pub const MAX_SEGMENTS: u32 = 1024;
+/// Most data one read or write may carry (bytes): `seg_max * size_max` is
+/// far more than any driver sends; this bounds what a guest can ask for.
+pub const MAX_DATA_BYTES: u64 = 32 << 20;
+/// Largest discard / write-zeroes range, in sectors (1 GiB).
+pub const MAX_DISCARD_SECTORS: u32 = (1 << 30) >> 9;
+/// Ranges per discard / write-zeroes request.
+pub const MAX_DISCARD_SEG: u32 = 1;
+/// Discard alignment hint, in sectors (4 KiB, the page-cache granularity).
+pub const DISCARD_ALIGNMENT: u32 = 8;
+
+/// What the device is, as the parser and the config space need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskInfo {
+    /// Capacity in 512-byte sectors.
+    pub sectors: u64,
+    /// Writes, discards and write-zeroes are refused.
+    pub read_only: bool,
+    /// Logical block size in bytes.
+    pub logical_block: u32,
+    /// Physical block size in bytes.
+    pub physical_block: u32,
+    /// Number of request queues.
+    pub num_queues: u16,
+    /// Descriptors per queue.
+    pub queue_size: u16,
+    /// The GET_ID answer (NUL-padded serial), if `--serial` was given.
+    pub serial: Option<[u8; VIRTIO_BLK_ID_BYTES]>,
+}
+
+impl DiskInfo {
+    /// The capacity in bytes.
+    pub fn size_bytes(&self) -> u64 {
+        self.sectors.saturating_mul(SECTOR_SIZE)
+    }
+
+    /// `seg_max`: a request must fit the ring with its header and status
+    /// when the driver does not use indirect descriptors.
+    pub fn seg_max(&self) -> u32 {
+        u32::from(self.queue_size)
+            .saturating_sub(2)
+            .clamp(1, MAX_SEGMENTS)
+    }
+}
+
+/// The virtio feature bits offered.
+pub fn features(disk: &DiskInfo) -> u64 {
+    let mut f = VIRTIO_F_VERSION_1
+        | VIRTIO_F_EVENT_IDX
+        | VIRTIO_F_INDIRECT_DESC
+        | VHOST_USER_F_PROTOCOL_FEATURES
+        | VIRTIO_BLK_F_SIZE_MAX
+        | VIRTIO_BLK_F_SEG_MAX
+        | VIRTIO_BLK_F_BLK_SIZE
+        | VIRTIO_BLK_F_TOPOLOGY
+        | VIRTIO_BLK_F_FLUSH
+        | VIRTIO_BLK_F_CONFIG_WCE
+        | VIRTIO_BLK_F_MQ
+        | VIRTIO_BLK_F_DISCARD
+        | VIRTIO_BLK_F_WRITE_ZEROES;
+    if disk.read_only {
+        f |= VIRTIO_BLK_F_RO;
+    }
+    f
+}
+
+/// The config space at reset (writeback cache on).
+pub fn config_space(disk: &DiskInfo) -> BlkConfig {
+    let per_physical = disk.physical_block / disk.logical_block.max(1);
+    let physical_block_exp = u8::try_from(per_physical.max(1).trailing_zeros()).unwrap_or(0);
+    BlkConfig::default()
+        .with_capacity(disk.sectors)
+        .with_size_max(SIZE_MAX)
+        .with_seg_max(disk.seg_max())
+        .with_blk_size(disk.logical_block)
+        .with_topology(BlkTopology::new(physical_block_exp, 0, 1, 0))
+        .with_writeback(true)
+        .with_num_queues(disk.num_queues)
+        .with_discard(MAX_DISCARD_SECTORS, MAX_DISCARD_SEG, DISCARD_ALIGNMENT)
+        .with_write_zeroes(MAX_DISCARD_SECTORS, MAX_DISCARD_SEG, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pvio_frontend_protocol::zerocopy::IntoBytes;
+
+    fn disk(read_only: bool) -> DiskInfo {
+        DiskInfo {
+            sectors: 2048,
+            read_only,
+            logical_block: 512,
+            physical_block: 4096,
+            num_queues: 2,
+            queue_size: 256,
+            serial: None,
+        }
+    }
+
+    #[test]
+    fn spec_5_2_3_ro_offered_only_for_read_only_disks() {
+        assert_eq!(features(&disk(false)) & VIRTIO_BLK_F_RO, 0);
+        assert_ne!(features(&disk(true)) & VIRTIO_BLK_F_RO, 0);
+        let f = features(&disk(false));
+        for bit in [
+            VIRTIO_F_VERSION_1,
+            VIRTIO_F_EVENT_IDX,
+            VIRTIO_BLK_F_FLUSH,
+            VIRTIO_BLK_F_MQ,
+            VIRTIO_BLK_F_DISCARD,
+            VIRTIO_BLK_F_WRITE_ZEROES,
+            VIRTIO_BLK_F_CONFIG_WCE,
+        ] {
+            assert_ne!(f & bit, 0, "{bit:#x}");
+        }
+    }
+
+    #[test]
+    fn spec_5_2_4_config_carries_capacity_queues_and_topology() {
+        let cfg = config_space(&disk(false));
+        assert_eq!(cfg.capacity(), 2048);
+        assert_eq!(cfg.num_queues(), 2);
+        assert_eq!(cfg.blk_size(), 512);
+        assert_eq!(cfg.topology.physical_block_exp, 3);
+        assert!(cfg.writeback());
+        assert_eq!(cfg.seg_max.get(), 254);
+        assert_eq!(cfg.as_bytes()[BlkConfig::WRITEBACK_OFFSET], 1);
+    }
+}

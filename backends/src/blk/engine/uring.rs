@@ -1,0 +1,264 @@
+//! The io_uring engine: operations of one queue batched into one
+//! `io_uring_enter` per kick, completions signalled on an eventfd that the
+//! queue thread's epoll loop watches, so the same thread handles them.
+//!
+//! It must not know about guests or virtio.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::sync::Arc;
+
+use io_uring::{opcode, squeue, types, IoUring, Probe};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use super::{Completion, Op};
+
+/// The image as fixed file 0 of the ring (saves a file lookup per op).
+const FILE: types::Fixed = types::Fixed(0);
+
+/// The operations this engine issues; a kernel without one of them gets the
+/// synchronous fallback.
+const NEEDED: [u8; 6] = [
+    opcode::Read::CODE,
+    opcode::Readv::CODE,
+    opcode::Write::CODE,
+    opcode::Writev::CODE,
+    opcode::Fsync::CODE,
+    opcode::Fallocate::CODE,
+];
+
+/// io_uring with a registered image file and completion eventfd.
+pub struct UringEngine {
+    ring: IoUring,
+    event: EventFd,
+    /// Completions taken off the ring while making room to submit, handed
+    /// out by the next `reap`.
+    early: Vec<Completion>,
+    in_flight: usize,
+    /// Keeps the registered fd open for the ring's lifetime.
+    _file: Arc<File>,
+}
+
+impl std::fmt::Debug for UringEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringEngine")
+            .field("in_flight", &self.in_flight)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UringEngine {
+    /// A ring deep enough for `depth` requests.
+    pub fn new(file: Arc<File>, depth: u32) -> io::Result<Self> {
+        let entries = depth.clamp(8, 4096).next_power_of_two();
+        let ring = IoUring::builder()
+            .setup_cqsize(entries.saturating_mul(2))
+            .build(entries)?;
+        let mut probe = Probe::new();
+        ring.submitter().register_probe(&mut probe)?;
+        if let Some(op) = NEEDED.iter().find(|&&op| !probe.is_supported(op)) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the kernel's io_uring lacks opcode {op}"),
+            ));
+        }
+        ring.submitter().register_files(&[file.as_raw_fd()])?;
+        let event = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
+        ring.submitter().register_eventfd(event.as_raw_fd())?;
+        Ok(Self {
+            ring,
+            event,
+            early: Vec::new(),
+            in_flight: 0,
+            _file: file,
+        })
+    }
+
+    /// Queues one operation (submitting earlier ones if the ring is full).
+    ///
+    /// # Safety
+    ///
+    /// See [`Engine::push`](super::Engine::push).
+    pub unsafe fn push(&mut self, tag: u64, op: Op) -> io::Result<()> {
+        // SAFETY: the caller's contract covers the iovecs `build` reads.
+        let entry = unsafe { build(op) }.user_data(tag);
+        loop {
+            // SAFETY: the caller keeps the iovecs and the memory they point
+            // to valid until the completion for `tag` is reaped; `entry`
+            // refers to nothing else.
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            if pushed.is_ok() {
+                self.in_flight += 1;
+                return Ok(());
+            }
+            // The submission queue is full: start what is in it.
+            self.submit()?;
+        }
+    }
+
+    /// Submits every queued operation.
+    pub fn submit(&mut self) -> io::Result<()> {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EINTR) => continue,
+                    // The completion queue is full: make room and retry.
+                    Some(libc::EBUSY | libc::EAGAIN) => {
+                        let before = self.early.len();
+                        self.take_completions_early();
+                        if self.early.len() == before {
+                            // Nothing to take: let the kernel make progress.
+                            self.enter_and_wait(1)?;
+                        }
+                    }
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    fn take_completions_early(&mut self) {
+        let mut early = std::mem::take(&mut self.early);
+        self.reap_ring(&mut early);
+        self.early = early;
+    }
+
+    fn enter_and_wait(&mut self, want: usize) -> io::Result<()> {
+        loop {
+            match self.ring.submit_and_wait(want) {
+                Ok(_) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                    self.take_completions_early();
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Moves finished operations into `out`.
+    pub fn reap(&mut self, out: &mut Vec<Completion>) {
+        out.append(&mut self.early);
+        self.reap_ring(out);
+    }
+
+    fn reap_ring(&mut self, out: &mut Vec<Completion>) {
+        for cqe in self.ring.completion() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            out.push(Completion {
+                tag: cqe.user_data(),
+                result: cqe.result(),
+            });
+        }
+    }
+
+    /// Waits for every operation in flight.
+    pub fn wait_all(&mut self, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.append(&mut self.early);
+        while self.in_flight > 0 {
+            self.enter_and_wait(1)?;
+            self.reap(out);
+        }
+        Ok(())
+    }
+
+    /// Whether the completion queue holds entries (or some were taken early).
+    pub fn has_completions(&mut self) -> bool {
+        !self.early.is_empty() || !self.ring.completion().is_empty()
+    }
+
+    /// Operations pushed and not yet reaped.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight + self.early.len()
+    }
+
+    /// The completion eventfd.
+    pub fn event_fd(&self) -> RawFd {
+        self.event.as_raw_fd()
+    }
+
+    /// Empties the completion eventfd.
+    pub fn clear_event(&self) {
+        // EAGAIN (already empty) is the expected case.
+        let _ = self.event.read();
+    }
+}
+
+impl Drop for UringEngine {
+    fn drop(&mut self) {
+        // The kernel must not touch guest memory after its owner has gone:
+        // an engine is only dropped drained, but make sure.
+        let mut sink = Vec::new();
+        if let Err(e) = self.wait_all(&mut sink) {
+            tracing::error!("cannot drain io_uring before closing it: {e}");
+        }
+    }
+}
+
+/// The submission entry for `op`.
+///
+/// # Safety
+///
+/// A read or write's `iov` must point to `iovcnt` readable iovecs.
+unsafe fn build(op: Op) -> squeue::Entry {
+    match op {
+        Op::Read {
+            offset,
+            iov,
+            iovcnt,
+        } => {
+            // SAFETY: forwarded contract.
+            match unsafe { single(iov, iovcnt) } {
+                Some((base, len)) => opcode::Read::new(FILE, base.cast(), len)
+                    .offset(offset)
+                    .build(),
+                None => opcode::Readv::new(FILE, iov, iovcnt).offset(offset).build(),
+            }
+        }
+        Op::Write {
+            offset,
+            iov,
+            iovcnt,
+            dsync,
+        } => {
+            let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+            // SAFETY: forwarded contract.
+            match unsafe { single(iov, iovcnt) } {
+                Some((base, len)) => opcode::Write::new(FILE, base.cast_const().cast(), len)
+                    .offset(offset)
+                    .rw_flags(flags)
+                    .build(),
+                None => opcode::Writev::new(FILE, iov, iovcnt)
+                    .offset(offset)
+                    .rw_flags(flags)
+                    .build(),
+            }
+        }
+        Op::Flush => opcode::Fsync::new(FILE)
+            .flags(types::FsyncFlags::DATASYNC)
+            .build(),
+        Op::Fallocate { mode, offset, len } => opcode::Fallocate::new(FILE, len)
+            .offset(offset)
+            .mode(mode)
+            .build(),
+    }
+}
+
+/// The one buffer of a one-iovec operation, when its length fits the
+/// non-vectored opcodes.
+///
+/// # Safety
+///
+/// `iov` must point to `iovcnt` readable iovecs.
+unsafe fn single(iov: *const libc::iovec, iovcnt: u32) -> Option<(*mut libc::c_void, u32)> {
+    if iovcnt != 1 || iov.is_null() {
+        return None;
+    }
+    // SAFETY: `iov` is non-null and the caller guarantees it points to
+    // `iovcnt` (here one) readable iovecs.
+    let v = unsafe { *iov };
+    Some((v.iov_base, u32::try_from(v.iov_len).ok()?))
+}

@@ -1,0 +1,627 @@
+//! The state of one request queue and the thread that serves it: pops
+//! descriptor chains, parses them, hands reads and writes to the queue's own
+//! engine in one batch, and puts finished requests in the used ring.
+//!
+//! Nothing here is shared with other queues except read-only disk facts, the
+//! write-cache flag (an atomic) and the error counters (atomics touched only
+//! on errors): the per-request path takes no lock common to all queues.
+//!
+//! It must not know about the vhost-user protocol beyond the vring it is
+//! given, nor about how the engine does its I/O.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use vhost_user_backend::{VringState, VringT};
+use virtio_queue::QueueT;
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryMmap};
+
+use pvio_frontend_protocol::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
+
+use super::config::DiskInfo;
+use super::engine::{Completion, Engine, Op};
+use super::metrics::{GuestError, Metrics};
+use super::poll::Poller;
+use super::request::{parse, Action, Request};
+use crate::vhost_user::{Vring, GM};
+
+/// What a slot's operation is, for completion handling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotOp {
+    Read,
+    Write {
+        dsync: bool,
+    },
+    Flush,
+    Discard,
+    /// `FALLOC_FL_ZERO_RANGE`.
+    ZeroRange,
+    /// Punch then allocate: write-zeroes where ZERO_RANGE is not supported
+    /// (tmpfs) or UNMAP was allowed (then the allocate step is skipped).
+    ZeroPunch {
+        allocate: bool,
+    },
+    /// The allocate step after a punch.
+    ZeroAllocate,
+}
+
+/// A request handed to the engine and not finished yet.
+#[derive(Debug)]
+struct Slot {
+    head: u16,
+    status: GuestAddress,
+    used_len_ok: u32,
+    op: SlotOp,
+    offset: u64,
+    /// Bytes still to transfer (reads, writes) or the fallocate length.
+    remaining: u64,
+    iovecs: Vec<libc::iovec>,
+    /// First iovec not yet transferred.
+    first: usize,
+    /// The guest memory the iovecs point into: kept mapped until the engine
+    /// is done with them, even if the frontend sends a new memory table.
+    mem: Option<Arc<GuestMemoryMmap>>,
+}
+
+// SAFETY: the iovecs are host addresses into the mapping held by `mem` in the
+// same slot; a slot is only used by the thread that holds the queue's lock.
+unsafe impl Send for Slot {}
+
+impl Slot {
+    fn empty() -> Self {
+        Self {
+            head: 0,
+            status: GuestAddress(0),
+            used_len_ok: 1,
+            op: SlotOp::Flush,
+            offset: 0,
+            remaining: 0,
+            iovecs: Vec::new(),
+            first: 0,
+            mem: None,
+        }
+    }
+
+    /// Skips `n` transferred bytes in the iovecs (after a short transfer).
+    fn advance(&mut self, mut n: u64) {
+        self.offset = self.offset.saturating_add(n);
+        self.remaining = self.remaining.saturating_sub(n);
+        while let Some(v) = self.iovecs.get_mut(self.first) {
+            let len = u64::try_from(v.iov_len).unwrap_or(u64::MAX);
+            if n < len {
+                let k = usize::try_from(n).unwrap_or(0);
+                v.iov_base = v.iov_base.cast::<u8>().wrapping_add(k).cast();
+                v.iov_len -= k;
+                return;
+            }
+            n -= len;
+            self.first += 1;
+        }
+    }
+}
+
+/// Everything one queue needs, behind that queue's own lock.
+pub struct QueueWorker {
+    index: usize,
+    engine: Engine,
+    disk: Arc<DiskInfo>,
+    metrics: Arc<Metrics>,
+    writethrough: Arc<AtomicBool>,
+    mem: Option<GM>,
+    vring: Option<Vring>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    max_in_flight: usize,
+    request: Request,
+    completions: Vec<Completion>,
+    /// A chain without a status byte was seen: serve nothing until reset.
+    broken: bool,
+    /// Stopped popping chains at `max_in_flight`; resume on completions.
+    throttled: bool,
+    poller: Poller,
+}
+
+impl std::fmt::Debug for QueueWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueWorker")
+            .field("index", &self.index)
+            .field("engine", &self.engine.name())
+            .field("in_flight", &(self.slots.len() - self.free.len()))
+            .field("broken", &self.broken)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueueWorker {
+    /// A worker for queue `index`.
+    pub fn new(
+        index: usize,
+        engine: Engine,
+        disk: Arc<DiskInfo>,
+        metrics: Arc<Metrics>,
+        writethrough: Arc<AtomicBool>,
+    ) -> Self {
+        let max_in_flight = usize::from(disk.queue_size).max(1);
+        Self {
+            index,
+            engine,
+            disk,
+            metrics,
+            writethrough,
+            mem: None,
+            vring: None,
+            slots: Vec::new(),
+            free: Vec::new(),
+            max_in_flight,
+            request: Request::new(),
+            completions: Vec::new(),
+            broken: false,
+            throttled: false,
+            poller: Poller::new(),
+        }
+    }
+
+    /// The engine, for registering its eventfd.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The guest memory of the current connection.
+    pub fn set_memory(&mut self, mem: GM) {
+        self.mem = Some(mem);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// The driver kicked the queue.
+    pub fn handle_kick(&mut self, vring: &Vring) {
+        if self.vring.is_none() {
+            self.vring = Some(vring.clone());
+        }
+        self.run(vring);
+    }
+
+    /// The engine's eventfd fired.
+    pub fn handle_completions(&mut self, vring: &Vring) {
+        self.engine.clear_event();
+        self.run(vring);
+    }
+
+    /// Serves the queue until it is empty (and stays empty for the polling
+    /// window), then leaves notifications enabled and returns.
+    fn run(&mut self, vring: &Vring) {
+        let Some(mem) = self.mem.as_ref().map(|m| m.memory().into_inner()) else {
+            return;
+        };
+        let mut guard = vring.get_mut();
+        let state = &mut *guard;
+        let mut used = false;
+        loop {
+            if !self.broken {
+                if let Err(e) = state.disable_notification() {
+                    self.needs_reset(&format!("cannot update the ring: {e}"));
+                }
+            }
+            if !self.broken && !self.throttled {
+                self.pop_all(state, &mem, &mut used);
+            }
+            if let Err(e) = self.engine.submit() {
+                self.metrics.record(
+                    GuestError::IoError,
+                    self.index,
+                    &format_args!("io_uring submit: {e}"),
+                );
+            }
+            used |= self.reap(state, &mem);
+            if self.throttled && self.in_flight() < self.max_in_flight {
+                self.throttled = false;
+                continue;
+            }
+            if used {
+                Self::signal(state, self.index);
+                used = false;
+            }
+            if self.broken || self.throttled {
+                break;
+            }
+            // Poll the avail ring (and the engine) a little before sleeping:
+            // a driver that sees notifications disabled does not kick.
+            let queue = state.get_queue();
+            let has_work = |engine: &mut Engine| {
+                engine.has_completions()
+                    || queue
+                        .avail_idx(&*mem, Ordering::Acquire)
+                        .map(|idx| idx.0 != queue.next_avail())
+                        .unwrap_or(false)
+            };
+            if self.poller.poll(|| has_work(&mut self.engine)) {
+                continue;
+            }
+            match state.enable_notification() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    self.needs_reset(&format!("cannot update the ring: {e}"));
+                    break;
+                }
+            }
+        }
+    }
+
+    fn signal(state: &mut VringState<GM>, index: usize) {
+        match state.needs_notification() {
+            Ok(false) => {}
+            Ok(true) | Err(_) => {
+                if let Err(e) = state.signal_used_queue() {
+                    tracing::debug!("queue {index}: cannot signal the driver: {e}");
+                }
+            }
+        }
+    }
+
+    /// Pops and starts every available chain (up to `max_in_flight`).
+    fn pop_all(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMemoryMmap>, used: &mut bool) {
+        loop {
+            if self.in_flight() >= self.max_in_flight {
+                self.throttled = true;
+                return;
+            }
+            let Some(chain) = state.get_queue_mut().pop_descriptor_chain(&**mem) else {
+                return;
+            };
+            if let Err(e) = parse(chain, mem, &self.disk, &mut self.request) {
+                self.metrics
+                    .record(GuestError::MalformedChain, self.index, &e);
+                self.needs_reset(&e.to_string());
+                return;
+            }
+            *used |= self.dispatch(state, mem);
+        }
+    }
+
+    /// Starts the parsed request, or finishes it at once. True if it went
+    /// into the used ring already.
+    fn dispatch(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMemoryMmap>) -> bool {
+        let req = &mut self.request;
+        let (op, offset, len) = match req.action {
+            Action::Fail {
+                status,
+                error,
+                detail,
+            } => {
+                self.metrics.record(error, self.index, &detail);
+                return self.finish_now(state, mem, status);
+            }
+            Action::GetId => {
+                let id = self.disk.serial.unwrap_or_default();
+                let status = match req.write_id(mem, &id) {
+                    Ok(()) => VIRTIO_BLK_S_OK,
+                    Err(e) => {
+                        self.metrics.record(GuestError::BadAddress, self.index, &e);
+                        VIRTIO_BLK_S_IOERR
+                    }
+                };
+                return self.finish_now(state, mem, status);
+            }
+            Action::Read { offset } => (SlotOp::Read, offset, req.data_len),
+            Action::Write { offset } => (
+                SlotOp::Write {
+                    dsync: self.writethrough.load(Ordering::Relaxed),
+                },
+                offset,
+                req.data_len,
+            ),
+            Action::Flush => (SlotOp::Flush, 0, 0),
+            Action::Discard { offset, len } => (SlotOp::Discard, offset, len),
+            Action::WriteZeroes { offset, len, unmap } => {
+                let op = if unmap {
+                    SlotOp::ZeroPunch { allocate: false }
+                } else {
+                    SlotOp::ZeroRange
+                };
+                (op, offset, len)
+            }
+        };
+        let nothing_to_do = len == 0 && op != SlotOp::Flush;
+        if nothing_to_do {
+            return self.finish_now(state, mem, VIRTIO_BLK_S_OK);
+        }
+        let idx = self.free.pop().unwrap_or_else(|| {
+            self.slots.push(Slot::empty());
+            self.slots.len() - 1
+        });
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return false;
+        };
+        slot.head = req.head;
+        slot.status = req.status;
+        slot.used_len_ok = req.used_len(true);
+        slot.op = op;
+        slot.offset = offset;
+        slot.remaining = len;
+        slot.first = 0;
+        slot.mem = Some(Arc::clone(mem));
+        std::mem::swap(&mut slot.iovecs, &mut req.iovecs);
+        self.start(idx);
+        false
+    }
+
+    /// Writes `status`, puts the current request in the used ring.
+    fn finish_now(
+        &mut self,
+        state: &mut VringState<GM>,
+        mem: &GuestMemoryMmap,
+        status: u8,
+    ) -> bool {
+        let len = self.request.used_len(status == VIRTIO_BLK_S_OK);
+        let head = self.request.head;
+        let addr = self.request.status;
+        self.put_used(state, mem, head, addr, status, len)
+    }
+
+    fn put_used(
+        &mut self,
+        state: &mut VringState<GM>,
+        mem: &GuestMemoryMmap,
+        head: u16,
+        status_addr: GuestAddress,
+        status: u8,
+        len: u32,
+    ) -> bool {
+        if let Err(e) = mem.write_obj(status, status_addr) {
+            self.metrics.record(GuestError::BadAddress, self.index, &e);
+        }
+        if let Err(e) = state.get_queue_mut().add_used(mem, head, len) {
+            self.needs_reset(&format!("cannot add to the used ring: {e}"));
+            return false;
+        }
+        true
+    }
+
+    /// Hands slot `idx`'s (next) operation to the engine; on failure the
+    /// completion is an error, handled like any other.
+    fn start(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get(idx) else {
+            return;
+        };
+        let iov = slot.iovecs.get(slot.first..).unwrap_or_default();
+        let iovcnt = u32::try_from(iov.len()).unwrap_or(0);
+        let iov = iov.as_ptr();
+        let offset = slot.offset;
+        let len = slot.remaining;
+        const KEEP: i32 = libc::FALLOC_FL_KEEP_SIZE;
+        let op = match slot.op {
+            SlotOp::Read => Op::Read {
+                offset,
+                iov,
+                iovcnt,
+            },
+            SlotOp::Write { dsync } => Op::Write {
+                offset,
+                iov,
+                iovcnt,
+                dsync,
+            },
+            SlotOp::Flush => Op::Flush,
+            SlotOp::Discard | SlotOp::ZeroPunch { .. } => Op::Fallocate {
+                mode: libc::FALLOC_FL_PUNCH_HOLE | KEEP,
+                offset,
+                len,
+            },
+            SlotOp::ZeroRange => Op::Fallocate {
+                mode: libc::FALLOC_FL_ZERO_RANGE | KEEP,
+                offset,
+                len,
+            },
+            SlotOp::ZeroAllocate => Op::Fallocate {
+                mode: KEEP,
+                offset,
+                len,
+            },
+        };
+        let tag = u64::try_from(idx).unwrap_or(u64::MAX);
+        // SAFETY: the iovec array is owned by slot `idx` and is neither moved
+        // nor changed until the engine returns the completion for `tag`; the
+        // memory it describes belongs to the guest mapping held by `slot.mem`
+        // for as long, and this process holds no Rust reference into it.
+        let pushed = unsafe { self.engine.push(tag, op) };
+        if let Err(e) = pushed {
+            self.completions.push(Completion {
+                tag,
+                result: -e.raw_os_error().unwrap_or(libc::EIO),
+            });
+        }
+    }
+
+    /// Handles every finished operation. True if something went into the
+    /// used ring.
+    fn reap(&mut self, state: &mut VringState<GM>, mem: &GuestMemoryMmap) -> bool {
+        let mut done = std::mem::take(&mut self.completions);
+        self.engine.reap(&mut done);
+        let mut used = false;
+        // Resubmissions (short transfers, second steps) may add completions.
+        while !done.is_empty() {
+            for c in done.drain(..) {
+                used |= self.complete(state, mem, c);
+            }
+            if let Err(e) = self.engine.submit() {
+                self.metrics.record(
+                    GuestError::IoError,
+                    self.index,
+                    &format_args!("io_uring submit: {e}"),
+                );
+            }
+            done.append(&mut self.completions);
+            self.engine.reap(&mut done);
+        }
+        self.completions = done;
+        if self.engine.in_flight() == 0 {
+            self.engine.clear_event();
+        }
+        used
+    }
+
+    /// One finished operation: continue it, or finish its request.
+    fn complete(
+        &mut self,
+        state: &mut VringState<GM>,
+        mem: &GuestMemoryMmap,
+        c: Completion,
+    ) -> bool {
+        let Some(idx) = usize::try_from(c.tag)
+            .ok()
+            .filter(|&i| i < self.slots.len())
+        else {
+            return false;
+        };
+        let index = self.index;
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return false;
+        };
+        let status = match (slot.op, c.result) {
+            (SlotOp::Read | SlotOp::Write { .. }, n) if n > 0 => {
+                let n = u64::try_from(n).unwrap_or(0);
+                if n < slot.remaining {
+                    slot.advance(n);
+                    self.start(idx);
+                    return false;
+                }
+                VIRTIO_BLK_S_OK
+            }
+            (SlotOp::Read | SlotOp::Write { .. }, 0) if slot.remaining > 0 => {
+                self.metrics
+                    .record(GuestError::IoError, index, &"no progress (end of image?)");
+                VIRTIO_BLK_S_IOERR
+            }
+            // Discard is a hint: a device that cannot deallocate may ignore it.
+            (SlotOp::Discard, r) if r == -libc::EOPNOTSUPP => VIRTIO_BLK_S_OK,
+            (SlotOp::ZeroRange, r) if r == -libc::EOPNOTSUPP || r == -libc::EINVAL => {
+                slot.op = SlotOp::ZeroPunch { allocate: true };
+                self.start(idx);
+                return false;
+            }
+            (SlotOp::ZeroPunch { allocate: true }, 0) => {
+                slot.op = SlotOp::ZeroAllocate;
+                self.start(idx);
+                return false;
+            }
+            (op, r) if r < 0 => {
+                let err = std::io::Error::from_raw_os_error(-r);
+                self.metrics.record(
+                    GuestError::IoError,
+                    index,
+                    &format_args!("{op:?} at {}: {err}", slot.offset),
+                );
+                VIRTIO_BLK_S_IOERR
+            }
+            _ => VIRTIO_BLK_S_OK,
+        };
+        let len = if status == VIRTIO_BLK_S_OK {
+            slot.used_len_ok
+        } else {
+            1
+        };
+        let (head, status_addr) = (slot.head, slot.status);
+        // Write the status through the mapping the request was parsed
+        // against, then release it.
+        let slot_mem = slot.mem.take();
+        slot.iovecs.clear();
+        self.free.push(idx);
+        if let Some(m) = slot_mem.as_deref() {
+            if let Err(e) = m.write_obj(status, status_addr) {
+                self.metrics.record(GuestError::BadAddress, index, &e);
+            }
+        }
+        if self.broken {
+            return false;
+        }
+        if let Err(e) = state.get_queue_mut().add_used(mem, head, len) {
+            self.needs_reset(&format!("cannot add to the used ring: {e}"));
+            return false;
+        }
+        true
+    }
+
+    fn needs_reset(&mut self, why: &str) {
+        if !self.broken {
+            self.broken = true;
+            self.metrics.record(
+                GuestError::QueueNeedsReset,
+                self.index,
+                &format_args!("{why}; the queue stops until the driver resets it"),
+            );
+        }
+    }
+
+    /// Finishes everything in flight. With `deliver`, finished requests go
+    /// into the used ring (the ring is being stopped and the driver keeps
+    /// it); without, they are dropped (the frontend is gone).
+    pub fn drain(&mut self, deliver: bool) {
+        let mut done = std::mem::take(&mut self.completions);
+        loop {
+            if let Err(e) = self.engine.wait_all(&mut done) {
+                tracing::error!("queue {}: cannot wait for in-flight I/O: {e}", self.index);
+                break;
+            }
+            if done.is_empty() {
+                break;
+            }
+            let vring = if deliver { self.vring.clone() } else { None };
+            let mem = self.mem.as_ref().map(|m| m.memory().into_inner());
+            match (vring, mem) {
+                (Some(vring), Some(mem)) => {
+                    let mut guard = vring.get_mut();
+                    let state = &mut *guard;
+                    let mut used = false;
+                    for c in done.drain(..) {
+                        used |= self.complete(state, &mem, c);
+                    }
+                    if let Err(e) = self.engine.submit() {
+                        tracing::error!("queue {}: cannot submit while draining: {e}", self.index);
+                    }
+                    if used {
+                        Self::signal(state, self.index);
+                    }
+                }
+                _ => {
+                    for c in done.drain(..) {
+                        if let Some(slot) = usize::try_from(c.tag)
+                            .ok()
+                            .and_then(|i| self.slots.get_mut(i))
+                        {
+                            slot.mem = None;
+                            slot.iovecs.clear();
+                        }
+                    }
+                    self.free = (0..self.slots.len()).collect();
+                }
+            }
+            done.append(&mut self.completions);
+        }
+        self.completions = done;
+        self.completions.clear();
+        self.throttled = false;
+    }
+
+    /// The driver stopped the ring (GET_VRING_BASE): finish what is in
+    /// flight into the used ring and forget the broken state.
+    pub fn stop(&mut self) {
+        self.drain(true);
+        self.broken = false;
+        self.poller = Poller::new();
+    }
+
+    /// The frontend went away: finish what is in flight, drop it, and forget
+    /// the connection.
+    pub fn detach(&mut self) {
+        self.drain(false);
+        self.slots.clear();
+        self.free.clear();
+        self.mem = None;
+        self.vring = None;
+        self.broken = false;
+        self.poller = Poller::new();
+    }
+}

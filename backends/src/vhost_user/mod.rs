@@ -1,0 +1,19 @@
+//! The vhost-user plumbing every pvio backend shares: a Unix socket served to
+//! one frontend (QEMU, Cloud Hypervisor, crosvm, libblkio) at a time, the next
+//! one accepted when it disconnects, a [`StopHandle`] for the code that started
+//! the server, and SIGTERM/SIGINT turned into a clean stop.
+//!
+//! It is built on rust-vmm's `vhost-user-backend` (`VhostUserDaemon`): one
+//! daemon, with one worker thread per queue, is made for each connection and
+//! torn down when the frontend goes away.
+//!
+//! This module must not know about any device type (block, net): a device
+//! plugs in through the [`Device`] trait.
+
+mod server;
+mod signal;
+mod stop;
+
+pub use server::{Device, Server, ServerError, Vring, VringHandler, GM};
+pub use signal::{stop_on_signals, SignalError};
+pub use stop::StopHandle;

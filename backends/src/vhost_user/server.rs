@@ -1,0 +1,266 @@
+//! The accept loop: one frontend at a time on a Unix socket, a fresh
+//! `VhostUserDaemon` (and its queue threads) for each, and a clean stop.
+//!
+//! It must not know what the device does with its queues: that is behind
+//! [`Device`].
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::io::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use vhost::vhost_user::Listener;
+use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler, VringRwLock};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+
+use super::stop::StopHandle;
+
+/// The guest memory as the vhost-user crates hand it out: swapped atomically
+/// when the frontend sends a new memory table.
+pub type GM = GuestMemoryAtomic<GuestMemoryMmap<()>>;
+
+/// One virtqueue with the state the vhost-user handler keeps for it.
+pub type Vring = VringRwLock<GM>;
+
+/// The epoll loop of one queue thread; a device registers its own event
+/// sources (an io_uring completion eventfd, a tap fd) in it.
+pub type VringHandler<B> = Arc<VringEpollHandler<B>>;
+
+/// A device served by a [`Server`]. The device outlives connections; each
+/// connection gets [`Device::backend`], then [`Device::attach`] once its queue
+/// threads exist, and [`Device::detach`] after they have stopped.
+pub trait Device: Send + Sync + 'static {
+    /// What the vhost-user daemon drives (cloned once per queue thread).
+    type Backend: VhostUserBackend<Bitmap = (), Vring = Vring> + Clone + 'static;
+
+    /// The backend for the next connection.
+    fn backend(&self) -> Self::Backend;
+
+    /// Called with the queue threads' epoll loops (one per thread, in thread
+    /// order) before the frontend is accepted.
+    fn attach(&self, handlers: &[VringHandler<Self::Backend>]) -> io::Result<()>;
+
+    /// Called after the frontend went away and the queue threads have
+    /// stopped: finish in-flight I/O and forget the guest's memory.
+    fn detach(&self);
+}
+
+/// Errors of the vhost-user server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Something that is not a socket sits at the socket path.
+    #[error("{} exists and is not a socket; choose a free path for --socket", .0.display())]
+    NotASocket(PathBuf),
+    /// Another process listens on the socket path.
+    #[error("another backend is already serving {}", .0.display())]
+    InUse(PathBuf),
+    /// A stale socket could not be removed.
+    #[error("cannot remove the stale socket {}", .path.display())]
+    RemoveStale {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The socket could not be created.
+    #[error("cannot listen on {}", .path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The event loop that waits for frontends failed.
+    #[error("cannot wait for a frontend")]
+    Wait(#[source] io::Error),
+    /// The vhost-user daemon for a connection could not be set up or run.
+    #[error("vhost-user daemon: {0}")]
+    Daemon(String),
+    /// The device could not hook its events into the queue threads.
+    #[error("cannot attach the device to its queue threads")]
+    Attach(#[source] io::Error),
+}
+
+/// Local result type.
+pub type Result<T> = std::result::Result<T, ServerError>;
+
+const EV_LISTENER: u64 = 0;
+const EV_STOP: u64 = 1;
+
+/// A bound vhost-user socket and the device served on it. The socket file is
+/// removed when the server is dropped.
+pub struct Server<D: Device> {
+    name: String,
+    path: PathBuf,
+    listener: Listener,
+    device: D,
+    stop: StopHandle,
+    epoll: Epoll,
+}
+
+impl<D: Device> Server<D> {
+    /// Binds `path` (a stale socket left by a dead process is replaced; any
+    /// other file there is an error). Nothing is accepted until [`run`](Self::run).
+    pub fn bind(name: &str, path: &Path, device: D) -> Result<Self> {
+        remove_stale_socket(path)?;
+        let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+            path: path.to_owned(),
+            source,
+        })?;
+        // From here on the socket is ours: removed on drop (including on the
+        // error paths below).
+        let server_path = SocketFile(path.to_owned());
+        let stop = StopHandle::new().map_err(ServerError::Wait)?;
+        let epoll = Epoll::new().map_err(ServerError::Wait)?;
+        epoll
+            .ctl(
+                ControlOperation::Add,
+                listener.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, EV_LISTENER),
+            )
+            .map_err(ServerError::Wait)?;
+        epoll
+            .ctl(
+                ControlOperation::Add,
+                stop.wake_fd().as_raw_fd(),
+                EpollEvent::new(EventSet::IN, EV_STOP),
+            )
+            .map_err(ServerError::Wait)?;
+        let path = server_path.take();
+        Ok(Self {
+            name: name.to_owned(),
+            path,
+            // `From<UnixListener>` leaves the path to us: removed in `Drop`.
+            listener: Listener::from(listener),
+            device,
+            stop,
+            epoll,
+        })
+    }
+
+    /// The handle that stops [`run`](Self::run) from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// The socket path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Serves frontends one after the other until stopped. A frontend that
+    /// disconnects or breaks the protocol ends its connection, not the
+    /// server.
+    pub fn run(mut self) -> Result<()> {
+        tracing::info!("{}: listening on {}", self.name, self.path.display());
+        while self.wait_for_frontend()? {
+            self.serve_one()?;
+        }
+        tracing::info!("{}: stopped", self.name);
+        Ok(())
+    }
+
+    /// Waits until a frontend connects (true) or a stop is asked for (false).
+    fn wait_for_frontend(&self) -> Result<bool> {
+        let mut events = [EpollEvent::default(); 2];
+        loop {
+            if self.stop.is_stopped() {
+                return Ok(false);
+            }
+            let n = match self.epoll.wait(-1, &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ServerError::Wait(e)),
+            };
+            for ev in events.iter().take(n) {
+                if ev.data() == EV_STOP {
+                    return Ok(false);
+                }
+            }
+            if n > 0 {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn serve_one(&mut self) -> Result<()> {
+        let mem = GM::new(GuestMemoryMmap::new());
+        let mut daemon = VhostUserDaemon::new(self.name.clone(), self.device.backend(), mem)
+            .map_err(|e| ServerError::Daemon(e.to_string()))?;
+        self.device
+            .attach(&daemon.get_epoll_handlers())
+            .map_err(ServerError::Attach)?;
+        daemon
+            .start(&mut self.listener)
+            .map_err(|e| ServerError::Daemon(e.to_string()))?;
+        tracing::info!("{}: frontend connected", self.name);
+        self.stop.set_current(daemon.shutdown_handle());
+        let result = daemon.wait();
+        self.stop.set_current(None);
+        match result {
+            Ok(()) => tracing::info!("{}: frontend disconnected", self.name),
+            // A frontend that dies mid-message is a disconnect too.
+            Err(e) => tracing::info!("{}: frontend connection ended: {e}", self.name),
+        }
+        // Dropping the daemon stops and joins its queue threads; only then may
+        // the device drain in-flight I/O and drop the guest memory mappings.
+        drop(daemon);
+        self.device.detach();
+        Ok(())
+    }
+}
+
+impl<D: Device> Drop for Server<D> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Removes the socket file on drop unless taken: keeps `bind`'s error paths
+/// from leaving a socket behind.
+struct SocketFile(PathBuf);
+
+impl SocketFile {
+    fn take(mut self) -> PathBuf {
+        std::mem::take(&mut self.0)
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        if !self.0.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.0);
+        }
+    }
+}
+
+/// A socket left by a process that died is removed; a live one, or a file
+/// that is not a socket, is an error (never delete a user's file).
+fn remove_stale_socket(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(ServerError::Bind {
+                path: path.to_owned(),
+                source,
+            })
+        }
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ServerError::NotASocket(path.to_owned()));
+    }
+    if UnixStream::connect(path).is_ok() {
+        return Err(ServerError::InUse(path.to_owned()));
+    }
+    fs::remove_file(path).map_err(|source| ServerError::RemoveStale {
+        path: path.to_owned(),
+        source,
+    })
+}

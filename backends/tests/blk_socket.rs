@@ -1,0 +1,303 @@
+//! The block backend served in-process on a temporary socket and driven by a
+//! real vhost-user-blk frontend with no VM: libblkio's
+//! `virtio-blk-vhost-user` driver (the `blkio` crate). Guest memory is
+//! libblkio's shared memfd, handed to the backend over the socket exactly as
+//! QEMU would hand it the guest's RAM.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use blkio::{Blkio, Blkioq, MemoryRegion, ReqFlags};
+use pvio_backends::blk::{BlkError, BlkOptions, BlkServer};
+use pvio_backends::vhost_user::StopHandle;
+
+const MIB: u64 = 1 << 20;
+
+/// A backend running on a thread, stopped and joined on drop.
+struct Backend {
+    stop: StopHandle,
+    thread: Option<JoinHandle<Result<(), BlkError>>>,
+    socket: PathBuf,
+    image: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Backend {
+    fn start(image_len: u64, tweak: impl FnOnce(&mut BlkOptions)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let image = dir.path().join("disk.img");
+        let f = fs::File::create(&image).unwrap();
+        f.set_len(image_len).unwrap();
+        let socket = dir.path().join("blk.sock");
+        let mut opts = BlkOptions::new(&socket, &image);
+        tweak(&mut opts);
+        let server = BlkServer::new(&opts).unwrap();
+        let stop = server.stop_handle();
+        let thread = thread::spawn(move || server.run());
+        Self {
+            stop,
+            thread: Some(thread),
+            socket,
+            image,
+            _dir: dir,
+        }
+    }
+
+    fn stop(mut self) -> Result<(), BlkError> {
+        self.stop.stop();
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A connected libblkio client with one memory region for buffers.
+struct Client {
+    queues: Vec<Blkioq>,
+    region: MemoryRegion,
+    capacity: u64,
+    _blkio: Blkio,
+}
+
+fn connect(socket: &Path, read_only: bool, num_queues: i32) -> blkio::Result<Client> {
+    let mut b = Blkio::new("virtio-blk-vhost-user")?;
+    b.set_str("path", socket.to_str().unwrap())?;
+    b.set_bool("read-only", read_only)?;
+    b.connect()?;
+    b.set_i32("num-queues", num_queues)?;
+    let started = b.start()?;
+    let capacity = b.get_u64("capacity")?;
+    let region = b.alloc_mem_region(4 * MIB as usize)?;
+    b.map_mem_region(&region)?;
+    Ok(Client {
+        queues: started.queues,
+        region,
+        capacity,
+        _blkio: b,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Io {
+    Read,
+    Write,
+    Flush,
+    Discard,
+    WriteZeroes,
+}
+
+impl Client {
+    /// The client's buffer memory (shared with the backend).
+    fn buf(&mut self) -> &mut [u8] {
+        // SAFETY: the region is a live mapping of `len` bytes owned by the
+        // client; no request is in flight while the slice is used.
+        unsafe { std::slice::from_raw_parts_mut(self.region.addr as *mut u8, self.region.len) }
+    }
+
+    /// Submits one request on queue `q` (data at buffer offset `buf_off`) and
+    /// waits for it, at most 10 s. Returns the completion's `ret`.
+    fn io(&mut self, q: usize, io: Io, offset: u64, len: usize, buf_off: usize) -> i32 {
+        let buf = (self.region.addr + buf_off) as *mut u8;
+        let queue = &mut self.queues[q];
+        match io {
+            Io::Read => queue.read(offset, buf, len, 7, ReqFlags::empty()),
+            Io::Write => queue.write(offset, buf, len, 7, ReqFlags::empty()),
+            Io::Flush => queue.flush(7, ReqFlags::empty()),
+            Io::Discard => queue.discard(offset, len as u64, 7, ReqFlags::empty()),
+            Io::WriteZeroes => queue.write_zeroes(offset, len as u64, 7, ReqFlags::empty()),
+        }
+        let mut done = [std::mem::MaybeUninit::uninit()];
+        let mut timeout = Duration::from_secs(10);
+        let n = queue.do_io(&mut done, 1, Some(&mut timeout), None).unwrap();
+        assert_eq!(n, 1, "request did not complete within 10 s");
+        // SAFETY: do_io filled `n` (= 1) completions.
+        let c = unsafe { done[0].assume_init_read() };
+        assert_eq!(c.user_data, 7);
+        c.ret
+    }
+}
+
+/// A reproducible pattern: xorshift from `seed`.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+#[test]
+fn seeded_pattern_written_flushed_and_read_back() {
+    let b = Backend::start(16 * MIB, |_| {});
+    let mut c = connect(&b.socket, false, 1).unwrap();
+    assert_eq!(c.capacity, 16 * MIB);
+    let data = pattern(42, 3 * MIB as usize);
+    c.buf()[..data.len()].copy_from_slice(&data);
+    // Three 1 MiB writes at scattered offsets, then a flush.
+    let offsets = [0u64, 5 * MIB, 15 * MIB];
+    for (i, &off) in offsets.iter().enumerate() {
+        let ret = c.io(0, Io::Write, off, MIB as usize, i * MIB as usize);
+        assert_eq!(ret, 0, "write at {off}");
+    }
+    assert_eq!(c.io(0, Io::Flush, 0, 0, 0), 0);
+    c.buf()[..data.len()].fill(0);
+    for (i, &off) in offsets.iter().enumerate() {
+        assert_eq!(c.io(0, Io::Read, off, MIB as usize, i * MIB as usize), 0);
+    }
+    assert!(c.buf()[..data.len()] == data[..], "read back differs");
+    // And the image on the host holds the same bytes.
+    let image = fs::read(&b.image).unwrap();
+    for (i, &off) in offsets.iter().enumerate() {
+        let (o, m) = (off as usize, MIB as usize);
+        assert!(
+            image[o..o + m] == data[i * m..(i + 1) * m],
+            "image at {off}"
+        );
+    }
+    drop(c);
+    b.stop().unwrap();
+}
+
+#[test]
+fn read_only_backend_refuses_a_writable_client_and_serves_reads() {
+    let b = Backend::start(MIB, |o| o.read_only = true);
+    fs::write(&b.image, pattern(7, MIB as usize)).unwrap();
+    let err = connect(&b.socket, false, 1)
+        .err()
+        .expect("writable client accepted");
+    assert!(err.to_string().contains("read-only"), "{err}");
+    let mut c = connect(&b.socket, true, 1).unwrap();
+    assert_eq!(c.io(0, Io::Read, 4096, 8192, 0), 0);
+    assert!(c.buf()[..8192] == pattern(7, MIB as usize)[4096..12288]);
+    drop(c);
+    assert_eq!(fs::read(&b.image).unwrap(), pattern(7, MIB as usize));
+}
+
+#[test]
+fn discard_and_write_zeroes_then_read_zeroes() {
+    let b = Backend::start(4 * MIB, |_| {});
+    let mut c = connect(&b.socket, false, 1).unwrap();
+    let data = pattern(3, 2 * MIB as usize);
+    c.buf()[..data.len()].copy_from_slice(&data);
+    assert_eq!(c.io(0, Io::Write, 0, 2 * MIB as usize, 0), 0);
+    assert_eq!(c.io(0, Io::Discard, 64 * 1024, 128 * 1024, 0), 0);
+    assert_eq!(c.io(0, Io::WriteZeroes, MIB, 4096, 0), 0);
+    c.buf()[..data.len()].fill(0xaa);
+    assert_eq!(c.io(0, Io::Read, 0, 2 * MIB as usize, 0), 0);
+    let got = c.buf()[..data.len()].to_vec();
+    let mut want = data.clone();
+    want[64 * 1024..192 * 1024].fill(0);
+    want[MIB as usize..MIB as usize + 4096].fill(0);
+    assert!(got == want, "discarded or zeroed range reads back wrong");
+}
+
+#[test]
+fn out_of_range_read_fails_with_an_error_not_a_hang() {
+    let b = Backend::start(MIB, |_| {});
+    let mut c = connect(&b.socket, false, 1).unwrap();
+    let start = Instant::now();
+    let ret = c.io(0, Io::Read, MIB, 4096, 0);
+    assert!(ret < 0, "read past the end returned {ret}");
+    let ret = c.io(0, Io::Read, MIB - 512, 1024, 0);
+    assert!(ret < 0, "read across the end returned {ret}");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // The queue still works after the errors.
+    assert_eq!(c.io(0, Io::Read, 0, 4096, 0), 0);
+}
+
+#[test]
+fn frontend_disconnect_then_reconnect_sees_the_data() {
+    let b = Backend::start(2 * MIB, |_| {});
+    let data = pattern(11, 64 * 1024);
+    {
+        let mut c = connect(&b.socket, false, 1).unwrap();
+        c.buf()[..data.len()].copy_from_slice(&data);
+        assert_eq!(c.io(0, Io::Write, 8192, data.len(), 0), 0);
+        // Dropped without a flush: the frontend just goes away.
+    }
+    for round in 0..3 {
+        let mut c = connect(&b.socket, false, 1).unwrap();
+        assert_eq!(c.io(0, Io::Read, 8192, data.len(), 0), 0, "round {round}");
+        assert!(c.buf()[..data.len()] == data[..], "round {round}");
+    }
+    b.stop().unwrap();
+}
+
+#[test]
+fn two_queues_serve_in_parallel() {
+    let b = Backend::start(8 * MIB, |o| o.num_queues = 2);
+    let mut c = connect(&b.socket, false, 2).unwrap();
+    assert_eq!(c.queues.len(), 2);
+    let data = pattern(5, 2 * MIB as usize);
+    c.buf()[..data.len()].copy_from_slice(&data);
+    assert_eq!(c.io(0, Io::Write, 0, MIB as usize, 0), 0);
+    assert_eq!(c.io(1, Io::Write, MIB, MIB as usize, MIB as usize), 0);
+    c.buf()[..data.len()].fill(0);
+    assert_eq!(c.io(1, Io::Read, 0, MIB as usize, 0), 0);
+    assert_eq!(c.io(0, Io::Read, MIB, MIB as usize, MIB as usize), 0);
+    assert!(c.buf()[..data.len()] == data[..]);
+}
+
+#[test]
+fn stop_while_connected_returns_and_removes_the_socket() {
+    let b = Backend::start(MIB, |_| {});
+    let mut c = connect(&b.socket, false, 1).unwrap();
+    assert_eq!(c.io(0, Io::Read, 0, 4096, 0), 0);
+    let socket = b.socket.clone();
+    b.stop().unwrap();
+    assert!(!socket.exists(), "socket left behind");
+    drop(c);
+}
+
+#[test]
+fn qcow2_image_is_refused_naming_qemu_img_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.qcow2");
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&image)
+        .arg("16M")
+        .output()
+        .expect("qemu-img (package qemu-utils) is needed by this test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let socket = dir.path().join("blk.sock");
+    let err = BlkServer::new(&BlkOptions::new(&socket, &image))
+        .err()
+        .expect("qcow2 image accepted");
+    let msg = err.to_string();
+    assert!(msg.contains("qcow2"), "{msg}");
+    assert!(msg.contains("qemu-img convert -O raw"), "{msg}");
+    assert!(
+        !socket.exists(),
+        "socket created before the image was checked"
+    );
+}
+
+#[test]
+fn missing_image_is_an_error_before_the_socket_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("blk.sock");
+    let err = BlkServer::new(&BlkOptions::new(&socket, dir.path().join("none.img")))
+        .err()
+        .expect("missing image accepted");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    assert!(!socket.exists());
+}
