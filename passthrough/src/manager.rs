@@ -15,6 +15,7 @@ use crate::hostneeds::{HostNeeds, HostNeedsError};
 use crate::inventory::{Inventory, InventoryError, PciDevice};
 use crate::ownership::{Operation, Ownership, OwnershipError, Progress, Record, Records};
 use crate::sysfs::{Sysfs, SysfsError};
+use crate::vfio::{VfioError, VfioHandle};
 use crate::viability::{assess, Options, Refusal};
 use crate::write::SysfsWriter;
 
@@ -59,6 +60,17 @@ pub enum ManagerError {
         /// The step that failed.
         #[source]
         source: BindError,
+    },
+    /// The device is on vfio-pci but VFIO would not open its group.
+    #[error("VFIO would not open the IOMMU group of {bdf}; {}", if *rolled_back { "it was given back to its driver".to_owned() } else { format!("giving it back failed: `pvio release {bdf}` finishes") })]
+    Vfio {
+        /// The device.
+        bdf: Bdf,
+        /// Whether it is back where it was.
+        rolled_back: bool,
+        /// What VFIO said.
+        #[source]
+        source: VfioError,
     },
     /// The hook that takes the device from its running owner failed.
     #[error("cannot take {bdf} from `{owner}`: {message}; nothing was changed on the host")]
@@ -132,6 +144,10 @@ pub struct Outcome {
     pub taken_along: Vec<Bdf>,
     /// What `--force` overrode.
     pub warnings: Vec<String>,
+    /// Its IOMMU group.
+    pub group: Option<u32>,
+    /// Whether the group was opened through VFIO and found VIABLE.
+    pub viable: bool,
 }
 
 /// Called with the record before a release unbinds a device, so that the
@@ -146,17 +162,28 @@ pub struct Manager {
     state: Ownership,
     writer: SysfsWriter,
     waits: Waits,
+    open_vfio: bool,
 }
 
 impl Manager {
     /// Operations on `host`, recorded in `state`, with changes through `writer`.
     pub fn new(host: Host, state: Ownership, writer: SysfsWriter) -> Self {
+        let open_vfio = host.is_real();
         Self {
             host,
             state,
             writer,
             waits: Waits::default(),
+            open_vfio,
         }
+    }
+
+    /// Whether to open each prepared group through VFIO to confirm it is
+    /// VIABLE (on by default for the running host, off for fixture trees).
+    #[must_use]
+    pub fn open_vfio(mut self, on: bool) -> Self {
+        self.open_vfio = on;
+        self
     }
 
     /// Sets how long to wait for the kernel.
@@ -248,6 +275,8 @@ impl Manager {
                     already: true,
                     taken_along: Vec::new(),
                     warnings: Vec::new(),
+                    group: dev.iommu_group,
+                    viable: false,
                 }));
             }
             let mut refusals = verdict.refusals.clone();
@@ -304,7 +333,19 @@ impl Manager {
             }
             recorded?;
         }
-        if !self.writer.is_dry_run() {
+        let dry = self.writer.is_dry_run();
+        let viable = self.open_vfio && !dry;
+        if viable {
+            if let Err(source) = VfioHandle::open(&self.host, bdf) {
+                let rolled_back = self.roll_back(&devices);
+                return Err(ManagerError::Vfio {
+                    bdf,
+                    rolled_back,
+                    source,
+                });
+            }
+        }
+        if !dry {
             self.state.update(|rs| {
                 for d in &devices {
                     if let Some(r) = rs.devices.get_mut(d) {
@@ -318,6 +359,8 @@ impl Manager {
             already: false,
             taken_along: verdict.take_along,
             warnings: verdict.warnings,
+            group: dev.iommu_group,
+            viable,
         })
     }
 

@@ -117,6 +117,9 @@ pub struct PciAssignableAddArgs {
     /// Take the device even when the host seems to need it.
     #[arg(long)]
     pub force: bool,
+    /// Take every endpoint of the device's IOMMU group along.
+    #[arg(long)]
+    pub group: bool,
     /// The device's address, `[DDDD:]BB:SS.F`.
     pub bdf: String,
 }

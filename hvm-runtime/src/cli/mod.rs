@@ -3,6 +3,7 @@
 
 pub mod args;
 mod help;
+mod pci;
 mod run;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use super::{BackendCommand, BenchCommand, Cli, Command};
+use super::{pci, BackendCommand, BenchCommand, Cli, Command};
 use crate::host::check;
 
 /// Errors the `pvio` command reports: one line each, with what to do next.
@@ -22,6 +22,9 @@ pub enum CliError {
     /// The PV block backend failed (bad image, socket in use, ...).
     #[error(transparent)]
     Blk(#[from] pvio_backends::blk::BlkError),
+    /// A PCI passthrough command refused or failed.
+    #[error(transparent)]
+    Pci(#[from] super::pci::PciError),
 }
 
 /// Runs one command. `Ok` carries the exit code for commands whose success is
@@ -29,7 +32,6 @@ pub enum CliError {
 pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     use Command as C;
     const RUNTIME: &str = "the HVM runtime";
-    const PCI: &str = "the PCI passthrough manager";
     let not_built = |command, what| Err(CliError::NotBuilt { command, what });
     match cli.command {
         C::HostCheck(a) => host_check(a.json),
@@ -50,12 +52,12 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::NetworkAttach(_) => not_built("network-attach", RUNTIME),
         C::NetworkDetach(_) => not_built("network-detach", RUNTIME),
         C::NetworkList(_) => not_built("network-list", RUNTIME),
-        C::PciList(_) => not_built("pci-list", PCI),
-        C::PciAssignableAdd(_) => not_built("pci-assignable-add", PCI),
-        C::PciAssignableRemove(_) => not_built("pci-assignable-remove", PCI),
-        C::PciAssignableList(_) => not_built("pci-assignable-list", PCI),
-        C::Assign(_) => not_built("assign", PCI),
-        C::Release(_) => not_built("release", PCI),
+        C::PciList(a) => Ok(pci::pci_list(a)?),
+        C::PciAssignableAdd(a) => Ok(pci::assignable_add(a)?),
+        C::PciAssignableRemove(a) => Ok(pci::assignable_remove(a)?),
+        C::PciAssignableList(a) => Ok(pci::assignable_list(a)?),
+        C::Assign(a) => Ok(pci::assign(a)?),
+        C::Release(a) => Ok(pci::release(a)?),
         C::Backend(BackendCommand::Blk(a)) => backend_blk(a),
         C::Backend(BackendCommand::Net(_)) => not_built("backend net", "the PV net backend"),
         C::Bench(BenchCommand::Blk) => not_built("bench blk", "the block benchmark"),

@@ -1,0 +1,312 @@
+//! The PCI passthrough commands: `pci-list`, `pci-assignable-add`,
+//! `pci-assignable-remove`, `pci-assignable-list`, `assign` and `release`.
+//!
+//! The host side (sysfs, vfio-pci, the ownership record) is
+//! `pvio_passthrough::Manager`; this file only turns arguments into calls and
+//! results into lines. The domain side of `assign` and `release` (QMP
+//! hot-plug into a running domain) belongs to the runtime: until it exists,
+//! `assign` reserves the device for the domain's next `pvio create`, and
+//! [`hot_unplug_from_running_owner`] is the hook `release` calls first.
+
+use std::process::ExitCode;
+
+use pvio_passthrough::ownership::Record;
+use pvio_passthrough::{
+    Bdf, BdfError, DeviceStatus, Host, Manager, ManagerError, Options, Ownership, Refusal, State,
+    SysfsWriter,
+};
+use serde_json::json;
+
+use super::args::{
+    AssignArgs, JsonArg, PciAssignableAddArgs, PciAssignableRemoveArgs, PciListArgs, ReleaseArgs,
+};
+use crate::host::accel::host_root;
+
+/// A PCI passthrough command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PciError {
+    /// The address typed is not a PCI address.
+    #[error(transparent)]
+    Bdf(#[from] BdfError),
+    /// The passthrough manager refused or failed.
+    #[error(transparent)]
+    Manager(#[from] ManagerError),
+    /// JSON output failed.
+    #[error("cannot write the output")]
+    Json(#[source] serde_json::Error),
+}
+
+type Result<T> = std::result::Result<T, PciError>;
+
+/// The manager for this host: `PVIO_HOST_ROOT` (default `/`) for sysfs,
+/// procfs and `/dev`, `PVIO_STATE_DIR` (default `/var/lib/pvio`) for the
+/// record.
+fn manager(dry_run: bool) -> Manager {
+    let writer = if dry_run {
+        SysfsWriter::dry_run()
+    } else {
+        SysfsWriter::apply()
+    };
+    Manager::new(Host::under(&host_root()), Ownership::from_env(), writer)
+}
+
+fn parse(bdf: &str) -> Result<Bdf> {
+    Ok(bdf.parse()?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(PciError::Json)?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `pvio pci-list [--all] [--json]`.
+pub fn pci_list(a: PciListArgs) -> Result<ExitCode> {
+    let m = manager(false);
+    let list = m.list(a.all)?;
+    let iommu = m.host().sys.iommu_enabled().unwrap_or(false);
+    if a.json {
+        print_json(&json!({ "iommu": iommu, "devices": list }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !iommu {
+        println!(
+            "IOMMU: off: no device can be assigned (VT-d/AMD-Vi in the firmware, \
+             `intel_iommu=on` on the kernel command line)"
+        );
+    }
+    for d in &list {
+        print!("{}", device_lines(d));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Two lines per device, as `lspci` and then the verdict.
+fn device_lines(d: &DeviceStatus) -> String {
+    let dev = &d.device;
+    let group = match dev.iommu_group {
+        None => "no IOMMU group".to_owned(),
+        Some(g) if dev.group_members.is_empty() => format!("IOMMU group {g} (alone)"),
+        Some(g) => {
+            let members: Vec<String> = dev.group_members.iter().map(Bdf::to_string).collect();
+            format!("IOMMU group {g} with {}", members.join(", "))
+        }
+    };
+    let verdict = match (d.state, d.assignable) {
+        (State::Prepared, _) => "prepared for guests".to_owned(),
+        (State::Assigned, _) => format!("assigned to `{}`", d.owner.as_deref().unwrap_or_default()),
+        (State::HalfDone, _) => format!(
+            "HALF-DONE: {}; `pvio release {}` finishes giving it back",
+            d.operation.as_deref().unwrap_or_default(),
+            dev.bdf
+        ),
+        (_, true) => "assignable".to_owned(),
+        (_, false) => {
+            let why: Vec<String> = d
+                .refusals
+                .iter()
+                .map(|r| match r {
+                    Refusal::NoIommu => "the IOMMU is off (see above)".to_owned(),
+                    other => other.to_string(),
+                })
+                .collect();
+            format!("not assignable: {}", why.join("; "))
+        }
+    };
+    format!(
+        "{} {} [{:04x}]: {} [{:04x}:{:04x}]\n    driver {}, {group}, {verdict}\n",
+        dev.bdf,
+        dev.class_name,
+        dev.class_code(),
+        dev.description(),
+        dev.vendor_id,
+        dev.device_id,
+        dev.driver.as_deref().unwrap_or("none"),
+    )
+}
+
+fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("pvio: warning: {w}");
+    }
+}
+
+/// `pvio pci-assignable-add [--dry-run] [--force] [--group] BDF`.
+pub fn assignable_add(a: PciAssignableAddArgs) -> Result<ExitCode> {
+    let bdf = parse(&a.bdf)?;
+    let m = manager(a.dry_run);
+    let opts = Options {
+        force: a.force,
+        group: a.group,
+    };
+    let out = m.prepare(bdf, opts)?;
+    print_warnings(&out.warnings);
+    if a.dry_run {
+        println!("(dry run: nothing was changed)");
+    } else if out.already {
+        println!("{bdf} is already prepared for guests");
+    } else {
+        let mut line = format!("{bdf} is bound to vfio-pci");
+        if let Some(g) = out.group {
+            line.push_str(&format!(" (IOMMU group {g}, /dev/vfio/{g}"));
+            line.push_str(if out.viable { ", VIABLE)" } else { ")" });
+        }
+        println!("{line}");
+        for t in &out.taken_along {
+            println!("{t} is bound to vfio-pci (same IOMMU group)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio pci-assignable-remove [-r] [--dry-run] BDF`.
+pub fn assignable_remove(a: PciAssignableRemoveArgs) -> Result<ExitCode> {
+    let bdf = parse(&a.bdf)?;
+    let m = manager(a.dry_run);
+    m.give_back(bdf, a.rebind)?;
+    if a.dry_run {
+        println!("(dry run: nothing was changed)");
+    } else {
+        let driver = m.host().sys.driver(bdf).ok().flatten();
+        match driver {
+            Some(d) => println!("{bdf} is back on {d}"),
+            None if a.rebind => println!("{bdf} had no driver before; it is left unbound"),
+            None => println!("{bdf} is unbound (no driver); `-r` rebinds the driver it had"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio pci-assignable-list [--json]`.
+pub fn assignable_list(a: JsonArg) -> Result<ExitCode> {
+    let records = manager(false).prepared()?;
+    if a.json {
+        print_json(&records)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &records {
+        println!(
+            "{}  owner {}  (was on {})",
+            r.bdf,
+            r.owner
+                .as_deref()
+                .map_or("-".to_owned(), |o| format!("`{o}`")),
+            r.previous_driver.as_deref().unwrap_or("no driver")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The QMP id pvio gives a passed-through device: `pt-0000-03-00.0`.
+pub fn qmp_id(bdf: Bdf) -> String {
+    format!("pt-{}", bdf.to_string().replace(':', "-"))
+}
+
+/// The QMP command that hot-plugs `bdf` into a running domain.
+pub fn qmp_device_add(bdf: Bdf) -> serde_json::Value {
+    json!({
+        "execute": "device_add",
+        "arguments": { "driver": "vfio-pci", "host": bdf.to_string(), "id": qmp_id(bdf) }
+    })
+}
+
+/// The QMP command that hot-unplugs it.
+pub fn qmp_device_del(bdf: Bdf) -> serde_json::Value {
+    json!({ "execute": "device_del", "arguments": { "id": qmp_id(bdf) } })
+}
+
+/// `pvio assign [--dry-run] [--group] [--force] BDF DOMAIN`: the host part
+/// (prepare, and record DOMAIN as the owner); the domain gets the device at
+/// its next `pvio create`.
+pub fn assign(a: AssignArgs) -> Result<ExitCode> {
+    let bdf = parse(&a.bdf)?;
+    let m = manager(a.dry_run);
+    let opts = Options {
+        force: a.force,
+        group: a.group,
+    };
+    let out = m.prepare_for(bdf, &a.domain, opts)?;
+    print_warnings(&out.warnings);
+    let devices: Vec<Bdf> = std::iter::once(bdf)
+        .chain(out.taken_along.iter().copied())
+        .collect();
+    if a.dry_run {
+        for d in &devices {
+            println!("qmp {} (if `{}` is running)", qmp_device_add(*d), a.domain);
+        }
+        println!("(dry run: nothing was changed)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for d in &devices {
+        println!(
+            "{d} is reserved for `{}`: it is added at the domain's next `pvio create`",
+            a.domain
+        );
+    }
+    println!("(hot-plug into a running domain comes with the runtime)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hook `release` runs before it unbinds anything: it must take the
+/// device away from its owner if that domain is running (QMP `device_del`
+/// and wait for the guest to let go). The runtime fills this in; today no
+/// domain runs under pvio, so there is nothing to unplug. In dry-run mode it
+/// prints what it would send.
+pub fn hot_unplug_from_running_owner(
+    record: &Record,
+    dry_run: bool,
+) -> std::result::Result<(), String> {
+    if let (true, Some(owner)) = (dry_run, &record.owner) {
+        println!(
+            "qmp {} (if `{owner}` is running)",
+            qmp_device_del(record.bdf)
+        );
+    }
+    Ok(())
+}
+
+/// `pvio release [--dry-run] BDF`.
+pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
+    let bdf = parse(&a.bdf)?;
+    let m = manager(a.dry_run);
+    let dry = a.dry_run;
+    m.release(bdf, &mut |r| hot_unplug_from_running_owner(r, dry))?;
+    if dry {
+        println!("(dry run: nothing was changed)");
+    } else {
+        let driver = m.host().sys.driver(bdf).ok().flatten();
+        println!(
+            "{bdf} is released{}",
+            driver.map_or(String::new(), |d| format!(" and back on {d}"))
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qmp_commands_name_the_device() {
+        let bdf: Bdf = "0000:03:00.0".parse().unwrap();
+        assert_eq!(qmp_id(bdf), "pt-0000-03-00.0");
+        assert_eq!(
+            qmp_device_add(bdf).to_string(),
+            r#"{"arguments":{"driver":"vfio-pci","host":"0000:03:00.0","id":"pt-0000-03-00.0"},"execute":"device_add"}"#
+        );
+        assert_eq!(qmp_device_del(bdf)["arguments"]["id"], "pt-0000-03-00.0");
+    }
+
+    #[test]
+    fn bad_addresses_fail_before_anything_runs() {
+        let cli =
+            crate::cli::try_parse_from(["pvio", "pci-assignable-add", "0000:03:20.0"]).unwrap();
+        let err = crate::cli::run(cli).unwrap_err();
+        let line = crate::cli::error_line(&err);
+        assert!(line.contains("slot 0x20"), "{line}");
+        let cli = crate::cli::try_parse_from(["pvio", "release", "--dry-run", "zz"]).unwrap();
+        let line = crate::cli::error_line(&crate::cli::run(cli).unwrap_err());
+        assert!(line.contains("not a PCI address"), "{line}");
+    }
+}
