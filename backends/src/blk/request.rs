@@ -104,8 +104,9 @@ pub struct Request {
     pub action: Action,
     /// Where the status byte goes.
     pub status: GuestAddress,
-    /// Host addresses of the data: guest memory, each iovec inside one
-    /// region. For reads, writes and GET_ID.
+    /// Host addresses of the data (reads and writes): guest memory, each
+    /// iovec inside one region (a buffer that spans two adjacent regions
+    /// becomes two iovecs).
     pub iovecs: Vec<libc::iovec>,
     /// Total bytes of the data.
     pub data_len: u64,
@@ -526,22 +527,24 @@ fn map_stream(
         if len == 0 {
             continue;
         }
-        if req.iovecs.len() >= MAX_SEGMENTS as usize {
-            return Err((GuestError::BadLength, "more than 1024 data segments"));
-        }
         let addr = p
             .addr
             .checked_add(cut)
             .ok_or((GuestError::BadAddress, "buffer outside guest memory"))?;
         let size = usize::try_from(len).map_err(|_| (GuestError::BadLength, "buffer too large"))?;
-        // The whole buffer must lie inside one guest memory region.
-        let slice = mem
-            .get_slice(addr, size)
-            .map_err(|_| (GuestError::BadAddress, "buffer outside guest memory"))?;
-        req.iovecs.push(libc::iovec {
-            iov_base: slice.ptr_guard_mut().as_ptr().cast(),
-            iov_len: size,
-        });
+        // One iovec per guest memory region the buffer covers; a gap in
+        // guest memory is an error.
+        for slice in GuestMemoryBackend::get_slices(mem, addr, size) {
+            let slice =
+                slice.map_err(|_| (GuestError::BadAddress, "buffer outside guest memory"))?;
+            if req.iovecs.len() >= MAX_SEGMENTS as usize {
+                return Err((GuestError::BadLength, "more than 1024 data segments"));
+            }
+            req.iovecs.push(libc::iovec {
+                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+                iov_len: slice.len(),
+            });
+        }
         total = total.saturating_add(len);
     }
     req.data_len = total;
@@ -585,3 +588,6 @@ fn copy_from_stream(
         })
     }
 }
+
+#[cfg(test)]
+mod tests;
