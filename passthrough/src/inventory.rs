@@ -201,13 +201,17 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// Reads every device.
+    /// Reads every device. A device whose files cannot be read (one that
+    /// is being removed, or an odd one) is left out with a warning rather
+    /// than failing the whole listing.
     pub fn scan(sys: &Sysfs) -> Result<Self> {
-        let devices = sys
-            .devices()?
-            .into_iter()
-            .map(|bdf| PciDevice::read(sys, bdf))
-            .collect::<Result<Vec<_>>>()?;
+        let mut devices = Vec::new();
+        for bdf in sys.devices()? {
+            match PciDevice::read(sys, bdf) {
+                Ok(d) => devices.push(d),
+                Err(e) => tracing::warn!("leaving {bdf} out of the inventory: {e}"),
+            }
+        }
         Ok(Self {
             iommu: sys.iommu_enabled()?,
             devices,
@@ -271,6 +275,17 @@ mod tests {
         let inv = Inventory::scan(&fx.sysfs()).unwrap();
         assert!(inv.devices.iter().all(|d| d.is_bridge), "{inv:?}");
         assert!(!inv.iommu);
+    }
+
+    #[test]
+    fn an_unreadable_device_is_left_out_of_the_scan() {
+        let fx = Fixture::new();
+        fx.device("0000:00:02.0", 0x8086, 0x100e, 0x020000);
+        fx.device("0000:00:03.0", 0x8086, 0x100e, 0x020000);
+        fx.write("sys/bus/pci/devices/0000:00:03.0/class", "bogus\n");
+        let inv = Inventory::scan(&fx.sysfs()).unwrap();
+        assert_eq!(inv.devices.len(), 1);
+        assert!(PciDevice::read(&fx.sysfs(), "00:03.0".parse().unwrap()).is_err());
     }
 
     #[test]

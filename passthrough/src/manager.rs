@@ -13,6 +13,7 @@ use crate::bind::{BindError, Binder, Step, Waits};
 use crate::host::Host;
 use crate::hostneeds::{HostNeeds, HostNeedsError};
 use crate::inventory::{Inventory, InventoryError, PciDevice};
+use crate::listing::{status, DeviceStatus};
 use crate::ownership::{Operation, Ownership, OwnershipError, Progress, Record, Records};
 use crate::sysfs::{Sysfs, SysfsError};
 use crate::vfio::{VfioError, VfioHandle};
@@ -98,40 +99,6 @@ fn failed_message(bdf: Bdf, rolled_back: bool) -> String {
 }
 
 type Result<T> = std::result::Result<T, ManagerError>;
-
-/// Where a device stands, for listings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    /// With the host (its driver or none); pvio has no record.
-    Host,
-    /// On vfio-pci, prepared for guests, no owner.
-    Prepared,
-    /// Owned (reserved for or given to an owner).
-    Assigned,
-    /// A pvio process is working on it.
-    Busy,
-    /// An operation stopped half-way.
-    HalfDone,
-}
-
-/// A device with its verdict, for `pci-list`.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeviceStatus {
-    /// The device.
-    #[serde(flatten)]
-    pub device: PciDevice,
-    /// Whether it can be assigned now.
-    pub assignable: bool,
-    /// Why not.
-    pub refusals: Vec<Refusal>,
-    /// Where it stands.
-    pub state: State,
-    /// Its owner, if any.
-    pub owner: Option<String>,
-    /// What a half-done or running operation was doing.
-    pub operation: Option<String>,
-}
 
 /// What preparing did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -228,7 +195,7 @@ impl Manager {
     /// The verdict on one device.
     pub fn status(&self, bdf: Bdf) -> Result<DeviceStatus> {
         let inv = Inventory::scan(&self.host.sys)?;
-        let dev = inv.get(bdf).ok_or(InventoryError::NotFound(bdf))?;
+        let dev = device(&self.host.sys, &inv, bdf)?;
         let needs = HostNeeds::scan(&self.host)?;
         Ok(status(dev, &inv, &needs, &self.state.load()?))
     }
@@ -256,7 +223,7 @@ impl Manager {
 
     fn prepare_inner(&self, bdf: Bdf, owner: Option<&str>, opts: Options) -> Result<Outcome> {
         let inv = Inventory::scan(&self.host.sys)?;
-        let dev = inv.get(bdf).ok_or(InventoryError::NotFound(bdf))?;
+        let dev = device(&self.host.sys, &inv, bdf)?;
         let needs = HostNeeds::scan(&self.host)?;
         let verdict = assess(dev, &inv, &needs, opts);
         let devices: Vec<Bdf> = std::iter::once(bdf)
@@ -529,6 +496,18 @@ impl Manager {
     }
 }
 
+/// The device from the inventory, or the reason it is not there (absent,
+/// or its sysfs files unreadable).
+fn device<'i>(sys: &Sysfs, inv: &'i Inventory, bdf: Bdf) -> Result<&'i PciDevice> {
+    match inv.get(bdf) {
+        Some(d) => Ok(d),
+        None => {
+            PciDevice::read(sys, bdf)?;
+            Err(InventoryError::NotFound(bdf).into())
+        }
+    }
+}
+
 /// Whether a record lets `owner` have the device; `Ok` means it is already
 /// prepared and the claim is a no-op.
 fn claimable(r: &Record, owner: Option<&str>) -> Result<()> {
@@ -548,42 +527,6 @@ fn claimable(r: &Record, owner: Option<&str>) -> Result<()> {
             (Some(o), Some(n)) if o != n => refuse(Refusal::Owned { owner: o.clone() }),
             _ => Ok(()),
         },
-    }
-}
-
-/// The verdict on one device, the record included.
-fn status(dev: &PciDevice, inv: &Inventory, needs: &HostNeeds, records: &Records) -> DeviceStatus {
-    let mut verdict = assess(dev, inv, needs, Options::default());
-    let record = records.devices.get(&dev.bdf);
-    let (state, operation) = match record.map(|r| (r, r.progress())) {
-        None => (State::Host, None),
-        Some((r, Progress::Running)) => {
-            verdict
-                .refusals
-                .push(Refusal::InProgress { what: r.describe() });
-            (State::Busy, Some(r.describe()))
-        }
-        Some((r, Progress::HalfDone)) => {
-            verdict
-                .refusals
-                .push(Refusal::HalfDone { what: r.describe() });
-            (State::HalfDone, Some(r.describe()))
-        }
-        Some((r, Progress::Done)) => match &r.owner {
-            Some(o) => {
-                verdict.refusals.push(Refusal::Owned { owner: o.clone() });
-                (State::Assigned, None)
-            }
-            None => (State::Prepared, None),
-        },
-    };
-    DeviceStatus {
-        device: dev.clone(),
-        assignable: verdict.refusals.is_empty(),
-        refusals: verdict.refusals,
-        state,
-        owner: record.and_then(|r| r.owner.clone()),
-        operation,
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::fixture::Fixture;
+use crate::listing::State;
 
 const RNG: &str = "0000:00:03.0";
 
