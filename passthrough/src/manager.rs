@@ -211,6 +211,19 @@ impl Manager {
             .collect())
     }
 
+    /// The devices recorded for `owner` (prepared, half-done or not), for
+    /// the runtime: what to add at the domain's `create`, and what to
+    /// release when it ends.
+    pub fn owned_by(&self, owner: &str) -> Result<Vec<Record>> {
+        Ok(self
+            .state
+            .load()?
+            .devices
+            .into_values()
+            .filter(|r| r.owner.as_deref() == Some(owner))
+            .collect())
+    }
+
     /// Prepares `bdf` for guests with no owner (`pci-assignable-add`).
     pub fn prepare(&self, bdf: Bdf, opts: Options) -> Result<Outcome> {
         self.prepare_inner(bdf, None, opts)

@@ -157,6 +157,11 @@ fn an_owned_device_is_refused_to_another_owner_and_to_assignable_remove() {
     assert_eq!(st.state, State::Assigned);
     assert_eq!(st.owner.as_deref(), Some("winxp"));
 
+    let owned = m.owned_by("winxp").unwrap();
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].bdf, bdf(RNG));
+    assert!(m.owned_by("debian").unwrap().is_empty());
+
     // A prepared device gets its owner on assign.
     m.release(bdf(RNG), &mut |_| Ok(())).unwrap();
     m.prepare(bdf(RNG), Options::default()).unwrap();
