@@ -298,6 +298,49 @@ mod tests {
         assert_eq!(qmp_device_del(bdf)["arguments"]["id"], "pt-0000-03-00.0");
     }
 
+    fn status(state: State, refusals: Vec<Refusal>) -> DeviceStatus {
+        DeviceStatus {
+            device: pvio_passthrough::PciDevice {
+                bdf: "0000:01:00.0".parse().unwrap(),
+                class: 0x030000,
+                vendor_id: 0x10de,
+                device_id: 0x1b80,
+                subsystem_vendor_id: 0,
+                subsystem_device_id: 0,
+                vendor_name: Some("NVIDIA Corporation".into()),
+                device_name: Some("GP104 [GeForce GTX 1080]".into()),
+                class_name: "VGA compatible controller".into(),
+                driver: Some("nouveau".into()),
+                driver_override: None,
+                iommu_group: Some(7),
+                group_members: vec!["0000:01:00.1".parse().unwrap()],
+                is_bridge: false,
+                boot_vga: false,
+            },
+            assignable: refusals.is_empty(),
+            refusals,
+            state,
+            owner: None,
+            operation: Some("assigning 0000:01:00.0 to `win` (pid 7) after step `unbound`".into()),
+        }
+    }
+
+    #[test]
+    fn device_lines_show_names_group_and_verdict() {
+        let text = device_lines(&status(State::Host, vec![Refusal::NoIommu]));
+        assert_eq!(
+            text,
+            "0000:01:00.0 VGA compatible controller [0300]: NVIDIA Corporation GP104 [GeForce GTX 1080] [10de:1b80]\n    \
+             driver nouveau, IOMMU group 7 with 0000:01:00.1, not assignable: the IOMMU is off (see above)\n"
+        );
+        let text = device_lines(&status(State::HalfDone, vec![]));
+        assert!(
+            text.contains("HALF-DONE: assigning 0000:01:00.0 to `win` (pid 7) after step `unbound`; `pvio release 0000:01:00.0` finishes"),
+            "{text}"
+        );
+        assert!(device_lines(&status(State::Host, vec![])).ends_with("assignable\n"));
+    }
+
     #[test]
     fn bad_addresses_fail_before_anything_runs() {
         let cli =
