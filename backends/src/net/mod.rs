@@ -1,14 +1,139 @@
 //! The PV NIC: a virtio-net device served over vhost-user, moving frames
 //! between the guest's split rings and a host tap device.
 //!
+//! The folder has fixed roles:
+//!
 //! | file | role |
 //! | --- | --- |
+//! | `device.rs` | the `VhostUserBackend`: features, config space, events to workers |
+//! | `worker.rs` | one queue pair's state; when the tap is polled |
+//! | `rx.rs` / `tx.rs` | receive (tap to guest) and transmit (guest to tap) |
+//! | `ctrl.rs` | the control queue (`VQ_PAIRS_SET`) |
 //! | `tap.rs` | open or create the tap, offloads, header length, MTU, link up |
 //! | `sys.rs` | the raw ioctls and vectored reads / writes behind the tap |
 //! | `offload.rs` | features offered, guest features to `TUNSETOFFLOAD`, frame limits |
+//! | `chain.rs` | descriptor chains as checked guest memory segments and iovecs |
+//! | `merge.rs` | mergeable receive buffers: how a frame spreads over chains |
+//! | `hdr.rs` | the transmit header checked against the negotiated features |
+//! | `config.rs` | options, MAC address, feature set, config space |
+//! | `stats.rs` | per queue pair counters, rate-limited guest warnings |
+//!
+//! This module must not know about domains, QEMU command lines or configs:
+//! [`NetServer`] serves one tap on one socket.
 
+pub mod chain;
+pub mod config;
+mod ctrl;
+pub mod device;
+pub mod hdr;
+pub mod merge;
 pub mod offload;
+mod rx;
+pub mod stats;
 mod sys;
 pub mod tap;
+mod tx;
+mod worker;
 
+use std::sync::Arc;
+
+pub use config::{parse_mac, ConfigError, NetOptions};
+pub use device::{NetBackend, NetDevice};
+pub use stats::StatsSnapshot;
 pub use tap::{Tap, TapError, TapQueue};
+
+use crate::vhost_user::{stop_on_signals, Server, ServerError, SignalError, StopHandle};
+
+/// Errors of the net backend, each one line with what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// An option is out of range.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The tap cannot be used.
+    #[error(transparent)]
+    Tap(#[from] TapError),
+    /// The device's eventfds cannot be made.
+    #[error("cannot create the queue pairs' eventfds")]
+    Setup(#[source] std::io::Error),
+    /// The socket cannot be served.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    /// SIGTERM/SIGINT cannot be watched.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+}
+
+/// A net device bound to its socket, ready to [`run`](Self::run).
+pub struct NetServer {
+    server: Server<Arc<NetDevice>>,
+    device: Arc<NetDevice>,
+}
+
+impl NetServer {
+    /// Checks the options, opens (or creates) the tap, sets its MTU and
+    /// brings it up, then binds the socket: every error a user can cause is
+    /// reported here, before any frontend can connect.
+    pub fn new(opts: &NetOptions) -> Result<Self, NetError> {
+        opts.check()?;
+        let tap = Tap::open(&opts.tap, opts.queue_pairs)?;
+        if let Some(mtu) = opts.mtu {
+            tap.set_mtu(mtu)?;
+        }
+        let mtu = tap.mtu()?;
+        tap.set_up()?;
+        let mac = opts.mac_or_default();
+        let features = config::features(tap.offload_support());
+        let cfg = config::config_space(mac, opts.queue_pairs, mtu);
+        let tap_name = tap.name().to_owned();
+        let device = Arc::new(
+            NetDevice::new(tap, features, cfg, opts.queue_size, mtu).map_err(NetError::Setup)?,
+        );
+        let server = Server::bind("pvio-net", &opts.socket, Arc::clone(&device))?;
+        tracing::info!(
+            "serving tap {tap_name} (MTU {mtu}, MAC {}) with {} queue pair(s) of {}",
+            pvio_frontend_protocol::net::format_mac(&mac),
+            opts.queue_pairs,
+            opts.queue_size,
+        );
+        Ok(Self { server, device })
+    }
+
+    /// Stops [`run`](Self::run) from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.server.stop_handle()
+    }
+
+    /// The device (tap, features, counters).
+    pub fn device(&self) -> &Arc<NetDevice> {
+        &self.device
+    }
+
+    /// Serves frontends until stopped; the socket is removed on return (the
+    /// tap too, if pvio created it, once the last reference is dropped).
+    pub fn run(self) -> Result<(), NetError> {
+        self.server.run()?;
+        Ok(())
+    }
+}
+
+/// What `pvio backend net` does: checks, opens and serves in the calling
+/// thread until SIGTERM or SIGINT. Call it before starting other threads
+/// (see [`stop_on_signals`]).
+pub fn serve_until_signal(opts: &NetOptions) -> Result<(), NetError> {
+    let server = NetServer::new(opts)?;
+    stop_on_signals(server.stop_handle())?;
+    server.run()
+}
+
+/// An error and its causes on one line.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        line.push_str(": ");
+        line.push_str(&s.to_string());
+        source = s.source();
+    }
+    line
+}

@@ -6,7 +6,9 @@
 //! Pure functions of feature bits and numbers: no I/O.
 
 use libc::c_uint;
-use pvio_frontend_protocol::features::{VIRTIO_F_EVENT_IDX, VIRTIO_F_VERSION_1};
+use pvio_frontend_protocol::features::{
+    VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1,
+};
 use pvio_frontend_protocol::net::{
     net_hdr_len, VIRTIO_NET_F_CSUM, VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_ECN,
     VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_GUEST_TSO6, VIRTIO_NET_F_GUEST_UFO,
@@ -62,6 +64,7 @@ const GUEST_OFFLOADS: [(u64, c_uint); 5] = [
 pub fn offered_features(tun_support: c_uint) -> u64 {
     let mut features = VIRTIO_F_VERSION_1
         | VIRTIO_F_EVENT_IDX
+        | VIRTIO_F_INDIRECT_DESC
         | VIRTIO_NET_F_MAC
         | VIRTIO_NET_F_MTU
         | VIRTIO_NET_F_STATUS
@@ -167,6 +170,7 @@ mod tests {
         for want in [
             VIRTIO_F_VERSION_1,
             VIRTIO_F_EVENT_IDX,
+            VIRTIO_F_INDIRECT_DESC,
             VIRTIO_NET_F_MAC,
             VIRTIO_NET_F_MTU,
             VIRTIO_NET_F_STATUS,

@@ -107,6 +107,23 @@ pub fn tun_set_vnet_hdr_sz(fd: BorrowedFd<'_>, len: c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// `TUNSETQUEUE`: attaches (`IFF_ATTACH_QUEUE`) or detaches
+/// (`IFF_DETACH_QUEUE`) one queue of a multi-queue tap, so that the kernel
+/// steers frames to it or not.
+pub fn tun_set_queue(fd: BorrowedFd<'_>, attach: bool) -> io::Result<()> {
+    let mut req = ifreq(c"");
+    let flag = if attach {
+        libc::IFF_ATTACH_QUEUE
+    } else {
+        libc::IFF_DETACH_QUEUE
+    };
+    req.ifr_ifru.ifru_flags =
+        c_short::try_from(flag).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: TUNSETQUEUE reads one `struct ifreq`, live for the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETQUEUE, &mut req) })?;
+    Ok(())
+}
+
 /// An `AF_INET` datagram socket, the handle for the `SIOC*IF*` ioctls (they
 /// act on the network namespace the socket was made in).
 pub fn ioctl_socket() -> io::Result<OwnedFd> {

@@ -345,6 +345,17 @@ impl Tap {
         Ok(flags)
     }
 
+    /// Attaches or detaches queue `index` of a multi-queue tap (frames are
+    /// only steered to attached queues). A detached queue's file reports an
+    /// error to poll: stop polling it first.
+    pub fn set_queue_attached(&self, index: usize, attach: bool) -> io::Result<()> {
+        let q = self
+            .queues
+            .get(index)
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+        sys::tun_set_queue(q.as_fd(), attach)
+    }
+
     /// Sets the length of the virtio-net header on every frame (10, 12 or
     /// 20 bytes; the device-wide setting, shared by all queues).
     pub fn set_vnet_hdr_len(&self, len: usize) -> Result<()> {
