@@ -7,6 +7,7 @@
 //! With QEMU and Cloud Hypervisor the frontend keeps the control queue for
 //! itself; a frontend that passes it on (and the socket test) lands here.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use pvio_frontend_protocol::net::{
@@ -141,6 +142,7 @@ impl Ctrl {
         let n = usize::from(mq.virtqueue_pairs());
         if self.tap.queues().len() > 1 {
             for (i, shared) in self.pairs.iter().enumerate() {
+                shared.in_use.store(i < n, Ordering::Release);
                 shared.set_attached(&self.tap, i, i < n);
             }
         }

@@ -319,6 +319,9 @@ impl Device for Arc<NetDevice> {
         }
         // The next guest starts with every tap queue attached.
         for (i, shared) in self.pairs.iter().enumerate() {
+            shared
+                .in_use
+                .store(true, std::sync::atomic::Ordering::Release);
             shared.set_attached(&self.tap, i, true);
         }
         let s = self.stats();

@@ -61,6 +61,9 @@ impl Negotiated {
 pub struct PairShared {
     /// Whether the tap queue is attached (frames are steered to it).
     pub attached: AtomicBool,
+    /// Whether the guest uses the pair (the control queue's
+    /// `VQ_PAIRS_SET`; all pairs until it says otherwise).
+    pub in_use: AtomicBool,
     /// Wakes the pair's thread (registered in its epoll loop).
     pub wake: EventFd,
     /// The pair's counters.
@@ -72,6 +75,7 @@ impl PairShared {
     pub fn new() -> io::Result<Self> {
         Ok(Self {
             attached: AtomicBool::new(true),
+            in_use: AtomicBool::new(true),
             wake: EventFd::new(EFD_NONBLOCK)?,
             stats: PairStats::default(),
         })
@@ -237,7 +241,7 @@ impl QueuePair {
     /// The guest kicked the receive queue: it posted buffers (or the queue
     /// was just enabled).
     pub fn on_rx_kick(&mut self, rx: &Vring) {
-        if self.index > 0 && Self::usable(rx) {
+        if self.index > 0 && Self::usable(rx) && self.shared.in_use.load(Ordering::Acquire) {
             // Enabled again (after the frontend disabled the pair).
             self.shared.set_attached(&self.tap, self.index, true);
         }
