@@ -518,8 +518,14 @@ fn driver_of(name: &CStr) -> Option<(String, String)> {
     let sock = sys::ioctl_socket().ok()?;
     match sys::if_driver(sock.as_fd(), name) {
         Ok(info) => Some(info),
-        // Some virtual devices do not implement ethtool's driver info.
-        Err(_) => Some(("unknown".to_owned(), String::new())),
+        // Some virtual devices (loopback among them) do not implement
+        // ethtool's driver info.
+        Err(_) => {
+            let flags = sys::if_get_flags(sock.as_fd(), name).unwrap_or(0);
+            let lo = c_short::try_from(libc::IFF_LOOPBACK).unwrap_or(0);
+            let kind = if flags & lo != 0 { "loopback" } else { "unknown" };
+            Some((kind.to_owned(), String::new()))
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! dispatch from a parsed command to the library.
 
 pub mod args;
+mod backend_net;
 mod help;
 mod pci;
 mod run;

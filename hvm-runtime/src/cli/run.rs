@@ -22,6 +22,9 @@ pub enum CliError {
     /// The PV block backend failed (bad image, socket in use, ...).
     #[error(transparent)]
     Blk(#[from] pvio_backends::blk::BlkError),
+    /// The PV net backend failed (bad tap, socket in use, ...).
+    #[error(transparent)]
+    Net(#[from] pvio_backends::net::NetError),
     /// A PCI passthrough command refused or failed.
     #[error(transparent)]
     Pci(#[from] super::pci::PciError),
@@ -59,7 +62,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::Assign(a) => Ok(pci::assign(a)?),
         C::Release(a) => Ok(pci::release(a)?),
         C::Backend(BackendCommand::Blk(a)) => backend_blk(a),
-        C::Backend(BackendCommand::Net(_)) => not_built("backend net", "the PV net backend"),
+        C::Backend(BackendCommand::Net(a)) => Ok(super::backend_net::backend_net(a)?),
         C::Bench(BenchCommand::Blk) => not_built("bench blk", "the block benchmark"),
         C::Bench(BenchCommand::Net) => not_built("bench net", "the net benchmark"),
     }

@@ -1,0 +1,111 @@
+//! `pvio backend net`: from the parsed arguments to the PV net backend,
+//! served in the foreground until SIGTERM or SIGINT.
+//!
+//! It must not know how the backend works: it maps options and reports.
+
+use std::process::ExitCode;
+
+use pvio_backends::net::{parse_mac, serve_until_signal, NetError, NetOptions};
+
+use super::args::NetBackendArgs;
+
+/// The backend's options from the command line (the MAC is parsed here, so
+/// a typo is reported before anything is opened).
+pub fn options(a: NetBackendArgs) -> Result<NetOptions, NetError> {
+    let mut opts = NetOptions::new(a.socket, a.tap);
+    opts.queue_pairs = a.num_queue_pairs;
+    opts.queue_size = a.queue_size;
+    opts.mtu = a.mtu;
+    opts.mac = a.mac.as_deref().map(parse_mac).transpose()?;
+    Ok(opts)
+}
+
+/// `pvio backend net`: opens (or creates) the tap, serves the socket until
+/// SIGTERM or SIGINT, then removes the socket (and the tap if it made it).
+pub fn backend_net(a: NetBackendArgs) -> Result<ExitCode, NetError> {
+    serve_until_signal(&options(a)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{try_parse_from, BackendCommand, Command};
+
+    fn args(extra: &[&str]) -> NetBackendArgs {
+        let mut argv = vec![
+            "pvio",
+            "backend",
+            "net",
+            "--socket",
+            "/tmp/x.sock",
+            "--tap",
+            "pviot0",
+        ];
+        argv.extend_from_slice(extra);
+        match try_parse_from(argv).unwrap().command {
+            Command::Backend(BackendCommand::Net(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn options_follow_the_arguments() {
+        let o = options(args(&[
+            "--num-queue-pairs",
+            "2",
+            "--queue-size",
+            "512",
+            "--mac",
+            "52:54:00:00:00:07",
+            "--mtu",
+            "9000",
+        ]))
+        .unwrap();
+        assert_eq!(o.tap, "pviot0");
+        assert_eq!(o.queue_pairs, 2);
+        assert_eq!(o.queue_size, 512);
+        assert_eq!(o.mac, Some([0x52, 0x54, 0, 0, 0, 7]));
+        assert_eq!(o.mtu, Some(9000));
+        let d = options(args(&[])).unwrap();
+        assert_eq!(
+            (d.queue_pairs, d.queue_size, d.mac, d.mtu),
+            (1, 256, None, None)
+        );
+    }
+
+    #[test]
+    fn a_bad_mac_is_one_clear_line() {
+        let err = options(args(&["--mac", "52:54:00"])).unwrap_err();
+        assert!(err.to_string().contains("six hex bytes"), "{err}");
+    }
+
+    #[test]
+    fn bad_options_fail_before_the_socket_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("n.sock");
+        let s = sock.to_str().unwrap();
+        for (extra, want) in [
+            (["--tap", "bad/name"], "invalid tap name"),
+            (["--num-queue-pairs", "0"], "--num-queue-pairs"),
+            (["--queue-size", "100"], "--queue-size"),
+        ] {
+            let tap = if extra[0] == "--tap" {
+                extra[1]
+            } else {
+                "pviot0"
+            };
+            let mut argv = vec!["pvio", "backend", "net", "--socket", s, "--tap", tap];
+            if extra[0] != "--tap" {
+                argv.extend(extra);
+            }
+            let Command::Backend(BackendCommand::Net(a)) = try_parse_from(argv).unwrap().command
+            else {
+                unreachable!()
+            };
+            let err = backend_net(a).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+            assert!(!sock.exists());
+        }
+    }
+}
