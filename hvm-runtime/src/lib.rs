@@ -10,5 +10,4 @@
 pub mod cli;
 pub mod config;
 pub mod host;
-pub mod plan;
 pub mod qmp;
