@@ -311,6 +311,11 @@ impl Device for Arc<NetDevice> {
         Ok(())
     }
 
+    fn relay_early_vring_enable(&self) -> bool {
+        // QEMU's virtio-net enables rings before SET_FEATURES.
+        true
+    }
+
     fn detach(&self) {
         if let Some(backend) = self.current().take() {
             for w in &backend.inner.workers {
@@ -323,6 +328,13 @@ impl Device for Arc<NetDevice> {
                 .in_use
                 .store(true, std::sync::atomic::Ordering::Release);
             shared.set_attached(&self.tap, i, true);
+        }
+        for (i, p) in self.pair_stats().iter().enumerate() {
+            tracing::info!(
+                "queue pair {i}: {} frames in, {} out",
+                p.rx_frames,
+                p.tx_frames
+            );
         }
         let s = self.stats();
         tracing::info!(

@@ -10,6 +10,7 @@
 //! This module must not know about any device type (block, net): a device
 //! plugs in through the [`Device`] trait.
 
+mod relay;
 mod server;
 mod signal;
 mod stop;

@@ -6,9 +6,10 @@
 
 use std::fs;
 use std::io;
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler, V
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
+use super::relay::Relay;
 use super::stop::StopHandle;
 
 /// The guest memory as the vhost-user crates hand it out: swapped atomically
@@ -47,6 +49,13 @@ pub trait Device: Send + Sync + 'static {
     /// Called after the frontend went away and the queue threads have
     /// stopped: finish in-flight I/O and forget the guest's memory.
     fn detach(&self);
+
+    /// Whether frontends may send `SET_VRING_ENABLE` before `SET_FEATURES`
+    /// (QEMU's virtio-net does), so that the connection must go through the
+    /// [`Relay`] that holds those back. Off by default.
+    fn relay_early_vring_enable(&self) -> bool {
+        false
+    }
 }
 
 /// Errors of the vhost-user server.
@@ -196,9 +205,14 @@ impl<D: Device> Server<D> {
         self.device
             .attach(&daemon.get_epoll_handlers())
             .map_err(ServerError::Attach)?;
-        daemon
-            .start(&mut self.listener)
-            .map_err(|e| ServerError::Daemon(e.to_string()))?;
+        let relay = if self.device.relay_early_vring_enable() {
+            Some(self.start_relayed(&mut daemon)?)
+        } else {
+            daemon
+                .start(&mut self.listener)
+                .map_err(|e| ServerError::Daemon(e.to_string()))?;
+            None
+        };
         tracing::info!("{}: frontend connected", self.name);
         self.stop.set_current(daemon.shutdown_handle());
         let result = daemon.wait();
@@ -211,8 +225,32 @@ impl<D: Device> Server<D> {
         // Dropping the daemon stops and joins its queue threads; only then may
         // the device drain in-flight I/O and drop the guest memory mappings.
         drop(daemon);
+        if let Some(relay) = relay {
+            relay.join();
+        }
         self.device.detach();
         Ok(())
+    }
+
+    /// Accepts the frontend here and starts `daemon` on a private socket
+    /// behind a [`Relay`].
+    fn start_relayed(&mut self, daemon: &mut VhostUserDaemon<D::Backend>) -> Result<Relay> {
+        let frontend = loop {
+            match self.listener.accept() {
+                Ok(Some(s)) => break s,
+                Ok(None) => continue,
+                Err(e) => return Err(ServerError::Daemon(e.to_string())),
+            }
+        };
+        // An abstract socket: nothing in the filesystem, gone with its fd.
+        let name = format!("pvio-relay-{}-{}", std::process::id(), self.path.display());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ServerError::Wait)?;
+        let mut inner = Listener::from(UnixListener::bind_addr(&addr).map_err(ServerError::Wait)?);
+        let to_daemon = UnixStream::connect_addr(&addr).map_err(ServerError::Wait)?;
+        daemon
+            .start(&mut inner)
+            .map_err(|e| ServerError::Daemon(e.to_string()))?;
+        Relay::start(frontend, to_daemon).map_err(ServerError::Wait)
     }
 }
 

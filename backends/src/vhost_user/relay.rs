@@ -1,0 +1,347 @@
+//! A relay between a frontend and the vhost-user daemon that holds back
+//! `VHOST_USER_SET_VRING_ENABLE` until `VHOST_USER_SET_FEATURES`.
+//!
+//! QEMU's virtio-net enables a vhost-user ring (`peer_attach`) as soon as the
+//! backend offers `VHOST_USER_F_PROTOCOL_FEATURES`, before it sends
+//! `SET_FEATURES`; rust-vmm's `vhost` crate takes such an early
+//! `SET_VRING_ENABLE` as a protocol error and drops the connection. The relay
+//! answers the early requests itself (an ack when one is asked for),
+//! remembers them, and replays them right after `SET_FEATURES` when that
+//! acknowledges protocol features, so the backend ends in the state the
+//! frontend asked for. Every other message, file descriptors included, passes
+//! through unchanged and in order; replies come back the same way.
+//!
+//! It must not know what device is served. A [`Device`](super::Device) asks
+//! for it with [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable).
+
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::{self, JoinHandle};
+
+use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+
+/// vhost-user header: request, flags, payload size (all `u32` LE).
+const HDR_LEN: usize = 12;
+/// Largest payload relayed (the protocol's messages are far smaller).
+const MAX_PAYLOAD: usize = 64 * 1024;
+/// Most file descriptors one message carries.
+const MAX_FDS: usize = 32;
+
+const SET_FEATURES: u32 = 2;
+const RESET_OWNER: u32 = 4;
+const SET_VRING_ENABLE: u32 = 18;
+const RESET_DEVICE: u32 = 34;
+
+const FLAG_VERSION: u32 = 0x1;
+const FLAG_REPLY: u32 = 0x4;
+const FLAG_NEED_REPLY: u32 = 0x8;
+const PROTOCOL_FEATURES: u64 = 1 << 30;
+
+/// One vhost-user message with its file descriptors.
+struct Msg {
+    hdr: [u8; HDR_LEN],
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Msg {
+    fn field(&self, i: usize) -> u32 {
+        let b = &self.hdr[4 * i..4 * i + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    fn request(&self) -> u32 {
+        self.field(0)
+    }
+
+    fn flags(&self) -> u32 {
+        self.field(1)
+    }
+
+    fn set_flags(&mut self, flags: u32) {
+        self.hdr[4..8].copy_from_slice(&flags.to_le_bytes());
+    }
+
+    /// The `u64` at the start of the payload (`SET_FEATURES`' value).
+    fn u64_payload(&self) -> u64 {
+        let mut b = [0u8; 8];
+        let n = self.payload.len().min(8);
+        b[..n].copy_from_slice(&self.payload[..n]);
+        u64::from_le_bytes(b)
+    }
+
+    /// The ack (`u64` 0, success) for a request that asked for one.
+    fn ack(&self) -> Self {
+        let mut hdr = [0u8; HDR_LEN];
+        hdr[0..4].copy_from_slice(&self.request().to_le_bytes());
+        hdr[4..8].copy_from_slice(&(FLAG_VERSION | FLAG_REPLY).to_le_bytes());
+        hdr[8..12].copy_from_slice(&8u32.to_le_bytes());
+        Self {
+            hdr,
+            payload: vec![0; 8],
+            fds: Vec::new(),
+        }
+    }
+}
+
+/// Reads one message; `None` at a clean end of stream.
+fn recv_msg(sock: &UnixStream) -> io::Result<Option<Msg>> {
+    let mut hdr = [0u8; HDR_LEN];
+    let mut raw_fds: [RawFd; MAX_FDS] = [-1; MAX_FDS];
+    let mut iov = [libc::iovec {
+        iov_base: hdr.as_mut_ptr().cast(),
+        iov_len: HDR_LEN,
+    }];
+    // SAFETY: the iovec points to `hdr`, a live local buffer of HDR_LEN
+    // bytes that any data may be written to.
+    let (n, nfds) = unsafe { sock.recv_with_fds(&mut iov, &mut raw_fds) }
+        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+    let fds: Vec<OwnedFd> = raw_fds
+        .iter()
+        .take(nfds)
+        // SAFETY: recvmsg gave these descriptors to this process; nothing
+        // else owns them.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect();
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut reader = sock;
+    reader.read_exact(&mut hdr[n..])?;
+    let mut msg = Msg {
+        hdr,
+        payload: Vec::new(),
+        fds,
+    };
+    let size = usize::try_from(msg.field(2)).unwrap_or(usize::MAX);
+    if size > MAX_PAYLOAD {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("vhost-user message of {size} bytes"),
+        ));
+    }
+    msg.payload = vec![0; size];
+    reader.read_exact(&mut msg.payload)?;
+    Ok(Some(msg))
+}
+
+/// Writes one message with its descriptors.
+fn send_msg(sock: &UnixStream, msg: &Msg) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(HDR_LEN + msg.payload.len());
+    bytes.extend_from_slice(&msg.hdr);
+    bytes.extend_from_slice(&msg.payload);
+    let fds: Vec<RawFd> = msg.fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let sent = sock
+        .send_with_fds(&[&bytes[..]], &fds)
+        .map_err(|e| io::Error::from_raw_os_error(e.errno()))?;
+    let mut writer = sock;
+    writer.write_all(&bytes[sent..])
+}
+
+/// The two relay threads of one connection.
+pub struct Relay {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Relay {
+    /// Relays between `frontend` (the VMM) and `backend` (the daemon's end)
+    /// until either side closes; then both are shut down.
+    pub fn start(frontend: UnixStream, backend: UnixStream) -> io::Result<Self> {
+        let fe_writer = Arc::new(Mutex::new(frontend.try_clone()?));
+        let be_reader = backend.try_clone()?;
+        let fe_for_replies = Arc::clone(&fe_writer);
+        let requests = thread::Builder::new()
+            .name("vhost-relay-req".into())
+            .spawn(move || {
+                if let Err(e) = forward_requests(&frontend, &backend, &fe_writer) {
+                    tracing::debug!("vhost-user relay (requests) ended: {e}");
+                }
+                let _ = frontend.shutdown(std::net::Shutdown::Both);
+                let _ = backend.shutdown(std::net::Shutdown::Both);
+            })?;
+        let replies = thread::Builder::new()
+            .name("vhost-relay-rep".into())
+            .spawn(move || {
+                let result = (|| -> io::Result<()> {
+                    while let Some(msg) = recv_msg(&be_reader)? {
+                        tracing::trace!("vhost-user reply {} size {}", msg.request(), msg.payload.len());
+                        let fe = fe_for_replies
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner);
+                        send_msg(&fe, &msg)?;
+                    }
+                    Ok(())
+                })();
+                if let Err(e) = result {
+                    tracing::debug!("vhost-user relay (replies) ended: {e}");
+                }
+                let fe = fe_for_replies
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let _ = fe.shutdown(std::net::Shutdown::Both);
+                let _ = be_reader.shutdown(std::net::Shutdown::Both);
+            })?;
+        Ok(Self {
+            threads: vec![requests, replies],
+        })
+    }
+
+    /// Waits for both threads (after either side closed).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Frontend to daemon, holding back early `SET_VRING_ENABLE`s.
+fn forward_requests(
+    frontend: &UnixStream,
+    backend: &UnixStream,
+    fe_writer: &Mutex<UnixStream>,
+) -> io::Result<()> {
+    let mut features_set = false;
+    let mut held: Vec<Msg> = Vec::new();
+    while let Some(mut msg) = recv_msg(frontend)? {
+        tracing::trace!(
+            "vhost-user request {} flags {:#x} size {} fds {}",
+            msg.request(),
+            msg.flags(),
+            msg.payload.len(),
+            msg.fds.len()
+        );
+        match msg.request() {
+            SET_VRING_ENABLE if !features_set => {
+                if msg.flags() & FLAG_NEED_REPLY != 0 {
+                    let fe = fe_writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    send_msg(&fe, &msg.ack())?;
+                    msg.set_flags(msg.flags() & !FLAG_NEED_REPLY);
+                }
+                tracing::debug!("holding an early SET_VRING_ENABLE until SET_FEATURES");
+                held.push(msg);
+                continue;
+            }
+            SET_FEATURES => {
+                let features = msg.u64_payload();
+                send_msg(backend, &msg)?;
+                features_set = true;
+                if features & PROTOCOL_FEATURES != 0 {
+                    for m in held.drain(..) {
+                        send_msg(backend, &m)?;
+                    }
+                } else {
+                    // Without protocol features the backend enables every
+                    // ring at SET_FEATURES by itself.
+                    held.clear();
+                }
+                continue;
+            }
+            RESET_OWNER | RESET_DEVICE => {
+                features_set = false;
+                held.clear();
+            }
+            _ => {}
+        }
+        send_msg(backend, &msg)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(request: u32, flags: u32, payload: &[u8]) -> Msg {
+        let mut hdr = [0u8; HDR_LEN];
+        hdr[0..4].copy_from_slice(&request.to_le_bytes());
+        hdr[4..8].copy_from_slice(&flags.to_le_bytes());
+        hdr[8..12].copy_from_slice(&u32::try_from(payload.len()).unwrap().to_le_bytes());
+        Msg {
+            hdr,
+            payload: payload.to_vec(),
+            fds: Vec::new(),
+        }
+    }
+
+    fn enable(index: u32, on: u32, flags: u32) -> Msg {
+        let mut p = index.to_le_bytes().to_vec();
+        p.extend_from_slice(&on.to_le_bytes());
+        msg(SET_VRING_ENABLE, FLAG_VERSION | flags, &p)
+    }
+
+    #[test]
+    fn early_enables_are_acked_held_and_replayed_after_set_features() {
+        let (fe_test, fe_relay) = UnixStream::pair().unwrap();
+        let (be_relay, be_test) = UnixStream::pair().unwrap();
+        let relay = Relay::start(fe_relay, be_relay).unwrap();
+
+        // An early enable asking for a reply: the relay answers it.
+        send_msg(&fe_test, &enable(0, 1, FLAG_NEED_REPLY)).unwrap();
+        let ack = recv_msg(&fe_test).unwrap().unwrap();
+        assert_eq!(ack.request(), SET_VRING_ENABLE);
+        assert_eq!(ack.flags(), FLAG_VERSION | FLAG_REPLY);
+        assert_eq!(ack.payload, [0; 8]);
+        send_msg(&fe_test, &enable(1, 0, 0)).unwrap();
+
+        // A request with a file descriptor passes through with it.
+        let (a, _b) = UnixStream::pair().unwrap();
+        let mut kick = msg(12, FLAG_VERSION, &0u64.to_le_bytes());
+        kick.fds.push(OwnedFd::from(a));
+        send_msg(&fe_test, &kick).unwrap();
+        let got = recv_msg(&be_test).unwrap().unwrap();
+        assert_eq!(got.request(), 12);
+        assert_eq!(got.fds.len(), 1);
+
+        // SET_FEATURES with protocol features, then the held enables.
+        let features = (PROTOCOL_FEATURES | 1 << 32).to_le_bytes();
+        send_msg(&fe_test, &msg(SET_FEATURES, FLAG_VERSION, &features)).unwrap();
+        assert_eq!(recv_msg(&be_test).unwrap().unwrap().request(), SET_FEATURES);
+        let e0 = recv_msg(&be_test).unwrap().unwrap();
+        assert_eq!(
+            (e0.request(), e0.flags() & FLAG_NEED_REPLY),
+            (SET_VRING_ENABLE, 0)
+        );
+        assert_eq!(e0.payload, enable(0, 1, 0).payload);
+        let e1 = recv_msg(&be_test).unwrap().unwrap();
+        assert_eq!(e1.payload, enable(1, 0, 0).payload);
+
+        // Later enables pass straight through; replies flow back.
+        send_msg(&fe_test, &enable(0, 1, 0)).unwrap();
+        assert_eq!(
+            recv_msg(&be_test).unwrap().unwrap().request(),
+            SET_VRING_ENABLE
+        );
+        send_msg(
+            &be_test,
+            &msg(1, FLAG_VERSION | FLAG_REPLY, &7u64.to_le_bytes()),
+        )
+        .unwrap();
+        assert_eq!(recv_msg(&fe_test).unwrap().unwrap().u64_payload(), 7);
+
+        // The frontend leaves: the backend's end closes too.
+        drop(fe_test);
+        assert!(recv_msg(&be_test).unwrap().is_none());
+        relay.join();
+    }
+
+    #[test]
+    fn without_protocol_features_held_enables_are_dropped() {
+        let (fe_test, fe_relay) = UnixStream::pair().unwrap();
+        let (be_relay, be_test) = UnixStream::pair().unwrap();
+        let relay = Relay::start(fe_relay, be_relay).unwrap();
+        send_msg(&fe_test, &enable(0, 1, 0)).unwrap();
+        send_msg(
+            &fe_test,
+            &msg(SET_FEATURES, FLAG_VERSION, &(1u64 << 32).to_le_bytes()),
+        )
+        .unwrap();
+        send_msg(&fe_test, &msg(5, FLAG_VERSION, &[])).unwrap();
+        assert_eq!(recv_msg(&be_test).unwrap().unwrap().request(), SET_FEATURES);
+        assert_eq!(recv_msg(&be_test).unwrap().unwrap().request(), 5);
+        drop(be_test);
+        assert!(recv_msg(&fe_test).unwrap().is_none());
+        relay.join();
+    }
+}
