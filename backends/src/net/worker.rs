@@ -126,6 +126,8 @@ pub(super) struct RxChain {
     pub cap: usize,
     /// Its segments in the worker's `segs`.
     pub segs: std::ops::Range<usize>,
+    /// Its iovecs in the receive batch's iovec list.
+    pub iovs: std::ops::Range<usize>,
 }
 
 /// The worker of one queue pair.
@@ -141,8 +143,11 @@ pub struct QueuePair {
     tap_polled: bool,
     /// Segments of the chains being handled (reused).
     pub(super) segs: Vec<Seg>,
-    /// Receive chains being filled (reused).
+    /// Receive chains popped during a receive batch (reused); those from
+    /// `first` on are not used yet and go back to the ring when the batch
+    /// ends.
     pub(super) chains: Vec<RxChain>,
+    pub(super) first: usize,
     /// A frame read from the tap that did not fit the guest's buffers yet,
     /// with its length; delivered before anything else is read.
     pub(super) bounce: Vec<u8>,
@@ -173,6 +178,7 @@ impl QueuePair {
             tap_polled: false,
             segs: Vec::new(),
             chains: Vec::new(),
+            first: 0,
             bounce: Vec::new(),
             pending: None,
             log: RateLimit::default(),

@@ -3,6 +3,7 @@
 
 pub mod args;
 mod backend_net;
+mod bench_net;
 mod help;
 mod pci;
 mod run;

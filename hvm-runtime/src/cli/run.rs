@@ -25,6 +25,9 @@ pub enum CliError {
     /// The PV net backend failed (bad tap, socket in use, ...).
     #[error(transparent)]
     Net(#[from] pvio_backends::net::NetError),
+    /// The net benchmark could not run.
+    #[error(transparent)]
+    BenchNet(#[from] pvio_backends::net::bench::BenchError),
     /// A PCI passthrough command refused or failed.
     #[error(transparent)]
     Pci(#[from] super::pci::PciError),
@@ -64,7 +67,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::Backend(BackendCommand::Blk(a)) => backend_blk(a),
         C::Backend(BackendCommand::Net(a)) => Ok(super::backend_net::backend_net(a)?),
         C::Bench(BenchCommand::Blk) => not_built("bench blk", "the block benchmark"),
-        C::Bench(BenchCommand::Net) => not_built("bench net", "the net benchmark"),
+        C::Bench(BenchCommand::Net) => Ok(super::bench_net::bench_net()?),
     }
 }
 

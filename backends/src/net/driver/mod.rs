@@ -385,6 +385,59 @@ impl NetDriver {
         }
     }
 
+    /// Notifies the device about queue `q` if it asked to be, for what was
+    /// published since available index `old`.
+    pub fn kick_if_needed(&self, q: usize, old: u16) -> Result<(), DriverError> {
+        let queue = self
+            .queues
+            .get(q)
+            .ok_or_else(|| DriverError::Protocol(format!("no queue {q}")))?;
+        if queue.needs_kick(&self.mem, old, self.acked & VIRTIO_F_EVENT_IDX != 0)? {
+            queue.notify()?;
+        }
+        Ok(())
+    }
+
+    /// Takes every buffer the device filled on `pair` and posts it again,
+    /// without reading the data (for the benchmark: with frames smaller
+    /// than a buffer, one buffer is one frame). Returns how many.
+    pub fn drain_rx(&mut self, pair: usize) -> Result<usize, DriverError> {
+        let qi = 2 * pair;
+        let mem = &self.mem;
+        let q = self
+            .queues
+            .get_mut(qi)
+            .ok_or_else(|| DriverError::Protocol("no queue".into()))?;
+        let old = q.avail_idx();
+        let len = q.slot_len;
+        let mut n = 0;
+        while let Some(e) = q.pop_used(mem)? {
+            let d = u16::try_from(e.id()).map_err(|_| DriverError::Protocol("used id".into()))?;
+            q.free_chain(mem, d)?;
+            q.add(mem, &[Buf::Slot { len, write: true }])?;
+            n += 1;
+        }
+        if n > 0 {
+            self.kick_if_needed(qi, old)?;
+        }
+        Ok(n)
+    }
+
+    /// Queues as many copies of `frame` on pair `pair` as the ring takes,
+    /// notifies if needed, and reclaims what the device finished. Returns
+    /// the frames the device completed (for the benchmark).
+    pub fn pump_tx(&mut self, pair: usize, frame: &[u8]) -> Result<usize, DriverError> {
+        let qi = 2 * pair + 1;
+        let done = self.reclaim_tx(pair)?;
+        let old = self.queue(qi)?.avail_idx();
+        let hdr = NetHdr::default();
+        while self.queue_frame(pair, &hdr, frame, false)? {}
+        if self.queue(qi)?.avail_idx() != old {
+            self.kick_if_needed(qi, old)?;
+        }
+        Ok(done)
+    }
+
     /// Takes the next delivered frame of `pair`, if any, and re-posts its
     /// buffers.
     pub fn try_recv(&mut self, pair: usize) -> Result<Option<Received>, DriverError> {
@@ -461,6 +514,23 @@ impl NetDriver {
             }
             self.wait_call(2 * pair, left.min(Duration::from_millis(50)))?;
         }
+    }
+
+    /// Waits up to `timeout` until queue `q` has used elements, sleeping on
+    /// its call eventfd (with EVENT_IDX, after asking for an interrupt at
+    /// the next one) instead of spinning.
+    pub fn wait_used(&self, q: usize, timeout: Duration) -> Result<(), DriverError> {
+        let queue = self
+            .queues
+            .get(q)
+            .ok_or_else(|| DriverError::Protocol(format!("no queue {q}")))?;
+        if self.acked & VIRTIO_F_EVENT_IDX != 0 {
+            queue.arm_used_event(&self.mem)?;
+        }
+        if !queue.has_used(&self.mem)? {
+            self.wait_call(q, timeout)?;
+        }
+        Ok(())
     }
 
     /// Waits up to `timeout` for queue `q`'s call eventfd.

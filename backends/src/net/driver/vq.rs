@@ -9,8 +9,8 @@ use std::sync::atomic::{fence, Ordering};
 
 use pvio_frontend_protocol::ring::{
     avail_event_offset, avail_ring_elem_offset, avail_ring_size, desc_table_size,
-    used_event_offset, used_ring_elem_offset, used_ring_size, VirtqDesc, VirtqUsedElem,
-    VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE,
+    used_event_offset, used_ring_elem_offset, used_ring_size, vring_need_event, VirtqDesc,
+    VirtqUsedElem, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_F_NO_NOTIFY,
 };
 use pvio_frontend_protocol::zerocopy::{FromBytes, IntoBytes};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
@@ -187,6 +187,12 @@ impl DriverQueue {
         Ok(VirtqUsedElem::read_from_bytes(&raw).ok())
     }
 
+    /// Whether the device published used elements not popped yet.
+    pub fn has_used(&self, mem: &GuestMemoryMmap) -> Result<bool, DriverError> {
+        let idx = u16::from_le(mem.load::<u16>(at(self.used, 2), Ordering::Acquire)?);
+        Ok(idx != self.last_used)
+    }
+
     /// Frees the chain starting at `head` and returns its descriptors in
     /// order.
     pub fn free_chain(
@@ -229,6 +235,33 @@ impl DriverQueue {
             at(self.used, avail_event_offset(self.size)),
             Ordering::Acquire,
         )?))
+    }
+
+    /// The driver's available index (entries published so far).
+    pub fn avail_idx(&self) -> u16 {
+        self.avail_idx
+    }
+
+    /// Whether the device wants a notification for what was published
+    /// since available index `old` (virtio 1.2 §2.7.10: `avail_event` with
+    /// EVENT_IDX, else the used ring's NO_NOTIFY flag).
+    pub fn needs_kick(
+        &self,
+        mem: &GuestMemoryMmap,
+        old: u16,
+        event_idx: bool,
+    ) -> Result<bool, DriverError> {
+        if event_idx {
+            fence(Ordering::SeqCst);
+            Ok(vring_need_event(
+                self.avail_event(mem)?,
+                self.avail_idx,
+                old,
+            ))
+        } else {
+            let flags = u16::from_le(mem.load::<u16>(self.used, Ordering::Acquire)?);
+            Ok(flags & VIRTQ_USED_F_NO_NOTIFY == 0)
+        }
     }
 
     /// Notifies the device.
