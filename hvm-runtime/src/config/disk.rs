@@ -220,10 +220,7 @@ pub fn parse(spec: &str) -> Result<ParsedDisk, String> {
 
     // Legacy prefixes on the target: `phy:`, `file:`, `tap:aio:`, `qcow2:`...
     let mut target = target.unwrap_or_default();
-    loop {
-        let Some((prefix, after)) = target.split_once(':') else {
-            break;
-        };
+    while let Some((prefix, after)) = target.split_once(':') {
         if !PREFIXES.contains(&prefix) {
             break;
         }

@@ -37,8 +37,7 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     let len = lower.chars().count();
-    let limit = (len + 2) / 3;
-    let limit = limit.clamp(1, 3);
+    let limit = len.div_ceil(3).clamp(1, 3);
     candidates
         .into_iter()
         .filter_map(|c| {

@@ -1,0 +1,257 @@
+//! The plan's devices: each disk, NIC and PCI device of the spec becomes
+//! either a PV device (a pvio backend on a vhost-user socket, and the
+//! QEMU vhost-user device that connects to it) or an emulated one (QEMU
+//! `-drive`/`-netdev` and the emulated controller), plus `vfio-pci` for
+//! passthrough.
+
+use std::path::Path;
+
+use super::{
+    ids, qemu_path, socket, text, BackendPlan, DiskPlan, NicPlan, PassthroughPlan, PlanError,
+    TapPlan,
+};
+use crate::config::disk::{DiskBus, DiskSpec};
+use crate::config::options::Machine;
+use crate::config::{DomainSpec, Located};
+
+/// The devices of a plan and their QEMU arguments.
+pub(super) struct Devices {
+    pub disks: Vec<DiskPlan>,
+    pub nics: Vec<NicPlan>,
+    pub passthrough: Vec<PassthroughPlan>,
+    pub blk_backends: Vec<BackendPlan>,
+    pub net_backends: Vec<BackendPlan>,
+    pub taps: Vec<TapPlan>,
+    /// `-drive`, `-chardev`, `-netdev` and `-device` arguments.
+    pub args: Vec<String>,
+}
+
+impl Devices {
+    /// A vhost-user device is present: guest RAM must be shareable.
+    pub fn has_vhost_user(&self) -> bool {
+        !self.blk_backends.is_empty() || !self.net_backends.is_empty()
+    }
+}
+
+pub(super) fn plan_devices(
+    spec: &DomainSpec,
+    run_dir: &Path,
+    entropy: &mut dyn ids::Entropy,
+) -> Result<Devices, PlanError> {
+    let mut d = Devices {
+        disks: Vec::new(),
+        nics: Vec::new(),
+        passthrough: Vec::new(),
+        blk_backends: Vec::new(),
+        net_backends: Vec::new(),
+        taps: Vec::new(),
+        args: Vec::new(),
+    };
+    let mut scsi_controller = false;
+    for disk in &spec.disks {
+        disk_args(disk, spec.machine, run_dir, &mut d, &mut scsi_controller)?;
+    }
+    for vif in &spec.vifs {
+        let v = &vif.value;
+        let tap = match &v.vifname {
+            Some(n) => n.clone(),
+            None => ids::tap_name(&spec.name, v.devid).ok_or_else(|| PlanError::Unsupported {
+                at: vif.at.clone(),
+                key: "vif",
+                message: format!(
+                    "devid {} makes the tap name too long; set vifname=",
+                    v.devid
+                ),
+            })?,
+        };
+        let (mac, random_mac) = match v.mac {
+            Some(m) => (m, false),
+            None => (ids::random_mac(entropy), true),
+        };
+        let id = format!("net{}", v.devid);
+        let sock = if v.model.is_pv() {
+            let sock = socket(run_dir, &format!("net-{}.sock", v.devid))?;
+            let mut args = vec![
+                "backend".to_owned(),
+                "net".to_owned(),
+                "--socket".to_owned(),
+                text(&sock)?,
+                "--tap".to_owned(),
+                tap.clone(),
+                "--mac".to_owned(),
+                mac.to_string(),
+            ];
+            if let Some(mtu) = v.mtu {
+                args.extend(["--mtu".to_owned(), mtu.to_string()]);
+            }
+            d.net_backends.push(BackendPlan {
+                device: id.clone(),
+                socket: sock.clone(),
+                args,
+            });
+            let mut dev = format!("virtio-net-pci,netdev={id},id=nic{},mac={mac}", v.devid);
+            if let Some(mtu) = v.mtu {
+                dev.push_str(&format!(",host_mtu={mtu}"));
+            }
+            d.args.extend([
+                "-chardev".to_owned(),
+                format!("socket,id=chr-{id},path={}", qemu_path(&sock)?),
+                "-netdev".to_owned(),
+                format!("vhost-user,id={id},chardev=chr-{id}"),
+                "-device".to_owned(),
+                dev,
+            ]);
+            Some(sock)
+        } else {
+            d.args.extend([
+                "-netdev".to_owned(),
+                format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+                "-device".to_owned(),
+                format!(
+                    "{},netdev={id},id=nic{},mac={mac}",
+                    v.model.qemu_device(),
+                    v.devid
+                ),
+            ]);
+            None
+        };
+        d.taps.push(TapPlan {
+            name: tap.clone(),
+            bridge: v.bridge.clone(),
+            mtu: v.mtu,
+        });
+        d.nics.push(NicPlan {
+            devid: v.devid,
+            model: v.model,
+            mac,
+            random_mac,
+            tap,
+            bridge: v.bridge.clone(),
+            mtu: v.mtu,
+            socket: sock,
+            at: vif.at.clone(),
+        });
+    }
+    for (n, pci) in spec.pci.iter().enumerate() {
+        let p = &pci.value;
+        let mut dev = format!("vfio-pci,host={},id=hostdev{n}", p.bdf);
+        if let Some(slot) = p.vslot {
+            dev.push_str(&format!(",addr=0x{slot:x}"));
+        }
+        d.args.extend(["-device".to_owned(), dev]);
+        d.passthrough.push(PassthroughPlan {
+            bdf: p.bdf,
+            vslot: p.vslot,
+            seize: p.seize,
+            at: pci.at.clone(),
+        });
+    }
+    Ok(d)
+}
+
+fn disk_args(
+    disk: &Located<DiskSpec>,
+    machine: Machine,
+    run_dir: &Path,
+    d: &mut Devices,
+    scsi_controller: &mut bool,
+) -> Result<(), PlanError> {
+    let s = &disk.value;
+    let drive_id = format!("drive-{}", s.vdev);
+    let mut sock = None;
+    match s.bus {
+        DiskBus::Pv { .. } => {
+            let path = socket(run_dir, &format!("blk-{}.sock", s.vdev))?;
+            let image = s.target.as_deref().ok_or_else(|| PlanError::Unsupported {
+                at: disk.at.clone(),
+                key: "disk",
+                message: format!("{} is a PV disk without an image", s.vdev),
+            })?;
+            let mut args = vec![
+                "backend".to_owned(),
+                "blk".to_owned(),
+                "--socket".to_owned(),
+                text(&path)?,
+                "--image".to_owned(),
+                text(image)?,
+                "--serial".to_owned(),
+                s.vdev.clone(),
+            ];
+            if s.read_only {
+                args.push("--read-only".to_owned());
+            }
+            d.blk_backends.push(BackendPlan {
+                device: s.vdev.clone(),
+                socket: path.clone(),
+                args,
+            });
+            d.args.extend([
+                "-chardev".to_owned(),
+                format!("socket,id=chr-{},path={}", s.vdev, qemu_path(&path)?),
+                "-device".to_owned(),
+                format!("vhost-user-blk-pci,chardev=chr-{},id={}", s.vdev, s.vdev),
+            ]);
+            sock = Some(path);
+        }
+        DiskBus::Ide { channel, unit } => {
+            d.args.extend(["-drive".to_owned(), drive(s, &drive_id)?]);
+            let model = if s.cdrom { "ide-cd" } else { "ide-hd" };
+            let place = match machine {
+                // PIIX3: two channels with a master and a slave each.
+                Machine::Pc => format!("bus=ide.{channel},unit={unit}"),
+                // ICH9 AHCI: six ports of one drive each; hda-hdd take 0-3.
+                Machine::Q35 => format!("bus=ide.{}", channel * 2 + unit),
+            };
+            d.args.extend([
+                "-device".to_owned(),
+                format!("{model},drive={drive_id},{place},id={}", s.vdev),
+            ]);
+        }
+        DiskBus::Scsi { target } => {
+            if !*scsi_controller {
+                d.args
+                    .extend(["-device".to_owned(), "lsi53c895a,id=scsi0".to_owned()]);
+                *scsi_controller = true;
+            }
+            d.args.extend(["-drive".to_owned(), drive(s, &drive_id)?]);
+            d.args.extend([
+                "-device".to_owned(),
+                format!(
+                    "scsi-hd,drive={drive_id},bus=scsi0.0,scsi-id={target},id={}",
+                    s.vdev
+                ),
+            ]);
+        }
+    }
+    d.disks.push(DiskPlan {
+        vdev: s.vdev.clone(),
+        bus: s.bus,
+        image: s.target.clone(),
+        format: s.format,
+        read_only: s.read_only,
+        cdrom: s.cdrom,
+        socket: sock,
+        at: disk.at.clone(),
+    });
+    Ok(())
+}
+
+/// The `-drive` value of an emulated disk.
+fn drive(s: &DiskSpec, id: &str) -> Result<String, PlanError> {
+    let mut v = String::new();
+    if let Some(t) = &s.target {
+        v.push_str(&format!(
+            "file={},format={},",
+            qemu_path(t)?,
+            s.format.qemu_name()
+        ));
+    }
+    v.push_str(&format!("if=none,id={id}"));
+    if s.cdrom {
+        v.push_str(",media=cdrom");
+    }
+    if s.read_only && s.target.is_some() {
+        v.push_str(",readonly=on");
+    }
+    Ok(v)
+}

@@ -1,0 +1,96 @@
+//! What the plan needs to know about the host, behind a trait so that
+//! tests can describe a host: whether files exist, which bridges and PCI
+//! devices there are, where a program is, where OVMF is.
+//!
+//! sysfs is read under the host root (`PVIO_HOST_ROOT`, `/` by default);
+//! the files a config names (images, kernels) are the real paths.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::pci::Bdf;
+
+/// Where Debian's `ovmf` package puts a firmware image QEMU takes with
+/// `-bios` (code and variables in one file).
+pub const OVMF_CANDIDATES: &[&str] = &[
+    "/usr/share/ovmf/OVMF.fd",
+    "/usr/share/OVMF/OVMF.fd",
+    "/usr/share/qemu/OVMF.fd",
+];
+
+/// Where QEMU's keymaps live.
+pub const KEYMAP_DIR: &str = "/usr/share/qemu/keymaps";
+
+/// The host, as the plan's checks see it.
+pub trait HostView {
+    /// The file (or device, or directory) exists.
+    fn exists(&self, path: &Path) -> bool;
+    /// A network bridge of that name exists.
+    fn is_bridge(&self, name: &str) -> bool;
+    /// The PCI device exists on the host.
+    fn has_pci_device(&self, bdf: &Bdf) -> bool;
+    /// The program, searched in `PATH` when the name has no `/`.
+    fn find_program(&self, name: &Path) -> Option<PathBuf>;
+}
+
+/// The real host.
+#[derive(Debug, Clone)]
+pub struct RealHost {
+    /// The root under which `sys/` is read.
+    pub root: PathBuf,
+}
+
+impl RealHost {
+    /// The host at `PVIO_HOST_ROOT` (or `/`).
+    pub fn new() -> RealHost {
+        RealHost {
+            root: crate::host::accel::host_root(),
+        }
+    }
+}
+
+impl Default for RealHost {
+    fn default() -> Self {
+        RealHost::new()
+    }
+}
+
+impl HostView for RealHost {
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+
+    fn is_bridge(&self, name: &str) -> bool {
+        self.root
+            .join("sys/class/net")
+            .join(name)
+            .join("bridge")
+            .is_dir()
+    }
+
+    fn has_pci_device(&self, bdf: &Bdf) -> bool {
+        self.root
+            .join("sys/bus/pci/devices")
+            .join(bdf.to_string())
+            .exists()
+    }
+
+    fn find_program(&self, name: &Path) -> Option<PathBuf> {
+        if name.components().count() > 1 {
+            return name.is_file().then(|| name.to_owned());
+        }
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    }
+}
+
+/// The first OVMF image that exists, or the usual Debian path when none
+/// does (the checks then say to install `ovmf`).
+pub fn ovmf_path(host: &dyn HostView) -> PathBuf {
+    OVMF_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| host.exists(p))
+        .unwrap_or_else(|| PathBuf::from(OVMF_CANDIDATES[0]))
+}

@@ -1,0 +1,315 @@
+//! The device model's command line: machine, accelerator, CPU model and
+//! flags, memory (shareable when a vhost-user device is present), SMP,
+//! firmware or direct kernel boot, RTC, boot order, the devices, display,
+//! serial ports, USB, sound, QMP, the guest-event actions, and the user's
+//! `device_model_args` last. Every option here is one QEMU 7.2 accepts
+//! (the tests start QEMU on it).
+
+use std::path::Path;
+
+use super::devices::Devices;
+use super::{qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU};
+use crate::config::options::{Action, BootDevice, Firmware, Machine, Serial, SoundHw, Vga};
+use crate::config::DomainSpec;
+use crate::host::accel::Accel;
+
+/// The audio backend id for sound cards (`-audiodev none`).
+const AUDIODEV: &str = "snd0";
+
+pub(super) fn command_line(
+    spec: &DomainSpec,
+    devs: &Devices,
+    run_dir: &Path,
+    qmp: &Path,
+    uuid: &str,
+    opts: &PlanOptions<'_>,
+    notes: &mut Vec<String>,
+) -> Result<QemuCommand, PlanError> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |flag: &str, value: String| {
+        a.push(flag.to_owned());
+        a.push(value);
+    };
+    push("-name", spec.name.clone());
+    push("-uuid", uuid.to_owned());
+    let mut plain = vec!["-nodefaults".to_owned(), "-no-user-config".to_owned()];
+
+    // Machine.
+    let mut machine = spec.machine.qemu_name().to_owned();
+    if !spec.acpi {
+        machine.push_str(",acpi=off");
+    }
+    if devs.has_vhost_user() {
+        machine.push_str(",memory-backend=mem");
+    }
+    if spec.soundhw.contains(&SoundHw::Pcspk) {
+        machine.push_str(&format!(",pcspk-audiodev={AUDIODEV}"));
+    }
+    push("-machine", machine);
+    push("-accel", opts.accel.accel.qemu_arg().to_owned());
+    if opts.accel.accel == Accel::Tcg {
+        notes.push(format!("accelerator: TCG, not KVM: {}", opts.accel.reason));
+    }
+
+    // CPU.
+    let mut cpu = match opts.accel.accel {
+        Accel::Kvm => "host".to_owned(),
+        Accel::Tcg => "qemu64".to_owned(),
+    };
+    if !spec.apic {
+        cpu.push_str(",-apic");
+    }
+    if !spec.pae {
+        // No PAE means no long mode either: a 32-bit-only CPU, as Xen's pae=0.
+        cpu.push_str(",-pae,-lm");
+    }
+    if !spec.viridian.is_empty() {
+        if opts.accel.accel == Accel::Kvm {
+            for g in &spec.viridian {
+                for flag in g.qemu_flags() {
+                    if !cpu.contains(flag) {
+                        cpu.push(',');
+                        cpu.push_str(flag);
+                    }
+                }
+            }
+        } else {
+            notes.push("viridian has no effect under TCG: QEMU offers the Hyper-V enlightenments with KVM only".to_owned());
+        }
+    }
+    push("-cpu", cpu);
+
+    // Memory and vCPUs.
+    push("-m", spec.memory_mib.to_string());
+    if devs.has_vhost_user() {
+        push(
+            "-object",
+            format!(
+                "memory-backend-memfd,id=mem,size={}M,share=on",
+                spec.memory_mib
+            ),
+        );
+    }
+    push("-smp", format!("{},maxcpus={}", spec.vcpus, spec.maxvcpus));
+
+    // Firmware and boot.
+    match &spec.firmware {
+        Firmware::Bios => {}
+        Firmware::Uefi => push("-bios", qemu_path(&opts.ovmf)?),
+        Firmware::File(p) => push("-bios", qemu_path(p)?),
+    }
+    if let Some(k) = &spec.kernel {
+        push("-kernel", qemu_path(&k.value)?);
+        if let Some(r) = &spec.ramdisk {
+            push("-initrd", qemu_path(&r.value)?);
+        }
+        if let Some(c) = &spec.cmdline {
+            push("-append", c.clone());
+        }
+    } else {
+        let order: String = spec.boot.iter().map(|b| b.letter()).collect();
+        push("-boot", format!("order={order}"));
+        if spec.boot.contains(&BootDevice::Floppy) && spec.fda.is_none() {
+            notes.push("boot order has 'a' but there is no floppy (fda)".to_owned());
+        }
+    }
+
+    // Clock.
+    let base = match (spec.localtime, spec.rtc_timeoffset) {
+        (false, 0) => "utc".to_owned(),
+        (true, 0) => "localtime".to_owned(),
+        (true, _) => {
+            notes.push("rtc_timeoffset is ignored with localtime=1: QEMU takes either local time or a fixed start".to_owned());
+            "localtime".to_owned()
+        }
+        (false, off) => rtc::utc_with_offset(opts.now, off).unwrap_or_else(|| {
+            notes
+                .push("rtc_timeoffset moves the clock before 1970; the RTC runs in UTC".to_owned());
+            "utc".to_owned()
+        }),
+    };
+    push("-rtc", format!("base={base}"));
+
+    // Devices.
+    a.append(&mut devs.args.clone());
+    let mut push = |flag: &str, value: String| {
+        a.push(flag.to_owned());
+        a.push(value);
+    };
+    if let Some(f) = &spec.fda {
+        if spec.machine == Machine::Q35 {
+            return Err(PlanError::Unsupported {
+                at: f.at.clone(),
+                key: "fda",
+                message: "q35 has no floppy controller; use machine = \"pc\"".to_owned(),
+            });
+        }
+        push(
+            "-drive",
+            format!("file={},format=raw,if=floppy,index=0", qemu_path(&f.value)?),
+        );
+    }
+
+    // Display.
+    let vga = match spec.vga {
+        Vga::Cirrus => Some("cirrus-vga"),
+        Vga::Std => Some("VGA"),
+        Vga::Qxl => Some("qxl-vga"),
+        Vga::Virtio => Some("virtio-vga"),
+        Vga::None => None,
+    };
+    if let Some(dev) = vga {
+        let mut d = dev.to_owned();
+        if let Some(mib) = spec.videoram_mib {
+            if spec.vga == Vga::Virtio {
+                notes.push("videoram has no effect on virtio-vga".to_owned());
+            } else {
+                d.push_str(&format!(",vgamem_mb={mib}"));
+            }
+        }
+        push("-device", d);
+    }
+    if let Some(vnc) = &spec.vnc {
+        let host = if vnc.listen.contains(':') {
+            format!("[{}]", vnc.listen)
+        } else {
+            vnc.listen.clone()
+        };
+        let first = vnc.display.unwrap_or(0);
+        let mut v = format!("{host}:{first}");
+        if vnc.unused {
+            // QEMU tries displays first..=to and takes the first free one.
+            v.push_str(&format!(",to={}", first.saturating_add(99)));
+        }
+        if vnc.password.is_some() {
+            v.push_str(",password=on");
+        }
+        push("-vnc", v);
+    }
+    if let Some(k) = &spec.keymap {
+        push("-k", k.clone());
+    }
+    if spec.sdl {
+        push("-display", "sdl".to_owned());
+        if spec.full_screen {
+            plain.push("-full-screen".to_owned());
+        }
+    } else {
+        push("-display", "none".to_owned());
+    }
+
+    // Serial ports.
+    for port in &spec.serials {
+        push("-serial", serial(port)?);
+    }
+
+    // USB.
+    if spec.usb {
+        plain.push("-usb".to_owned());
+        for d in &spec.usbdevices {
+            push("-device", d.qemu_device().to_owned());
+        }
+    }
+
+    // Sound.
+    if !spec.soundhw.is_empty() {
+        push("-audiodev", format!("none,id={AUDIODEV}"));
+        notes.push("sound cards play into QEMU's 'none' audio backend: the guest has them, the host hears nothing".to_owned());
+    }
+    for hw in &spec.soundhw {
+        match hw {
+            SoundHw::Sb16 => push("-device", format!("sb16,audiodev={AUDIODEV}")),
+            SoundHw::Es1370 => push("-device", format!("ES1370,audiodev={AUDIODEV}")),
+            SoundHw::Ac97 => push("-device", format!("AC97,audiodev={AUDIODEV}")),
+            SoundHw::Hda => {
+                push("-device", "intel-hda,id=hda0".to_owned());
+                push(
+                    "-device",
+                    format!("hda-duplex,bus=hda0.0,audiodev={AUDIODEV}"),
+                );
+            }
+            SoundHw::Pcspk => {} // on the machine, above
+        }
+    }
+
+    // Crash reports, control sockets, actions.
+    push("-device", "pvpanic".to_owned());
+    if spec.monitor {
+        let m = socket(run_dir, "monitor.sock")?;
+        push(
+            "-monitor",
+            format!("unix:{},server=on,wait=off", qemu_path(&m)?),
+        );
+    }
+    push(
+        "-qmp",
+        format!("unix:{},server=on,wait=off", qemu_path(qmp)?),
+    );
+    // QEMU resets the guest itself when on_reboot is restart; otherwise it
+    // stops and the supervisor applies the action. A paused guest is kept
+    // for `preserve`.
+    let reboot = if spec.on_reboot == Action::Restart {
+        "reset"
+    } else {
+        "shutdown"
+    };
+    let shutdown = if spec.on_poweroff == Action::Preserve {
+        "pause"
+    } else {
+        "poweroff"
+    };
+    let panic = if spec.on_crash == Action::Preserve {
+        "pause"
+    } else {
+        "shutdown"
+    };
+    push(
+        "-action",
+        format!("reboot={reboot},shutdown={shutdown},panic={panic}"),
+    );
+
+    a.append(&mut plain);
+    a.extend(spec.device_model_args.iter().cloned());
+    let binary = spec
+        .device_model_override
+        .as_ref()
+        .map_or_else(|| DEFAULT_QEMU.into(), |o| o.value.clone());
+    text(&binary)?;
+    Ok(QemuCommand { binary, args: a })
+}
+
+/// A serial port as QEMU's `-serial` value.
+fn serial(port: &Serial) -> Result<String, PlanError> {
+    Ok(match port {
+        Serial::Pty => "pty".to_owned(),
+        Serial::Null => "null".to_owned(),
+        Serial::File(p) => format!("file:{}", text(p)?),
+        Serial::Unix(rest) => format!("unix:{}", socket_options(rest, true)),
+        Serial::Tcp(rest) => format!("tcp:{}", socket_options(rest, false)),
+        Serial::Udp(rest) => format!("udp:{rest}"),
+        Serial::HostDevice(p) => text(p)?,
+    })
+}
+
+/// xend's `path,server,nowait` spelled as QEMU 7.2 wants it
+/// (`server=on,wait=off`); with `listen`, a bare Unix path gets
+/// `server=on,wait=off` so that the guest waits for no client.
+fn socket_options(rest: &str, listen: bool) -> String {
+    let mut parts = rest.split(',');
+    let head = parts.next().unwrap_or_default().to_owned();
+    let opts: Vec<String> = parts
+        .map(|o| match o {
+            "server" => "server=on".to_owned(),
+            "nowait" => "wait=off".to_owned(),
+            "wait" => "wait=on".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect();
+    if opts.is_empty() && listen {
+        format!("{head},server=on,wait=off")
+    } else if opts.is_empty() {
+        head
+    } else {
+        format!("{head},{}", opts.join(","))
+    }
+}
