@@ -14,7 +14,7 @@ use blkio::{Blkio, Blkioq, MemoryRegion, ReqFlags};
 use pvio_backends::blk::{BlkError, BlkOptions, BlkServer};
 use pvio_backends::vhost_user::StopHandle;
 
-const MIB: u64 = 1 << 20;
+const MIB: usize = 1 << 20;
 
 /// A backend running on a thread, stopped and joined on drop.
 struct Backend {
@@ -26,11 +26,11 @@ struct Backend {
 }
 
 impl Backend {
-    fn start(image_len: u64, tweak: impl FnOnce(&mut BlkOptions)) -> Self {
+    fn start(image_len: usize, tweak: impl FnOnce(&mut BlkOptions)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("disk.img");
         let f = fs::File::create(&image).unwrap();
-        f.set_len(image_len).unwrap();
+        f.set_len(u64::try_from(image_len).unwrap()).unwrap();
         let socket = dir.path().join("blk.sock");
         let mut opts = BlkOptions::new(&socket, &image);
         tweak(&mut opts);
@@ -77,7 +77,7 @@ fn connect(socket: &Path, read_only: bool, num_queues: i32) -> blkio::Result<Cli
     b.set_i32("num-queues", num_queues)?;
     let started = b.start()?;
     let capacity = b.get_u64("capacity")?;
-    let region = b.alloc_mem_region(4 * MIB as usize)?;
+    let region = b.alloc_mem_region(4 * MIB)?;
     b.map_mem_region(&region)?;
     Ok(Client {
         queues: started.queues,
@@ -106,15 +106,17 @@ impl Client {
 
     /// Submits one request on queue `q` (data at buffer offset `buf_off`) and
     /// waits for it, at most 10 s. Returns the completion's `ret`.
-    fn io(&mut self, q: usize, io: Io, offset: u64, len: usize, buf_off: usize) -> i32 {
+    fn io(&mut self, q: usize, io: Io, offset: usize, len: usize, buf_off: usize) -> i32 {
+        let offset = u64::try_from(offset).unwrap();
+        let dlen = u64::try_from(len).unwrap();
         let buf = (self.region.addr + buf_off) as *mut u8;
         let queue = &mut self.queues[q];
         match io {
             Io::Read => queue.read(offset, buf, len, 7, ReqFlags::empty()),
             Io::Write => queue.write(offset, buf, len, 7, ReqFlags::empty()),
             Io::Flush => queue.flush(7, ReqFlags::empty()),
-            Io::Discard => queue.discard(offset, len as u64, 7, ReqFlags::empty()),
-            Io::WriteZeroes => queue.write_zeroes(offset, len as u64, 7, ReqFlags::empty()),
+            Io::Discard => queue.discard(offset, dlen, 7, ReqFlags::empty()),
+            Io::WriteZeroes => queue.write_zeroes(offset, dlen, 7, ReqFlags::empty()),
         }
         let mut done = [std::mem::MaybeUninit::uninit()];
         let mut timeout = Duration::from_secs(10);
@@ -135,7 +137,7 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x >> 24) as u8
+            x.to_le_bytes()[3]
         })
         .collect()
 }
@@ -144,25 +146,25 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
 fn seeded_pattern_written_flushed_and_read_back() {
     let b = Backend::start(16 * MIB, |_| {});
     let mut c = connect(&b.socket, false, 1).unwrap();
-    assert_eq!(c.capacity, 16 * MIB);
-    let data = pattern(42, 3 * MIB as usize);
+    assert_eq!(c.capacity, u64::try_from(16 * MIB).unwrap());
+    let data = pattern(42, 3 * MIB);
     c.buf()[..data.len()].copy_from_slice(&data);
     // Three 1 MiB writes at scattered offsets, then a flush.
-    let offsets = [0u64, 5 * MIB, 15 * MIB];
+    let offsets = [0, 5 * MIB, 15 * MIB];
     for (i, &off) in offsets.iter().enumerate() {
-        let ret = c.io(0, Io::Write, off, MIB as usize, i * MIB as usize);
+        let ret = c.io(0, Io::Write, off, MIB, i * MIB);
         assert_eq!(ret, 0, "write at {off}");
     }
     assert_eq!(c.io(0, Io::Flush, 0, 0, 0), 0);
     c.buf()[..data.len()].fill(0);
     for (i, &off) in offsets.iter().enumerate() {
-        assert_eq!(c.io(0, Io::Read, off, MIB as usize, i * MIB as usize), 0);
+        assert_eq!(c.io(0, Io::Read, off, MIB, i * MIB), 0);
     }
     assert!(c.buf()[..data.len()] == data[..], "read back differs");
     // And the image on the host holds the same bytes.
     let image = fs::read(&b.image).unwrap();
     for (i, &off) in offsets.iter().enumerate() {
-        let (o, m) = (off as usize, MIB as usize);
+        let (o, m) = (off, MIB);
         assert!(
             image[o..o + m] == data[i * m..(i + 1) * m],
             "image at {off}"
@@ -175,33 +177,33 @@ fn seeded_pattern_written_flushed_and_read_back() {
 #[test]
 fn read_only_backend_refuses_a_writable_client_and_serves_reads() {
     let b = Backend::start(MIB, |o| o.read_only = true);
-    fs::write(&b.image, pattern(7, MIB as usize)).unwrap();
+    fs::write(&b.image, pattern(7, MIB)).unwrap();
     let err = connect(&b.socket, false, 1)
         .err()
         .expect("writable client accepted");
     assert!(err.to_string().contains("read-only"), "{err}");
     let mut c = connect(&b.socket, true, 1).unwrap();
     assert_eq!(c.io(0, Io::Read, 4096, 8192, 0), 0);
-    assert!(c.buf()[..8192] == pattern(7, MIB as usize)[4096..12288]);
+    assert!(c.buf()[..8192] == pattern(7, MIB)[4096..12288]);
     drop(c);
-    assert_eq!(fs::read(&b.image).unwrap(), pattern(7, MIB as usize));
+    assert_eq!(fs::read(&b.image).unwrap(), pattern(7, MIB));
 }
 
 #[test]
 fn discard_and_write_zeroes_then_read_zeroes() {
     let b = Backend::start(4 * MIB, |_| {});
     let mut c = connect(&b.socket, false, 1).unwrap();
-    let data = pattern(3, 2 * MIB as usize);
+    let data = pattern(3, 2 * MIB);
     c.buf()[..data.len()].copy_from_slice(&data);
-    assert_eq!(c.io(0, Io::Write, 0, 2 * MIB as usize, 0), 0);
+    assert_eq!(c.io(0, Io::Write, 0, 2 * MIB, 0), 0);
     assert_eq!(c.io(0, Io::Discard, 64 * 1024, 128 * 1024, 0), 0);
     assert_eq!(c.io(0, Io::WriteZeroes, MIB, 4096, 0), 0);
     c.buf()[..data.len()].fill(0xaa);
-    assert_eq!(c.io(0, Io::Read, 0, 2 * MIB as usize, 0), 0);
+    assert_eq!(c.io(0, Io::Read, 0, 2 * MIB, 0), 0);
     let got = c.buf()[..data.len()].to_vec();
     let mut want = data.clone();
     want[64 * 1024..192 * 1024].fill(0);
-    want[MIB as usize..MIB as usize + 4096].fill(0);
+    want[MIB..MIB + 4096].fill(0);
     assert!(got == want, "discarded or zeroed range reads back wrong");
 }
 
@@ -242,13 +244,13 @@ fn two_queues_serve_in_parallel() {
     let b = Backend::start(8 * MIB, |o| o.num_queues = 2);
     let mut c = connect(&b.socket, false, 2).unwrap();
     assert_eq!(c.queues.len(), 2);
-    let data = pattern(5, 2 * MIB as usize);
+    let data = pattern(5, 2 * MIB);
     c.buf()[..data.len()].copy_from_slice(&data);
-    assert_eq!(c.io(0, Io::Write, 0, MIB as usize, 0), 0);
-    assert_eq!(c.io(1, Io::Write, MIB, MIB as usize, MIB as usize), 0);
+    assert_eq!(c.io(0, Io::Write, 0, MIB, 0), 0);
+    assert_eq!(c.io(1, Io::Write, MIB, MIB, MIB), 0);
     c.buf()[..data.len()].fill(0);
-    assert_eq!(c.io(1, Io::Read, 0, MIB as usize, 0), 0);
-    assert_eq!(c.io(0, Io::Read, MIB, MIB as usize, MIB as usize), 0);
+    assert_eq!(c.io(1, Io::Read, 0, MIB, 0), 0);
+    assert_eq!(c.io(0, Io::Read, MIB, MIB, MIB), 0);
     assert!(c.buf()[..data.len()] == data[..]);
 }
 

@@ -5,7 +5,8 @@
 //! `worker.rs` (one queue's state and loop), `request.rs` (descriptor chain
 //! to typed request), `image.rs` (opening and checking the image),
 //! `engine/` (io_uring, sync fallback, null), `config.rs` (features and config
-//! space), `metrics.rs` (guest error counters), `poll.rs` (adaptive polling).
+//! space), `metrics.rs` (guest error counters), `poll.rs` (adaptive polling),
+//! `fuzz.rs` (the body of the parser's fuzz target).
 //!
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`BlkServer`] serves one image on one socket.
@@ -13,6 +14,8 @@
 pub mod config;
 pub mod device;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod image;
 pub mod metrics;
 pub mod poll;
