@@ -4,6 +4,7 @@
 pub mod args;
 mod backend_net;
 mod bench_net;
+mod create;
 mod help;
 mod pci;
 mod run;

@@ -41,6 +41,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let not_built = |command, what| Err(CliError::NotBuilt { command, what });
     match cli.command {
         C::HostCheck(a) => host_check(a.json),
+        C::Create(a) if a.dry_run => Ok(super::create::dry_run(&a)),
         C::Create(_) => not_built("create", RUNTIME),
         C::List(_) => not_built("list", RUNTIME),
         C::Shutdown(_) => not_built("shutdown", RUNTIME),

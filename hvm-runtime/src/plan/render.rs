@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use super::{DomainPlan, Problem};
 use crate::config::cpus::{format_set, CpuAffinity};
 use crate::config::disk::DiskBus;
+use crate::config::options::Serial;
 use crate::config::Loaded;
 
 /// Quotes `s` for a POSIX shell when it needs it.
@@ -56,6 +57,18 @@ fn bus_text(bus: &DiskBus, cdrom: bool) -> String {
     }
 }
 
+fn serial_text(s: &Serial) -> String {
+    match s {
+        Serial::Pty => "pty".to_owned(),
+        Serial::Null => "null".to_owned(),
+        Serial::File(p) => format!("file:{}", p.display()),
+        Serial::Unix(r) => format!("unix:{r}"),
+        Serial::Tcp(r) => format!("tcp:{r}"),
+        Serial::Udp(r) => format!("udp:{r}"),
+        Serial::HostDevice(p) => p.display().to_string(),
+    }
+}
+
 /// The whole dry-run report.
 pub fn report(plan: &DomainPlan, loaded: &Loaded, problems: &[Problem]) -> String {
     let mut o = String::new();
@@ -100,6 +113,34 @@ pub fn report(plan: &DomainPlan, loaded: &Loaded, problems: &[Problem]) -> Strin
         "  on_poweroff {}, on_reboot {}, on_crash {}",
         plan.on_poweroff, plan.on_reboot, plan.on_crash
     );
+
+    let spec = &loaded.spec;
+    let boot = if spec.kernel.is_some() {
+        "direct kernel boot".to_owned()
+    } else {
+        let order: String = spec.boot.iter().map(|b| b.letter()).collect();
+        format!("boot order {order}")
+    };
+    let display = match &spec.vnc {
+        Some(v) => format!(
+            "VNC on {} display {}{}",
+            v.listen,
+            v.display.unwrap_or(0),
+            if v.unused {
+                " (or the next free one)"
+            } else {
+                ""
+            }
+        ),
+        None => "no VNC".to_owned(),
+    };
+    let serial: Vec<String> = spec.serials.iter().map(serial_text).collect();
+    let serial = if serial.is_empty() {
+        "no serial port".to_owned()
+    } else {
+        format!("serial {}", serial.join(", "))
+    };
+    let _ = writeln!(o, "  {boot}; {display}; {serial}");
 
     let _ = writeln!(o, "\ndisks:");
     if plan.disks.is_empty() {

@@ -417,6 +417,12 @@ fn the_report_shows_devices_backends_and_warnings() {
         "{text}"
     );
     assert!(text.contains("on bridge xenbr0"), "{text}");
+    assert!(
+        text.contains(
+            "  boot order d; VNC on 127.0.0.1 display 0 (or the next free one); serial pty\n"
+        ),
+        "{text}"
+    );
     assert!(text.contains("    -machine pc,acpi=off \\\n"), "{text}");
     assert!(text.contains("keys with no effect under pvio (see docs/config.md): kernel=\"hvmloader\" (line 1), cpus=\"\" (line 9), device_model (line 18), vncconsole (line 22)"), "{text}");
 }

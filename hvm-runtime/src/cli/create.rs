@@ -1,0 +1,120 @@
+//! `pvio create --dry-run [--json] FILE [key=value...]`: load the config,
+//! make the plan and check the host, print all of it, start nothing.
+//!
+//! The plan is printed even when the host lacks something (a missing
+//! image, bridge or firmware): the problems follow it, each with its
+//! config line, and the exit code is 1. A config with errors prints the
+//! errors (all of them) and exits 1. `--json` prints one object instead:
+//! `{"ok", "plan", "warnings", "problems"}` or `{"ok", "errors",
+//! "warnings"}`.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::args::CreateArgs;
+use super::error_line;
+use crate::config::{self, ConfigError, Diagnostic};
+use crate::plan::{self, render, DomainPlan, OsEntropy, PlanOptions, Problem, RealHost};
+
+#[derive(Serialize)]
+struct DryRun<'a> {
+    ok: bool,
+    plan: &'a DomainPlan,
+    warnings: Vec<String>,
+    problems: &'a [Problem],
+}
+
+#[derive(Serialize)]
+struct Failed {
+    ok: bool,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Runs the dry run; the exit code says whether the domain could start.
+pub fn dry_run(a: &CreateArgs) -> ExitCode {
+    let loaded = match config::load(&a.file, &a.overrides) {
+        Ok(l) => l,
+        Err(e) => return failed(a.json, &e, e_warnings(&e)),
+    };
+    let host = RealHost::new();
+    let mut entropy = OsEntropy;
+    let mut opts = PlanOptions::for_host(&host, &mut entropy);
+    let plan = match plan::plan(&loaded.spec, &mut opts) {
+        Ok(p) => p,
+        Err(e) => return failed(a.json, &e, &loaded.warnings),
+    };
+    let problems = plan::check_host(&loaded.spec, &plan, &host);
+    let code = if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
+    if a.json {
+        let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        warnings.extend(loaded.no_effect_line());
+        warnings.extend(plan.notes.iter().cloned());
+        print_json(&DryRun {
+            ok: problems.is_empty(),
+            plan: &plan,
+            warnings,
+            problems: &problems,
+        })
+        .unwrap_or(code)
+    } else {
+        print!("{}", render::report(&plan, &loaded, &problems));
+        if !problems.is_empty() {
+            eprintln!(
+                "pvio: the host is not ready for {}: {} problem{} (listed above)",
+                plan.name,
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+        }
+        code
+    }
+}
+
+fn e_warnings(e: &ConfigError) -> &[Diagnostic] {
+    match e {
+        ConfigError::Invalid { warnings, .. } => warnings,
+        ConfigError::Read { .. } => &[],
+    }
+}
+
+fn failed(json: bool, e: &(dyn std::error::Error + 'static), warnings: &[Diagnostic]) -> ExitCode {
+    if json {
+        let errors = match e.downcast_ref::<ConfigError>() {
+            Some(ConfigError::Invalid { errors, .. }) => {
+                errors.0.iter().map(ToString::to_string).collect()
+            }
+            _ => vec![error_line(e)],
+        };
+        let _ = print_json(&Failed {
+            ok: false,
+            errors,
+            warnings: warnings.iter().map(ToString::to_string).collect(),
+        });
+    } else {
+        for w in warnings {
+            eprintln!("pvio: warning: {w}");
+        }
+        eprintln!("pvio: {}", error_line(e));
+    }
+    ExitCode::FAILURE
+}
+
+/// Prints `v` as JSON; `Some(FAILURE)` when it cannot.
+fn print_json<T: Serialize>(v: &T) -> Option<ExitCode> {
+    match serde_json::to_string_pretty(v) {
+        Ok(text) => {
+            println!("{text}");
+            None
+        }
+        Err(e) => {
+            eprintln!("pvio: cannot write the output: {e}");
+            Some(ExitCode::FAILURE)
+        }
+    }
+}
