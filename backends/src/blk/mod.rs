@@ -11,6 +11,7 @@
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`BlkServer`] serves one image on one socket.
 
+pub mod bench;
 pub mod config;
 pub mod device;
 pub mod engine;

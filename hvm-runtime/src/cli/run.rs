@@ -22,6 +22,9 @@ pub enum CliError {
     /// The PV block backend failed (bad image, socket in use, ...).
     #[error(transparent)]
     Blk(#[from] pvio_backends::blk::BlkError),
+    /// The block benchmark could not run.
+    #[error(transparent)]
+    BenchBlk(#[from] pvio_backends::blk::bench::BenchError),
     /// The PV net backend failed (bad tap, socket in use, ...).
     #[error(transparent)]
     Net(#[from] pvio_backends::net::NetError),
@@ -67,7 +70,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::Release(a) => Ok(pci::release(a)?),
         C::Backend(BackendCommand::Blk(a)) => backend_blk(a),
         C::Backend(BackendCommand::Net(a)) => Ok(super::backend_net::backend_net(a)?),
-        C::Bench(BenchCommand::Blk) => not_built("bench blk", "the block benchmark"),
+        C::Bench(BenchCommand::Blk) => bench_blk(),
         C::Bench(BenchCommand::Net) => Ok(super::bench_net::bench_net()?),
     }
 }
@@ -97,6 +100,15 @@ fn backend_blk(a: super::args::BlkBackendArgs) -> Result<ExitCode, CliError> {
     opts.direct = a.direct;
     opts.serial = a.serial;
     pvio_backends::blk::serve_until_signal(&opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio bench blk`: pvio's block backend against qemu-storage-daemon and
+/// the null engine, printed as a Markdown table.
+fn bench_blk() -> Result<ExitCode, CliError> {
+    let opts = pvio_backends::blk::bench::BenchOptions::from_env();
+    let mut out = std::io::stdout().lock();
+    pvio_backends::blk::bench::run(&opts, &mut out)?;
     Ok(ExitCode::SUCCESS)
 }
 
