@@ -9,6 +9,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod host;
+pub mod hotplug;
 pub mod plan;
 pub mod qmp;

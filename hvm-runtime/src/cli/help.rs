@@ -79,7 +79,7 @@ mod tests {
         let cmd = crate::cli::Cli::command();
         for sub in cmd.get_subcommands() {
             let name = sub.get_name();
-            if name == "help" {
+            if name == "help" || sub.is_hide_set() {
                 continue;
             }
             let n = GROUPS.iter().filter(|(_, ns)| ns.contains(&name)).count();

@@ -5,7 +5,9 @@ pub mod args;
 mod backend_net;
 mod bench_net;
 mod create;
+pub mod domain;
 mod help;
+mod hotplug;
 mod pci;
 mod run;
 
@@ -92,6 +94,10 @@ pub enum Command {
 
     /// Check what this host offers: KVM, IOMMU, vfio-pci, QEMU, tap, hugepages.
     HostCheck(JsonArg),
+
+    /// Run a domain's supervisor (started by `pvio create`; not for users).
+    #[command(hide = true)]
+    Supervise(domain::SuperviseArgs),
 }
 
 /// Parses the process arguments, with the grouped help.

@@ -16,7 +16,7 @@ mod events;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use client::Qmp;
+pub use client::{is_device_deleted, Qmp};
 pub use events::{EventReader, Received};
 /// The typed QMP commands, replies and events (QEMU's schema).
 pub use qapi::qmp;
@@ -25,7 +25,7 @@ pub use qapi::qmp;
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
     /// The socket did not accept a connection in time.
-    #[error("cannot connect to QEMU's QMP socket {} within {after:?}", path.display())]
+    #[error("cannot connect to QEMU's QMP socket {} within {:.1} s", path.display(), after.as_secs_f64())]
     Connect {
         /// The socket.
         path: PathBuf,

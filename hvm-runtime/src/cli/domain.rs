@@ -1,0 +1,265 @@
+//! The domain commands: `create` (starting a domain; the dry run is
+//! `create.rs`'s), `list`, `shutdown`, `reboot`, `destroy`, `pause`,
+//! `unpause`, `console`, `vncviewer`, and the hidden `supervise` that
+//! `create` starts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::args::{CreateArgs, DomainArg, ShutdownArgs};
+use crate::config::{self, ConfigError, Loaded};
+use crate::domain::control::Request;
+use crate::domain::record::{format_uptime, DomainRecord};
+use crate::domain::{actions, console, start, supervisor, DomainError, RunRoot};
+use crate::host::accel::Accel;
+use crate::hotplug::HotplugError;
+use crate::plan::{self, DomainPlan, HostView, OsEntropy, PlanError, PlanOptions, RealHost};
+
+/// Errors of the domain and hot-plug commands.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainCliError {
+    /// The config cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No plan can be made, or the host lacks something.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The runtime failed.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// A hot-plug request is wrong.
+    #[error(transparent)]
+    Hotplug(#[from] HotplugError),
+    /// Writing the output failed.
+    #[error("cannot write the output")]
+    Output(#[source] serde_json::Error),
+    /// A viewer could not be started.
+    #[error("cannot start {viewer}")]
+    Viewer {
+        /// The program.
+        viewer: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A local `Result`.
+pub type Result<T> = std::result::Result<T, DomainCliError>;
+
+/// `pvio supervise DIR` (hidden): the supervisor of one domain.
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    /// The domain's run dir.
+    pub dir: PathBuf,
+}
+
+/// `pvio create FILE` without `--dry-run`: load, plan, check the host,
+/// start.
+pub fn create(a: &CreateArgs) -> Result<ExitCode> {
+    let loaded = config::load(&a.file, &a.overrides)?;
+    let mut entropy = OsEntropy;
+    let host = RealHost::new();
+    let mut opts = PlanOptions::for_host(&host, &mut entropy);
+    let plan = plan::plan(&loaded.spec, &mut opts)?;
+    let problems = plan::check_host(&loaded.spec, &plan, &host);
+    if !problems.is_empty() {
+        return Err(PlanError::Host(problems).into());
+    }
+    start_planned(&loaded, &plan, a)
+}
+
+/// Starts the domain of a checked plan, prints what the user should know,
+/// and attaches the console with `-c`.
+pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Result<ExitCode> {
+    for w in &loaded.warnings {
+        eprintln!("pvio: warning: {w}");
+    }
+    if let Some(line) = loaded.no_effect_line() {
+        eprintln!("pvio: note: {line}");
+    }
+    if plan.accel.accel == Accel::Tcg {
+        eprintln!(
+            "pvio: warning: {} runs under TCG, not KVM ({}): correct but slow",
+            plan.name, plan.accel.reason
+        );
+    }
+    for n in plan.notes.iter().filter(|n| !n.starts_with("accelerator:")) {
+        eprintln!("pvio: note: {n}");
+    }
+    let record = start::start(
+        plan,
+        loaded.spec.source.as_deref(),
+        loaded.spec.serials.first(),
+    )?;
+    if a.json {
+        print_json(&record)?;
+    } else {
+        println!("{} (id {}) is running", record.name, record.id);
+    }
+    if a.console {
+        console::attach(&RunRoot::from_env(), &record.name)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio list [--json]`.
+pub fn list(json: bool) -> Result<ExitCode> {
+    let mut dead = Vec::new();
+    let records = actions::list(&RunRoot::from_env(), &mut dead);
+    for d in &dead {
+        eprintln!("pvio: note: {d}; it was cleaned up");
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "name": r.name,
+                    "id": r.id,
+                    "uuid": r.uuid,
+                    "memory_mib": r.memory_mib,
+                    "vcpus": r.vcpus,
+                    "state": r.state,
+                    "uptime_secs": r.uptime_secs(),
+                    "accel": r.accel,
+                })
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        print!("{}", table(&records));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `pvio list` table.
+pub fn table(records: &[DomainRecord]) -> String {
+    let width = records
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(4);
+    let mut out = format!(
+        "{:<width$}  {:>4}  {:>8}  {:>5}  {:<9}  {:>11}  {}\n",
+        "Name", "ID", "Mem(MiB)", "VCPUs", "State", "Uptime", "Accel"
+    );
+    for r in records {
+        out.push_str(&format!(
+            "{:<width$}  {:>4}  {:>8}  {:>5}  {:<9}  {:>11}  {}\n",
+            r.name,
+            r.id,
+            r.memory_mib,
+            r.vcpus,
+            r.state.to_string(),
+            format_uptime(r.uptime_secs()),
+            r.accel.to_uppercase()
+        ));
+    }
+    out
+}
+
+/// `pvio shutdown [-w] NAME`.
+pub fn shutdown(a: &ShutdownArgs) -> Result<ExitCode> {
+    let wait = a.wait.then_some(actions::SHUTDOWN_TIMEOUT);
+    match actions::shutdown(&RunRoot::from_env(), &a.name, wait)? {
+        Some(end) if end.cause == "preserved" => println!("{}: {}", a.name, end.detail),
+        Some(end) => println!("{} ended: {} ({})", a.name, end.cause, end.detail),
+        None => println!("{}: power button pressed", a.name),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio destroy NAME`.
+pub fn destroy(a: &DomainArg) -> Result<ExitCode> {
+    let end = actions::destroy(&RunRoot::from_env(), &a.name)?;
+    println!("{} destroyed ({})", a.name, end.detail);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio reboot`, `pause`, `unpause`: one request, one line.
+pub fn simple(a: &DomainArg, req: Request, done: &str) -> Result<ExitCode> {
+    actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    println!("{}: {done}", a.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio console NAME`.
+pub fn console(a: &DomainArg) -> Result<ExitCode> {
+    console::attach(&RunRoot::from_env(), &a.name)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio vncviewer NAME`: prints the address, then runs `vncviewer` or
+/// `gvncviewer` on it when one is installed and a display is there.
+pub fn vncviewer(a: &DomainArg) -> Result<ExitCode> {
+    let addr = actions::vnc_address(&RunRoot::from_env(), &a.name)?;
+    println!("{addr}");
+    let have_display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    let viewer = ["vncviewer", "gvncviewer"].into_iter().find(|v| {
+        RealHost::new()
+            .find_program(std::path::Path::new(v))
+            .is_some()
+    });
+    match (viewer, have_display) {
+        (Some(v), true) => {
+            use std::os::unix::process::CommandExt;
+            let e = std::process::Command::new(v).arg(&addr).exec();
+            Err(DomainCliError::Viewer {
+                viewer: v.to_owned(),
+                source: e,
+            })
+        }
+        (Some(v), false) => {
+            eprintln!(
+                "pvio: note: no display (DISPLAY is unset); run `{v} {addr}` where there is one"
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        (None, _) => {
+            eprintln!("pvio: note: no VNC viewer installed (vncviewer, gvncviewer); connect one to {addr}");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `pvio supervise DIR`.
+pub fn supervise(a: &SuperviseArgs) -> Result<ExitCode> {
+    supervisor::run(&a.dir)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `v` as pretty JSON.
+pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<()> {
+    let text = serde_json::to_string_pretty(v).map_err(DomainCliError::Output)?;
+    println!("{text}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::record::sample;
+
+    #[test]
+    fn the_list_table_has_xl_columns() {
+        let mut r = sample("web");
+        r.started_at = r.started_at.saturating_sub(3725);
+        let t = table(&[r]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "Name    ID  Mem(MiB)  VCPUs  State           Uptime  Accel"
+        );
+        // A second may pass between the record and the table.
+        assert!(
+            lines[1].starts_with("web      1       256      1  running       01:02:0"),
+            "{t}"
+        );
+        assert!(lines[1].ends_with("  TCG"), "{t}");
+    }
+}

@@ -1,0 +1,61 @@
+//! Cleaning up after a domain whose supervisor died without recording an
+//! end (SIGKILL, OOM, a crash): the leftover QEMU is killed (only if its
+//! command line still names this domain's QMP socket), the sockets and the
+//! taps pvio created are removed, and the record says what happened.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use super::record::DomainRecord;
+use super::rundir::RECORD;
+use super::{process, taps};
+
+/// Cleans `dir` after a dead supervisor and marks `record` ended.
+pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
+    let mut done = Vec::new();
+    if let Some(pid) = record.qemu_pid {
+        if process::alive(pid) {
+            if process::kill_if_ours(pid, &record.qmp_socket, Duration::from_secs(3)) {
+                done.push(format!("killed QEMU (pid {pid})"));
+            } else {
+                tracing::warn!("QEMU (pid {pid}) of domain {} does not die", record.name);
+            }
+        }
+    }
+    let removed = remove_sockets(dir);
+    if removed > 0 {
+        done.push(format!("removed {removed} socket(s)"));
+    }
+    for tap in &record.taps_created {
+        match taps::delete(tap) {
+            Ok(()) => done.push(format!("deleted tap {tap}")),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let pid = record
+        .supervisor_pid
+        .map_or_else(String::new, |p| format!(" (pid {p})"));
+    let detail = if done.is_empty() {
+        format!("its supervisor{pid} died; nothing was left to clean")
+    } else {
+        format!("its supervisor{pid} died; pvio {}", done.join(", "))
+    };
+    record.end("supervisor-died", detail);
+    if let Err(e) = record.store(&dir.join(RECORD)) {
+        tracing::warn!("{e}");
+    }
+}
+
+/// Removes every `*.sock` in `dir`; returns how many.
+pub fn remove_sockets(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+        .filter(|p| fs::remove_file(p).is_ok())
+        .count()
+}

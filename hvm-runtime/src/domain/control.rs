@@ -1,0 +1,237 @@
+//! The supervisor's control socket, `<domain dir>/control.sock`: the CLI
+//! sends one JSON request per line and reads one JSON reply per line. The
+//! backends live in the supervisor's process, so every change to a
+//! running domain goes through here.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::DomainError;
+
+/// How long a request may take: a hot-unplug waits for the guest.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A request to the supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Request {
+    /// The record.
+    Status,
+    /// Press the ACPI power button.
+    Shutdown,
+    /// Reset the guest (`on_reboot` applies).
+    Reboot,
+    /// End the domain now.
+    Destroy,
+    /// Stop the vCPUs.
+    Pause,
+    /// Resume them.
+    Unpause,
+    /// Hot-plug a PV disk.
+    BlockAttach {
+        /// The disk spec as typed.
+        spec: String,
+        /// The CLI's working directory (for a relative image path).
+        cwd: PathBuf,
+    },
+    /// Hot-unplug a PV disk.
+    BlockDetach {
+        /// The guest device.
+        vdev: String,
+    },
+    /// The disks.
+    BlockList,
+    /// Change a CD-ROM's medium.
+    CdInsert {
+        /// The CD-ROM.
+        vdev: String,
+        /// The ISO (absolute).
+        path: PathBuf,
+    },
+    /// Eject a CD-ROM's medium.
+    CdEject {
+        /// The CD-ROM.
+        vdev: String,
+    },
+    /// Hot-plug a NIC.
+    NetworkAttach {
+        /// vif settings (`key=value`).
+        settings: Vec<String>,
+    },
+    /// Hot-unplug a NIC.
+    NetworkDetach {
+        /// Its MAC or devid.
+        nic: String,
+    },
+    /// The NICs.
+    NetworkList,
+}
+
+/// The supervisor's answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request's result, when it worked.
+    pub ok: Option<serde_json::Value>,
+    /// Why it did not.
+    pub error: Option<String>,
+}
+
+/// Sends `req` to the supervisor at `socket` and returns its result.
+pub fn call(name: &str, socket: &Path, req: &Request) -> Result<serde_json::Value, DomainError> {
+    let io = |source| DomainError::Control {
+        name: name.to_owned(),
+        source,
+    };
+    let mut s = UnixStream::connect(socket).map_err(io)?;
+    s.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
+    let mut line = serde_json::to_string(req).map_err(|e| io(e.into()))?;
+    line.push('\n');
+    s.write_all(line.as_bytes()).map_err(io)?;
+    let mut reader = BufReader::new(s);
+    let mut answer = String::new();
+    if reader.read_line(&mut answer).map_err(io)? == 0 {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "it closed the connection without a reply",
+        )));
+    }
+    let reply: Reply = serde_json::from_str(&answer).map_err(|e| io(e.into()))?;
+    match (reply.ok, reply.error) {
+        (_, Some(message)) => Err(DomainError::Refused {
+            name: name.to_owned(),
+            message,
+        }),
+        (Some(v), None) => Ok(v),
+        (None, None) => Ok(serde_json::Value::Null),
+    }
+}
+
+/// What answers requests in the supervisor.
+pub type Handler = dyn Fn(Request) -> Result<serde_json::Value, String> + Send + Sync;
+
+/// Binds the control socket at `path` (replacing a stale one) and serves
+/// requests on a thread, each connection on its own thread.
+pub fn serve(path: &Path, handler: Arc<Handler>) -> Result<(), DomainError> {
+    let _ = std::fs::remove_file(path);
+    let listener = UnixListener::bind(path).map_err(|source| DomainError::Io {
+        what: "listen on",
+        path: path.to_owned(),
+        source,
+    })?;
+    std::thread::Builder::new()
+        .name("control".to_owned())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let h = Arc::clone(&handler);
+                let spawned = std::thread::Builder::new()
+                    .name("control-req".to_owned())
+                    .spawn(move || answer(conn, &*h));
+                if let Err(e) = spawned {
+                    tracing::warn!("cannot answer a control request: {e}");
+                }
+            }
+        })
+        .map_err(DomainError::Spawn)?;
+    Ok(())
+}
+
+fn answer(conn: UnixStream, handler: &Handler) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
+    let mut line = String::new();
+    // One request of at most 64 KiB per connection.
+    let mut reader = BufReader::new(std::io::Read::take(conn, 64 * 1024));
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let reply = match serde_json::from_str::<Request>(&line) {
+        Ok(req) => {
+            tracing::info!("control: {}", line.trim());
+            match handler(req) {
+                Ok(v) => Reply {
+                    ok: Some(v),
+                    error: None,
+                },
+                Err(e) => Reply {
+                    ok: None,
+                    error: Some(e),
+                },
+            }
+        }
+        Err(e) => Reply {
+            ok: None,
+            error: Some(format!("bad request: {e}")),
+        },
+    };
+    if let Ok(mut text) = serde_json::to_string(&reply) {
+        text.push('\n');
+        let _ = writer.write_all(text.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_refusals_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("control.sock");
+        serve(
+            &sock,
+            Arc::new(|req| match req {
+                Request::BlockDetach { vdev } if vdev == "xvda" => {
+                    Ok(serde_json::json!({"detached": vdev}))
+                }
+                Request::BlockDetach { vdev } => Err(format!("{vdev} is not attached")),
+                _ => Ok(serde_json::Value::Null),
+            }),
+        )
+        .unwrap();
+        let v = call(
+            "web",
+            &sock,
+            &Request::BlockDetach {
+                vdev: "xvda".into(),
+            },
+        )
+        .unwrap();
+        assert_eq!(v["detached"], "xvda");
+        let e = call(
+            "web",
+            &sock,
+            &Request::BlockDetach {
+                vdev: "xvdz".into(),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "domain 'web': xvdz is not attached");
+        assert_eq!(
+            call("web", &sock, &Request::Status).unwrap(),
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn wire_format_is_tagged_by_op() {
+        let t = serde_json::to_string(&Request::CdEject { vdev: "hdc".into() }).unwrap();
+        assert_eq!(t, r#"{"op":"cd-eject","vdev":"hdc"}"#);
+    }
+
+    #[test]
+    fn a_missing_supervisor_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = call("web", &dir.path().join("none.sock"), &Request::Status).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("the supervisor of domain 'web' does not answer"));
+    }
+}

@@ -1,0 +1,412 @@
+//! What the supervisor starts, `<domain dir>/launch.json`: written by
+//! `pvio create` from the [`DomainPlan`] and read by the supervisor, so
+//! that both agree on every name, MAC and socket the plan made up.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, SerialEndpoint};
+use super::rundir::{CONTROL, LAUNCH, QMP_EVENTS};
+use super::DomainError;
+use crate::config::disk::DiskBus;
+use crate::config::options::{Action, Serial};
+use crate::plan::DomainPlan;
+
+/// What to do when the guest powers off, reboots or crashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnEvent {
+    /// End the domain.
+    Destroy,
+    /// Reset the guest in place and run it again.
+    Restart,
+    /// Keep the stopped guest until `pvio destroy`.
+    Preserve,
+}
+
+impl From<Action> for OnEvent {
+    fn from(a: Action) -> OnEvent {
+        match a {
+            Action::Destroy => OnEvent::Destroy,
+            Action::Restart => OnEvent::Restart,
+            Action::Preserve => OnEvent::Preserve,
+        }
+    }
+}
+
+/// A PV disk's backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlkLaunch {
+    /// The guest device name.
+    pub vdev: String,
+    /// The vhost-user socket.
+    pub socket: PathBuf,
+    /// The image.
+    pub image: PathBuf,
+    /// Read-only.
+    pub read_only: bool,
+}
+
+/// A PV NIC's backend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetLaunch {
+    /// The NIC's number.
+    pub devid: u32,
+    /// The vhost-user socket.
+    pub socket: PathBuf,
+    /// The tap.
+    pub tap: String,
+    /// The MAC.
+    pub mac: String,
+    /// The MTU.
+    pub mtu: Option<u16>,
+}
+
+/// A tap to make and join to a bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TapLaunch {
+    /// The interface.
+    pub name: String,
+    /// The bridge.
+    pub bridge: String,
+    /// The MTU.
+    pub mtu: Option<u16>,
+}
+
+/// Everything the supervisor needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchSpec {
+    /// The domain's name.
+    pub name: String,
+    /// Its id.
+    pub id: u32,
+    /// Its UUID.
+    pub uuid: String,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// `kvm` or `tcg`.
+    pub accel: String,
+    /// The config file.
+    pub config: Option<PathBuf>,
+    /// The device model.
+    pub qemu_binary: PathBuf,
+    /// Its arguments, as planned.
+    pub qemu_args: Vec<String>,
+    /// The plan's QMP socket (commands).
+    pub qmp_socket: PathBuf,
+    /// The QMP socket the supervisor adds for events.
+    pub events_socket: PathBuf,
+    /// The supervisor's control socket.
+    pub control_socket: PathBuf,
+    /// PV disk backends.
+    pub blk: Vec<BlkLaunch>,
+    /// PV NIC backends.
+    pub net: Vec<NetLaunch>,
+    /// Taps.
+    pub taps: Vec<TapLaunch>,
+    /// The disks (for the record).
+    pub disks: Vec<DiskEntry>,
+    /// The NICs (for the record).
+    pub nics: Vec<NicEntry>,
+    /// The first serial port, when it has a fixed place (a pty is known
+    /// only once QEMU runs).
+    pub serial: Option<SerialEndpoint>,
+    /// The first serial port is a pty.
+    pub serial_pty: bool,
+    /// On power-off.
+    pub on_poweroff: OnEvent,
+    /// On reboot.
+    pub on_reboot: OnEvent,
+    /// On crash.
+    pub on_crash: OnEvent,
+    /// The VNC password, set over QMP once QEMU runs.
+    pub vnc_password: Option<String>,
+}
+
+impl LaunchSpec {
+    /// The launch spec of `plan` for the domain with id `id`, with the
+    /// first serial port of the config.
+    pub fn from_plan(
+        plan: &DomainPlan,
+        id: u32,
+        config: Option<&Path>,
+        serial: Option<&Serial>,
+    ) -> LaunchSpec {
+        let dir = &plan.run_dir;
+        let blk = plan
+            .disks
+            .iter()
+            .filter_map(|d| {
+                Some(BlkLaunch {
+                    vdev: d.vdev.clone(),
+                    socket: d.socket.clone()?,
+                    image: d.image.clone()?,
+                    read_only: d.read_only,
+                })
+            })
+            .collect();
+        let net = plan
+            .nics
+            .iter()
+            .filter_map(|n| {
+                Some(NetLaunch {
+                    devid: n.devid,
+                    socket: n.socket.clone()?,
+                    tap: n.tap.clone(),
+                    mac: n.mac.to_string(),
+                    mtu: n.mtu,
+                })
+            })
+            .collect();
+        let taps = plan
+            .taps
+            .iter()
+            .map(|t| TapLaunch {
+                name: t.name.clone(),
+                bridge: t.bridge.clone(),
+                mtu: t.mtu,
+            })
+            .collect();
+        let disks = plan
+            .disks
+            .iter()
+            .map(|d| DiskEntry {
+                vdev: d.vdev.clone(),
+                bus: bus_name(d.bus).to_owned(),
+                cdrom: d.cdrom,
+                image: d.image.clone(),
+                read_only: d.read_only,
+                socket: d.socket.clone(),
+                hotplugged: false,
+            })
+            .collect();
+        let nics = plan
+            .nics
+            .iter()
+            .map(|n| NicEntry {
+                devid: n.devid,
+                mac: n.mac.to_string(),
+                model: n.model.qemu_device().to_owned(),
+                tap: n.tap.clone(),
+                bridge: n.bridge.clone(),
+                socket: n.socket.clone(),
+                hotplugged: false,
+            })
+            .collect();
+        let (serial_ep, serial_pty) = match serial {
+            Some(Serial::Pty) => (None, true),
+            Some(Serial::Unix(rest)) => {
+                let path = rest.split(',').next().unwrap_or_default();
+                (Some(SerialEndpoint::Unix(PathBuf::from(path))), false)
+            }
+            Some(Serial::File(p)) => (Some(SerialEndpoint::File(p.clone())), false),
+            _ => (None, false),
+        };
+        LaunchSpec {
+            name: plan.name.clone(),
+            id,
+            uuid: plan.uuid.clone(),
+            memory_mib: plan.memory_mib,
+            vcpus: plan.vcpus,
+            accel: plan.accel.accel.qemu_arg().to_owned(),
+            config: config.map(Path::to_owned),
+            qemu_binary: plan.qemu.binary.clone(),
+            qemu_args: plan.qemu.args.clone(),
+            qmp_socket: plan.qmp_socket.clone(),
+            events_socket: dir.join(QMP_EVENTS),
+            control_socket: dir.join(CONTROL),
+            blk,
+            net,
+            taps,
+            disks,
+            nics,
+            serial: serial_ep,
+            serial_pty,
+            on_poweroff: plan.on_poweroff.into(),
+            on_reboot: plan.on_reboot.into(),
+            on_crash: plan.on_crash.into(),
+            vnc_password: plan.vnc_password.clone(),
+        }
+    }
+
+    /// The first record of the domain, before its supervisor runs.
+    pub fn initial_record(&self) -> DomainRecord {
+        DomainRecord {
+            name: self.name.clone(),
+            id: self.id,
+            uuid: self.uuid.clone(),
+            memory_mib: self.memory_mib,
+            vcpus: self.vcpus,
+            accel: self.accel.clone(),
+            config: self.config.clone(),
+            started_at: super::record::now_secs(),
+            supervisor_pid: None,
+            qemu_pid: None,
+            qmp_socket: self.qmp_socket.clone(),
+            control_socket: self.control_socket.clone(),
+            serial: self.serial.clone(),
+            vnc: None,
+            disks: self.disks.clone(),
+            nics: self.nics.clone(),
+            taps_created: Vec::new(),
+            reboots: 0,
+            state: DomainState::Starting,
+            ended: None,
+        }
+    }
+
+    /// Writes the spec into `dir` (mode 0600: it may hold the VNC
+    /// password).
+    pub fn store(&self, dir: &Path) -> Result<(), DomainError> {
+        let p = dir.join(LAUNCH);
+        let text = serde_json::to_vec_pretty(self).map_err(|source| DomainError::Record {
+            path: p.clone(),
+            source,
+        })?;
+        super::record::write_atomic(&p, &text)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
+            DomainError::Io {
+                what: "protect",
+                path: p,
+                source,
+            }
+        })
+    }
+
+    /// Reads the spec from `dir`.
+    pub fn load(dir: &Path) -> Result<LaunchSpec, DomainError> {
+        let p = dir.join(LAUNCH);
+        let text = std::fs::read(&p).map_err(|source| DomainError::Io {
+            what: "read",
+            path: p.clone(),
+            source,
+        })?;
+        serde_json::from_slice(&text).map_err(|source| DomainError::Record { path: p, source })
+    }
+
+    /// QEMU's arguments: the plan's, then a second QMP socket for the
+    /// supervisor's event listener, and `-action shutdown=pause` so that
+    /// QEMU never exits on its own when the guest stops: the supervisor
+    /// applies `on_poweroff` / `on_reboot` / `on_crash` (see
+    /// `docs/architecture.md`).
+    pub fn qemu_args(&self) -> Vec<String> {
+        let mut a = self.qemu_args.clone();
+        a.push("-qmp".to_owned());
+        let path = self.events_socket.to_string_lossy().replace(',', ",,");
+        a.push(format!("unix:{path},server=on,wait=off"));
+        a.push("-action".to_owned());
+        a.push("shutdown=pause".to_owned());
+        a
+    }
+}
+
+/// `pv`, `ide`, `scsi`.
+pub fn bus_name(bus: DiskBus) -> &'static str {
+    match bus {
+        DiskBus::Pv { .. } => "pv",
+        DiskBus::Ide { .. } => "ide",
+        DiskBus::Scsi { .. } => "scsi",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{load_str, Origin};
+    use crate::host::accel::{Accel, AccelDecision};
+    use crate::plan::{plan, FixedEntropy, PlanOptions};
+
+    const CFG: &str = r#"
+name = "web"
+memory = 256
+disk = [ 'file:/img/root.raw,xvda,w', 'file:/img/data.raw,hda,w', ',hdc:cdrom,r' ]
+vif = [ 'model=virtio,bridge=br0,mac=00:16:3e:00:00:01', 'model=e1000,bridge=br0' ]
+serial = 'pty'
+on_reboot = 'destroy'
+"#;
+
+    fn spec() -> LaunchSpec {
+        let loaded = load_str(CFG, &Origin::File("web.cfg".into()), &[]).unwrap();
+        let mut entropy = FixedEntropy(7);
+        let mut opts = PlanOptions {
+            run_root: PathBuf::from("/run/pvio"),
+            accel: AccelDecision {
+                accel: Accel::Tcg,
+                reason: "test".to_owned(),
+            },
+            ovmf: PathBuf::from("/usr/share/ovmf/OVMF.fd"),
+            now: std::time::SystemTime::now(),
+            entropy: &mut entropy,
+        };
+        let p = plan(&loaded.spec, &mut opts).unwrap();
+        LaunchSpec::from_plan(
+            &p,
+            4,
+            Some(Path::new("/etc/xen/web.cfg")),
+            loaded.spec.serials.first(),
+        )
+    }
+
+    #[test]
+    fn the_plan_becomes_backends_taps_and_a_record() {
+        let s = spec();
+        assert_eq!(s.blk.len(), 1);
+        assert_eq!(s.blk[0].vdev, "xvda");
+        assert_eq!(
+            s.blk[0].socket,
+            PathBuf::from("/run/pvio/web/blk-xvda.sock")
+        );
+        assert_eq!(s.net.len(), 1);
+        assert_eq!(s.net[0].mac, "00:16:3e:00:00:01");
+        assert_eq!(s.taps.len(), 2);
+        assert!(s.taps.iter().all(|t| t.bridge == "br0"));
+        assert!(s.serial_pty && s.serial.is_none());
+        assert_eq!(s.on_reboot, OnEvent::Destroy);
+        assert_eq!(s.on_poweroff, OnEvent::Destroy);
+        let r = s.initial_record();
+        assert_eq!(
+            (r.id, r.state, r.accel.as_str()),
+            (4, DomainState::Starting, "tcg")
+        );
+        let buses: Vec<(&str, &str, bool)> = r
+            .disks
+            .iter()
+            .map(|d| (d.vdev.as_str(), d.bus.as_str(), d.cdrom))
+            .collect();
+        assert_eq!(
+            buses,
+            vec![
+                ("xvda", "pv", false),
+                ("hda", "ide", false),
+                ("hdc", "ide", true)
+            ]
+        );
+    }
+
+    #[test]
+    fn qemu_gets_an_event_socket_and_never_exits_on_a_guest_stop() {
+        let a = spec().qemu_args();
+        let tail: Vec<&str> = a[a.len() - 4..].iter().map(String::as_str).collect();
+        assert_eq!(
+            tail,
+            vec![
+                "-qmp",
+                "unix:/run/pvio/web/qmp-events.sock,server=on,wait=off",
+                "-action",
+                "shutdown=pause"
+            ]
+        );
+    }
+
+    #[test]
+    fn round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec();
+        s.store(dir.path()).unwrap();
+        assert_eq!(LaunchSpec::load(dir.path()).unwrap(), s);
+    }
+}

@@ -1,0 +1,220 @@
+//! The supervisor's shared state for one running domain: the record (kept
+//! in memory and stored on every change), the QMP command connection, the
+//! events QEMU sent (for waits such as `DEVICE_DELETED`), the PV backends,
+//! and the channel to the supervisor's main loop.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use super::backends::Backends;
+use super::launch::LaunchSpec;
+use super::record::DomainRecord;
+use super::rundir::RECORD;
+use crate::qmp::{qmp, Qmp, QmpError};
+
+/// How long a QMP (re)connection may take.
+const QMP_CONNECT: Duration = Duration::from_secs(10);
+/// Events kept for waiters.
+const EVENTS_KEPT: usize = 256;
+
+/// What the supervisor's main loop reacts to.
+#[derive(Debug)]
+pub enum Msg {
+    /// An event from QEMU.
+    Event(Box<qmp::Event>),
+    /// QEMU exited (its status as text).
+    QemuExited(String),
+    /// `pvio destroy`.
+    Destroy,
+    /// SIGTERM, SIGINT or SIGHUP.
+    Signal(i32),
+}
+
+/// Events QEMU sent, numbered, for waiters.
+#[derive(Debug, Default)]
+pub struct EventBus {
+    inner: Mutex<(u64, VecDeque<(u64, qmp::Event)>)>,
+    cv: Condvar,
+}
+
+impl EventBus {
+    /// Adds an event.
+    pub fn push(&self, e: qmp::Event) {
+        let mut g = lock(&self.inner);
+        g.0 += 1;
+        let n = g.0;
+        g.1.push_back((n, e));
+        if g.1.len() > EVENTS_KEPT {
+            g.1.pop_front();
+        }
+        self.cv.notify_all();
+    }
+
+    /// The number of the last event so far: wait for events after it.
+    pub fn mark(&self) -> u64 {
+        lock(&self.inner).0
+    }
+
+    /// Waits up to `timeout` for an event after `mark` that `pred` accepts.
+    pub fn wait_after(
+        &self,
+        mark: u64,
+        timeout: Duration,
+        mut pred: impl FnMut(&qmp::Event) -> bool,
+    ) -> Option<qmp::Event> {
+        let start = Instant::now();
+        let mut g = lock(&self.inner);
+        loop {
+            if let Some((_, e)) = g.1.iter().find(|(n, e)| *n > mark && pred(e)) {
+                return Some(e.clone());
+            }
+            let left = timeout.checked_sub(start.elapsed())?;
+            g = self
+                .cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+/// The running domain, shared by the supervisor's threads.
+#[derive(Debug)]
+pub struct LiveDomain {
+    /// The domain's run dir.
+    pub dir: PathBuf,
+    /// What was started.
+    pub spec: LaunchSpec,
+    record: Mutex<DomainRecord>,
+    qmp: Mutex<Option<Qmp>>,
+    /// QEMU's events.
+    pub events: EventBus,
+    /// The PV backends.
+    pub backends: Mutex<Backends>,
+    /// Serialises hot-plug operations.
+    pub hotplug: Mutex<()>,
+    tx: Mutex<Sender<Msg>>,
+}
+
+impl LiveDomain {
+    /// The state of a domain about to start.
+    pub fn new(
+        dir: PathBuf,
+        spec: LaunchSpec,
+        record: DomainRecord,
+        tx: Sender<Msg>,
+    ) -> LiveDomain {
+        LiveDomain {
+            dir,
+            spec,
+            record: Mutex::new(record),
+            qmp: Mutex::new(None),
+            events: EventBus::default(),
+            backends: Mutex::new(Backends::default()),
+            hotplug: Mutex::new(()),
+            tx: Mutex::new(tx),
+        }
+    }
+
+    /// The domain's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// A copy of the record.
+    pub fn record(&self) -> DomainRecord {
+        lock(&self.record).clone()
+    }
+
+    /// Changes the record and stores it.
+    pub fn update<T>(&self, f: impl FnOnce(&mut DomainRecord) -> T) -> T {
+        let mut r = lock(&self.record);
+        let out = f(&mut r);
+        if let Err(e) = r.store(&self.dir.join(RECORD)) {
+            tracing::error!("{}", crate::cli::error_line(&e));
+        }
+        out
+    }
+
+    /// Runs `f` on the QMP command connection, connecting first if needed.
+    /// A connection that failed is dropped, so the next call reconnects.
+    pub fn qmp<T>(&self, f: impl FnOnce(&mut Qmp) -> Result<T, QmpError>) -> Result<T, QmpError> {
+        let mut g = lock(&self.qmp);
+        if g.is_none() {
+            *g = Some(Qmp::connect(&self.spec.qmp_socket, QMP_CONNECT)?);
+        }
+        let Some(q) = g.as_mut() else {
+            return Err(QmpError::Closed);
+        };
+        let out = f(q);
+        if matches!(
+            out,
+            Err(QmpError::Io(_) | QmpError::Closed | QmpError::Protocol(_))
+        ) {
+            *g = None;
+        }
+        out
+    }
+
+    /// Sets the QMP connection made at start.
+    pub fn set_qmp(&self, q: Qmp) {
+        *lock(&self.qmp) = Some(q);
+    }
+
+    /// Forgets the QMP connection (QEMU is gone).
+    pub fn drop_qmp(&self) {
+        *lock(&self.qmp) = None;
+    }
+
+    /// Sends `m` to the main loop.
+    pub fn send(&self, m: Msg) {
+        let _ = lock(&self.tx).send(m);
+    }
+
+    /// The backends, locked.
+    pub fn backends(&self) -> MutexGuard<'_, Backends> {
+        lock(&self.backends)
+    }
+}
+
+/// Locks `m`, going on with the data if a thread panicked while holding it.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deleted(id: &str) -> qmp::Event {
+        serde_json::from_value(serde_json::json!({
+            "event": "DEVICE_DELETED",
+            "data": {"device": id, "path": format!("/machine/peripheral/{id}")},
+            "timestamp": {"seconds": 1, "microseconds": 0}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn waiters_see_only_events_after_their_mark() {
+        let bus = std::sync::Arc::new(EventBus::default());
+        bus.push(deleted("xvdb"));
+        let mark = bus.mark();
+        let is = |id: &'static str| move |e: &qmp::Event| crate::qmp::is_device_deleted(e, id);
+        assert!(bus
+            .wait_after(mark, Duration::from_millis(50), is("xvdb"))
+            .is_none());
+        let b2 = std::sync::Arc::clone(&bus);
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b2.push(deleted("xvdb"));
+        });
+        assert!(bus
+            .wait_after(mark, Duration::from_secs(5), is("xvdb"))
+            .is_some());
+        t.join().unwrap();
+    }
+}

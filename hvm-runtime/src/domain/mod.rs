@@ -1,0 +1,172 @@
+//! Domains while they run: the run dir and its records, the per-domain
+//! supervisor process that owns QEMU and the PV backends, and the
+//! lifecycle commands (`list`, `shutdown`, `reboot`, `destroy`, `pause`,
+//! `unpause`, `console`, `vncviewer`) that reach it.
+//!
+//! | file | role |
+//! | --- | --- |
+//! | `rundir.rs` | the run dir layout, name reservation, finding live domains |
+//! | `record.rs` | the domain record (`domain.json`), written atomically |
+//! | `launch.rs` | what the supervisor starts (`launch.json`), made from the plan |
+//! | `lock.rs` | `flock` locks: the supervisor's, and the global one |
+//! | `start.rs` | `pvio create`: reserve, spawn the supervisor, wait until running |
+//! | `supervisor.rs` | the supervisor process: start, watch, apply actions, tear down |
+//! | `live.rs` | the supervisor's shared state: record, QMP, events, backends |
+//! | `guest_events.rs` | a guest's power-off, reboot or crash to an action |
+//! | `control.rs` | the supervisor's control socket: JSON lines, server and client |
+//! | `requests.rs` | the supervisor's answers to control requests |
+//! | `backends.rs` | PV backends run in the supervisor as threads |
+//! | `taps.rs` | host taps made, joined to bridges, deleted |
+//! | `process.rs` | pids: alive, ours, signals |
+//! | `cleanup.rs` | what a dead supervisor left behind |
+//! | `actions.rs` | the lifecycle commands, client side |
+//! | `console.rs` | `pvio console`: the serial port on the terminal |
+//!
+//! Nothing here parses configs or builds QEMU command lines: that is
+//! `config/` and `plan/`.
+
+pub mod actions;
+pub mod backends;
+pub mod cleanup;
+pub mod console;
+pub mod control;
+pub mod guest_events;
+pub mod launch;
+pub mod live;
+pub mod lock;
+pub mod process;
+pub mod record;
+pub mod requests;
+pub mod rundir;
+pub mod start;
+pub mod supervisor;
+pub mod taps;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use record::{DomainRecord, DomainState};
+pub use rundir::RunRoot;
+
+use crate::qmp::QmpError;
+
+/// Errors of the domain runtime, one line each with what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    /// No running domain has this name.
+    #[error("no domain named '{0}' is running; `pvio list` shows the running ones")]
+    NoSuchDomain(String),
+    /// The name cannot name a domain.
+    #[error("'{0}' cannot name a domain: use letters, digits, '-', '_', '.' or '+', at most 64")]
+    BadName(String),
+    /// The name is taken.
+    #[error("a domain named '{name}' already exists (id {id}); choose another name, e.g. `pvio create FILE name='{name}2'`")]
+    Exists {
+        /// The name.
+        name: String,
+        /// The running domain's id.
+        id: u32,
+    },
+    /// The domain's supervisor died; pvio cleaned up after it.
+    #[error("domain '{name}' is not running: {}", record.ended.as_ref().map_or("its supervisor died", |e| e.detail.as_str()))]
+    SupervisorDied {
+        /// The name.
+        name: String,
+        /// The record, now marked ended.
+        record: Box<DomainRecord>,
+    },
+    /// A file in the run dir cannot be used.
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        /// What pvio tried.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record or launch file is damaged.
+    #[error("{} is damaged; remove the domain's run dir", path.display())]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The supervisor process could not be started.
+    #[error("cannot start the domain's supervisor")]
+    Spawn(#[source] std::io::Error),
+    /// The domain did not come up.
+    #[error("domain '{name}' did not start: {why}")]
+    StartFailed {
+        /// The name.
+        name: String,
+        /// What went wrong, with where to read more.
+        why: String,
+    },
+    /// QEMU could not be run.
+    #[error("cannot run {}; install qemu-system-x86 (scripts/setup.sh)", binary.display())]
+    QemuMissing {
+        /// The device model binary.
+        binary: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// QEMU did not run the guest after `cont`.
+    #[error("QEMU does not run the guest (query-status: {0})")]
+    NotRunning(String),
+    /// QEMU exited before it opened its QMP sockets.
+    #[error("QEMU exited at once")]
+    QemuExited,
+    /// The supervisor refused or failed a request.
+    #[error("domain '{name}': {message}")]
+    Refused {
+        /// The name.
+        name: String,
+        /// The supervisor's message.
+        message: String,
+    },
+    /// The supervisor's control socket failed.
+    #[error("the supervisor of domain '{name}' does not answer")]
+    Control {
+        /// The name.
+        name: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something did not happen in time.
+    #[error("{what} did not happen within {after:?}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long pvio waited.
+        after: Duration,
+    },
+    /// A PV backend could not start.
+    #[error("PV backend of {device}: {message}")]
+    Backend {
+        /// The guest device.
+        device: String,
+        /// Why.
+        message: String,
+    },
+    /// A tap or bridge could not be set up.
+    #[error("{0}")]
+    Network(String),
+    /// QMP failed.
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// The terminal or the console device failed.
+    #[error("console: {what}")]
+    Console {
+        /// What failed.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}

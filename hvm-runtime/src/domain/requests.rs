@@ -1,0 +1,86 @@
+//! The supervisor's answers to control requests: power and pause go to
+//! QMP, `destroy` to the main loop, disks, CD-ROMs and NICs to
+//! [`crate::hotplug`].
+
+use serde_json::{json, Value};
+
+use super::control::Request;
+use super::live::{LiveDomain, Msg};
+use super::record::DomainState;
+use crate::cli::error_line;
+use crate::hotplug;
+use crate::qmp::qmp;
+
+/// Answers one request; an error is one line for the user.
+pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
+    let state = live.record().state;
+    let stopping = matches!(state, DomainState::Stopping | DomainState::Ended);
+    if stopping && !matches!(req, Request::Status | Request::Destroy) {
+        return Err(format!("the domain is {state}"));
+    }
+    let qmp_err = |e: crate::qmp::QmpError| error_line(&e);
+    match req {
+        Request::Status => serde_json::to_value(live.record()).map_err(|e| e.to_string()),
+        Request::Destroy => {
+            live.send(Msg::Destroy);
+            Ok(Value::Null)
+        }
+        Request::Shutdown => {
+            if state == DomainState::Paused {
+                return Err(
+                    "the domain is paused; `pvio unpause` it first, or `pvio destroy` it"
+                        .to_owned(),
+                );
+            }
+            if state == DomainState::Preserved {
+                return Err(
+                    "the guest has stopped and is preserved; `pvio destroy` ends it".to_owned(),
+                );
+            }
+            live.qmp(|q| q.execute(&qmp::system_powerdown {}))
+                .map_err(qmp_err)?;
+            Ok(Value::Null)
+        }
+        Request::Reboot => {
+            live.qmp(|q| q.execute(&qmp::system_reset {}))
+                .map_err(qmp_err)?;
+            Ok(Value::Null)
+        }
+        Request::Pause => {
+            if state != DomainState::Running {
+                return Err(format!("the domain is {state}, not running"));
+            }
+            live.qmp(|q| q.execute(&qmp::stop {})).map_err(qmp_err)?;
+            live.update(|r| r.state = DomainState::Paused);
+            Ok(Value::Null)
+        }
+        Request::Unpause => {
+            if state != DomainState::Paused {
+                return Err(format!("the domain is {state}, not paused"));
+            }
+            live.qmp(|q| q.execute(&qmp::cont {})).map_err(qmp_err)?;
+            live.update(|r| r.state = DomainState::Running);
+            Ok(Value::Null)
+        }
+        Request::BlockAttach { spec, cwd } => hotplug::block::attach(live, &spec, &cwd)
+            .map(|d| json!(d))
+            .map_err(|e| error_line(&e)),
+        Request::BlockDetach { vdev } => hotplug::block::detach(live, &vdev)
+            .map(|()| Value::Null)
+            .map_err(|e| error_line(&e)),
+        Request::BlockList => Ok(json!(live.record().disks)),
+        Request::CdInsert { vdev, path } => hotplug::cdrom::insert(live, &vdev, &path)
+            .map(|()| Value::Null)
+            .map_err(|e| error_line(&e)),
+        Request::CdEject { vdev } => hotplug::cdrom::eject(live, &vdev)
+            .map(|()| Value::Null)
+            .map_err(|e| error_line(&e)),
+        Request::NetworkAttach { settings } => hotplug::net::attach(live, &settings)
+            .map(|n| json!(n))
+            .map_err(|e| error_line(&e)),
+        Request::NetworkDetach { nic } => hotplug::net::detach(live, &nic)
+            .map(|()| Value::Null)
+            .map_err(|e| error_line(&e)),
+        Request::NetworkList => Ok(json!(live.record().nics)),
+    }
+}

@@ -1,0 +1,495 @@
+//! The supervisor: one detached process per domain (`pvio supervise DIR`,
+//! started by `pvio create` in its own session with its output in
+//! `supervisor.log`). It holds the domain's lock for its whole life, makes
+//! the taps, runs the PV backends as threads, starts QEMU paused with two
+//! QMP sockets (commands, events), sets it up and lets it run, answers the
+//! control socket, applies `on_poweroff` / `on_reboot` / `on_crash`, and at
+//! the end stops the backends, removes the sockets and the taps it made
+//! and records how the domain ended.
+
+use std::fs::OpenOptions;
+use std::os::unix::io::RawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::guest_events::GuestStop;
+use super::launch::{LaunchSpec, OnEvent};
+use super::live::{LiveDomain, Msg};
+use super::record::{DomainRecord, DomainState, SerialEndpoint};
+use super::rundir::{LOCK, RECORD};
+use super::{cleanup, control, process, requests, taps, DomainError};
+use crate::cli::error_line;
+use crate::qmp::{qmp, EventReader, Qmp, QmpError, Received};
+
+/// The descriptor of the domain lock the supervisor inherits.
+pub const LOCK_FD: RawFd = 3;
+/// QEMU's output, beside the supervisor's log.
+pub const QEMU_LOG: &str = "qemu.log";
+/// How long QEMU may take to open its QMP sockets.
+const QEMU_START: Duration = Duration::from_secs(30);
+/// How long QEMU may take to exit after `quit` before it is killed.
+const QUIT_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the supervisor of the domain in `dir` until the domain ends.
+pub fn run(dir: &Path) -> Result<(), DomainError> {
+    let _own_lock = keep_lock(dir)?;
+    let spec = LaunchSpec::load(dir)?;
+    let mut record = DomainRecord::load(&dir.join(RECORD))?;
+    record.supervisor_pid = Some(std::process::id());
+    let (tx, rx) = mpsc::channel();
+    watch_signals(tx.clone())?;
+    let live = Arc::new(LiveDomain::new(dir.to_owned(), spec, record, tx));
+    live.update(|_| ());
+    tracing::info!("supervising domain {} (id {})", live.name(), live.spec.id);
+    let exited = Arc::new(AtomicBool::new(false));
+    let (cause, detail) = match start(&live, &exited) {
+        Ok(()) => supervise(&live, &rx),
+        Err(e) => {
+            let line = error_line(&e);
+            tracing::error!("start failed: {line}");
+            (
+                "start-failed".to_owned(),
+                format!("{line}{}", qemu_log_tail(dir)),
+            )
+        }
+    };
+    teardown(&live, &exited, &cause, &detail);
+    Ok(())
+}
+
+/// The domain lock: inherited on [`LOCK_FD`] from `pvio create` (kept
+/// from QEMU with close-on-exec), or taken here when run by hand.
+fn keep_lock(dir: &Path) -> Result<Option<super::lock::FileLock>, DomainError> {
+    // SAFETY: fcntl on a descriptor number with integer arguments only; a
+    // closed descriptor gives EBADF, handled below.
+    let rc = unsafe { libc::fcntl(LOCK_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if rc == 0 && super::lock::FileLock::is_held(&dir.join(LOCK)).unwrap_or(false) {
+        return Ok(None);
+    }
+    let p = dir.join(LOCK);
+    match super::lock::FileLock::try_exclusive(&p) {
+        Ok(Some(l)) => Ok(Some(l)),
+        Ok(None) => Err(DomainError::Io {
+            what: "lock (another supervisor holds it)",
+            path: p,
+            source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
+        }),
+        Err(source) => Err(DomainError::Io {
+            what: "lock",
+            path: p,
+            source,
+        }),
+    }
+}
+
+/// Turns SIGTERM, SIGINT and SIGHUP into messages to the main loop. Must
+/// run before any other thread starts (the mask is inherited).
+fn watch_signals(tx: mpsc::Sender<Msg>) -> Result<(), DomainError> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: the set is initialised by sigemptyset before any other use,
+    // and only signal numbers are added; pthread_sigmask reads it.
+    let set = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+        set.assume_init()
+    };
+    std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || loop {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` is an initialised signal set owned by this
+            // thread and `sig` a valid out-pointer.
+            let rc = unsafe { libc::sigwait(&set, &mut sig) };
+            if rc != 0 {
+                continue;
+            }
+            if sig == libc::SIGHUP {
+                tracing::info!("SIGHUP ignored: the domain keeps running");
+                continue;
+            }
+            if tx.send(Msg::Signal(sig)).is_err() {
+                return;
+            }
+        })
+        .map_err(DomainError::Spawn)?;
+    Ok(())
+}
+
+/// Taps, backends, QEMU (paused), QMP, set-up, control socket, run.
+fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainError> {
+    let spec = &live.spec;
+    for t in &spec.taps {
+        if taps::create(&t.name, &t.bridge, t.mtu)? {
+            live.update(|r| r.taps_created.push(t.name.clone()));
+        }
+    }
+    for b in &spec.blk {
+        live.backends()
+            .start_blk(&b.vdev, &b.socket, &b.image, b.read_only)?;
+    }
+    for n in &spec.net {
+        let device = format!("net{}", n.devid);
+        live.backends()
+            .start_net(&device, &n.socket, &n.tap, &n.mac, n.mtu)?;
+    }
+    spawn_qemu(live, exited)?;
+    let alive = || !exited.load(Ordering::SeqCst);
+    let gone = |e: QmpError| {
+        if exited.load(Ordering::SeqCst) {
+            DomainError::QemuExited
+        } else {
+            e.into()
+        }
+    };
+    let events =
+        EventReader::connect_while(&spec.events_socket, QEMU_START, alive).map_err(gone)?;
+    let q = Qmp::connect_while(&spec.qmp_socket, QEMU_START, alive).map_err(gone)?;
+    live.set_qmp(q);
+    spawn_event_thread(live, events)?;
+    set_up_qemu(live)?;
+    let handler_live = Arc::clone(live);
+    control::serve(
+        &spec.control_socket,
+        Arc::new(move |req| requests::handle(&handler_live, req)),
+    )?;
+    let status = live.qmp(|q| {
+        q.execute(&qmp::cont {})?;
+        q.status()
+    })?;
+    if !status.running {
+        return Err(DomainError::NotRunning(format!("{:?}", status.status)));
+    }
+    live.update(|r| r.state = DomainState::Running);
+    tracing::info!("domain {} runs", live.name());
+    Ok(())
+}
+
+fn spawn_qemu(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainError> {
+    let spec = &live.spec;
+    let log_path = live.dir.join(QEMU_LOG);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|source| DomainError::Io {
+            what: "open",
+            path: log_path.clone(),
+            source,
+        })?;
+    let log2 = log.try_clone().map_err(|source| DomainError::Io {
+        what: "open",
+        path: log_path,
+        source,
+    })?;
+    let mut cmd = Command::new(&spec.qemu_binary);
+    cmd.args(spec.qemu_args())
+        .arg("-S")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
+    // SAFETY: the closure runs in the forked child before exec and only
+    // calls prctl, which is async-signal-safe. QEMU then dies with the
+    // supervisor's main thread (a SIGKILLed supervisor leaves no QEMU).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    tracing::info!(
+        "starting {} {}",
+        spec.qemu_binary.display(),
+        spec.qemu_args().join(" ")
+    );
+    let mut child = cmd.spawn().map_err(|source| DomainError::QemuMissing {
+        binary: spec.qemu_binary.clone(),
+        source,
+    })?;
+    let pid = child.id();
+    live.update(|r| r.qemu_pid = Some(pid));
+    let waiter_live = Arc::clone(live);
+    let exited = Arc::clone(exited);
+    std::thread::Builder::new()
+        .name("qemu-wait".to_owned())
+        .spawn(move || {
+            let status = child
+                .wait()
+                .map_or_else(|e| format!("wait failed: {e}"), |s| s.to_string());
+            exited.store(true, Ordering::SeqCst);
+            waiter_live.send(Msg::QemuExited(status));
+        })
+        .map_err(DomainError::Spawn)?;
+    Ok(())
+}
+
+fn spawn_event_thread(live: &Arc<LiveDomain>, mut events: EventReader) -> Result<(), DomainError> {
+    let live = Arc::clone(live);
+    std::thread::Builder::new()
+        .name("qmp-events".to_owned())
+        .spawn(move || loop {
+            match events.next_event() {
+                Ok(Received::Event(e)) => {
+                    tracing::info!("event {}", crate::qmp::event_name(&e));
+                    live.events.push((*e).clone());
+                    live.send(Msg::Event(e));
+                }
+                Ok(Received::Unknown(text)) => tracing::debug!("unknown QMP message: {text}"),
+                Ok(Received::Closed) => return,
+                Err(e) => {
+                    tracing::warn!("QMP events: {}", error_line(&e));
+                    return;
+                }
+            }
+        })
+        .map_err(DomainError::Spawn)?;
+    Ok(())
+}
+
+/// The serial pty, the VNC address and password.
+fn set_up_qemu(live: &LiveDomain) -> Result<(), DomainError> {
+    if live.spec.serial_pty {
+        let chardevs = live.qmp(|q| q.execute(&qmp::query_chardev {}))?;
+        let pty = chardevs
+            .iter()
+            .find(|c| c.label == "serial0")
+            .and_then(|c| c.filename.strip_prefix("pty:"))
+            .map(|p| SerialEndpoint::Pty(p.into()));
+        live.update(|r| r.serial = pty);
+    }
+    if live.spec.qemu_args.iter().any(|a| a == "-vnc") {
+        let vnc = live.qmp(|q| q.execute(&qmp::query_vnc {}))?;
+        if let (true, Some(host), Some(port)) = (vnc.enabled, vnc.host, vnc.service) {
+            let display = port
+                .parse::<u32>()
+                .ok()
+                .and_then(|p| p.checked_sub(5900))
+                .map_or(port.clone(), |d| d.to_string());
+            live.update(|r| r.vnc = Some(format!("{host}:{display}")));
+        }
+        if let Some(pw) = &live.spec.vnc_password {
+            live.qmp(|q| {
+                q.execute(&qmp::change_vnc_password {
+                    password: pw.clone(),
+                })
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// The main loop: guest stops, `pvio destroy`, signals, QEMU's exit.
+/// Returns how the domain ended.
+fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
+    let mut end: Option<(String, String)> = None;
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let msg = match deadline {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        let msg = match msg {
+            Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) => {
+                tracing::warn!("QEMU did not quit within {QUIT_GRACE:?}; killing it");
+                kill_qemu(live);
+                deadline = Some(Instant::now() + QUIT_GRACE);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Msg::Event(e) => {
+                if let Some(stop) = on_event(live, *e) {
+                    end.get_or_insert(stop);
+                    live.update(|r| r.state = DomainState::Stopping);
+                    if deadline.is_none() {
+                        quit_qemu(live);
+                        deadline = Some(Instant::now() + QUIT_GRACE);
+                    }
+                }
+            }
+            Msg::Destroy | Msg::Signal(_) => {
+                let why = match msg {
+                    Msg::Signal(s) => format!("the supervisor got signal {s}"),
+                    _ => "destroyed by `pvio destroy`".to_owned(),
+                };
+                end.get_or_insert(("destroy".to_owned(), why));
+                live.update(|r| r.state = DomainState::Stopping);
+                if deadline.is_none() {
+                    quit_qemu(live);
+                    deadline = Some(Instant::now() + QUIT_GRACE);
+                }
+            }
+            Msg::QemuExited(status) => {
+                live.drop_qmp();
+                tracing::info!("QEMU exited: {status}");
+                return end.unwrap_or_else(|| {
+                    (
+                        "device-model-exit".to_owned(),
+                        format!("QEMU exited ({status}){}", qemu_log_tail(&live.dir)),
+                    )
+                });
+            }
+        }
+    }
+    end.unwrap_or_else(|| ("device-model-exit".to_owned(), "QEMU went away".to_owned()))
+}
+
+/// Reacts to one QEMU event; `Some((cause, detail))` when the domain must
+/// end.
+fn on_event(live: &LiveDomain, e: qmp::Event) -> Option<(String, String)> {
+    match e {
+        qmp::Event::SHUTDOWN { data, .. } => {
+            let stop = GuestStop::from_reason(data.reason);
+            let Some(action) = stop.action(&live.spec) else {
+                return Some((
+                    stop.cause().to_owned(),
+                    format!("the host ended QEMU ({:?})", data.reason),
+                ));
+            };
+            let what = match stop {
+                GuestStop::Poweroff => "the guest powered off",
+                GuestStop::Reboot => "the guest rebooted",
+                GuestStop::Crash => "the guest crashed",
+                GuestStop::Host => "the host ended QEMU",
+            };
+            tracing::info!("{what}: on_{} = {action:?}", stop.cause());
+            match action {
+                OnEvent::Destroy => Some((stop.cause().to_owned(), what.to_owned())),
+                OnEvent::Preserve => {
+                    live.update(|r| r.state = DomainState::Preserved);
+                    None
+                }
+                OnEvent::Restart => match restart_in_place(live) {
+                    Ok(()) => {
+                        live.update(|r| r.state = DomainState::Running);
+                        None
+                    }
+                    Err(err) => Some((
+                        stop.cause().to_owned(),
+                        format!("{what} and could not be restarted: {}", error_line(&err)),
+                    )),
+                },
+            }
+        }
+        qmp::Event::GUEST_PANICKED { .. } if live.spec.on_crash == OnEvent::Preserve => {
+            tracing::info!("the guest panicked; preserved");
+            live.update(|r| r.state = DomainState::Preserved);
+            None
+        }
+        qmp::Event::RESET { .. } => {
+            live.update(|r| r.reboots = r.reboots.saturating_add(1));
+            None
+        }
+        qmp::Event::STOP { .. } => {
+            live.update(|r| {
+                if r.state == DomainState::Running {
+                    r.state = DomainState::Paused;
+                }
+            });
+            None
+        }
+        qmp::Event::RESUME { .. } => {
+            live.update(|r| {
+                if matches!(r.state, DomainState::Paused | DomainState::Preserved) {
+                    r.state = DomainState::Running;
+                }
+            });
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Resets a guest stopped by a power-off, reboot or crash and runs it
+/// again, in the same QEMU (hot-plugged devices stay).
+fn restart_in_place(live: &LiveDomain) -> Result<(), QmpError> {
+    let keep = if live.spec.on_reboot == OnEvent::Restart {
+        qmp::RebootAction::reset
+    } else {
+        qmp::RebootAction::shutdown
+    };
+    let action = |reboot| qmp::set_action {
+        panic: None,
+        reboot: Some(reboot),
+        shutdown: None,
+        watchdog: None,
+    };
+    live.qmp(|q| {
+        // With reboot=shutdown a reset request would stop the guest again.
+        q.execute(&action(qmp::RebootAction::reset))?;
+        q.execute(&qmp::system_reset {})?;
+        let start = Instant::now();
+        while q.status()?.status == qmp::RunState::shutdown {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(QmpError::Timeout {
+                    event: "the reset".to_owned(),
+                    after: Duration::from_secs(10),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        q.execute(&action(keep))?;
+        q.execute(&qmp::cont {})
+    })?;
+    tracing::info!("guest restarted");
+    Ok(())
+}
+
+fn quit_qemu(live: &LiveDomain) {
+    if let Err(e) = live.qmp(|q| q.execute(&qmp::quit {})) {
+        tracing::warn!("quit over QMP failed ({}); killing QEMU", error_line(&e));
+        kill_qemu(live);
+    }
+}
+
+fn kill_qemu(live: &LiveDomain) {
+    if let Some(pid) = live.record().qemu_pid {
+        process::signal(pid, libc::SIGKILL);
+    }
+}
+
+/// Backends, taps, sockets, the record.
+fn teardown(live: &LiveDomain, exited: &AtomicBool, cause: &str, detail: &str) {
+    live.update(|r| r.state = DomainState::Stopping);
+    live.drop_qmp();
+    if let Some(pid) = live.record().qemu_pid {
+        if !exited.load(Ordering::SeqCst) {
+            process::kill_if_ours(pid, &live.spec.qmp_socket, Duration::from_secs(5));
+        }
+    }
+    live.backends().stop_all();
+    for tap in live.record().taps_created {
+        if let Err(e) = taps::delete(&tap) {
+            tracing::warn!("{e}");
+        }
+    }
+    cleanup::remove_sockets(&live.dir);
+    live.update(|r| {
+        r.end(cause, detail);
+        r.taps_created.clear();
+    });
+    tracing::info!("domain {} ended: {cause}: {detail}", live.name());
+}
+
+/// The last lines of QEMU's log, as a suffix for an error line.
+pub fn qemu_log_tail(dir: &Path) -> String {
+    let text = std::fs::read_to_string(dir.join(QEMU_LOG)).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!("; QEMU said: {tail}")
+    }
+}

@@ -1,0 +1,286 @@
+//! What the runtime tests share: a private run dir (`PVIO_RUN_DIR`), the
+//! real `pvio` binary run with it, disk images, an initramfs from the kit
+//! with the test's script, configs with direct kernel boot and the serial
+//! console in a file, waits on that file, a test bridge, and a clean-up
+//! that destroys whatever a failed test left running.
+
+#![allow(dead_code)] // each test binary uses a part of it
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use pvio_hvm_runtime::domain::lock::FileLock;
+use pvio_hvm_runtime::domain::DomainRecord;
+use pvio_tests::{pvio_bin, GuestKernel, Initramfs};
+
+/// Modules every runtime guest loads: PV disk and NIC, IDE disk and
+/// CD-ROM, ISO 9660, and the ACPI power button (for `pvio shutdown`).
+pub const MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "virtio_net",
+    "ata_piix",
+    "sd_mod",
+    "sr_mod",
+    "cdrom",
+    "isofs",
+    "button",
+    "evdev",
+];
+
+/// Script lines that make the guest power off when the ACPI power button
+/// is pressed (busybox acpid runs the PWRF handler).
+pub const POWER_BUTTON: &str = r#"
+mkdir -p /etc/acpi/PWRF
+printf '#!/bin/sh\necho GUEST-POWER-BUTTON >/dev/console\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
+chmod +x /etc/acpi/PWRF/00000080
+acpid -c /etc/acpi -l /dev/null
+"#;
+
+/// Shell helpers for scripts: `wait_for PATH` and `wait_gone PATH` poll
+/// for up to 120 s.
+pub const WAIT_HELPERS: &str = r#"
+wait_for() { i=0; while [ ! -e "$1" ]; do i=$((i+1)); [ $i -gt 1200 ] && return 1; sleep 0.1; done; }
+wait_gone() { i=0; while [ -e "$1" ]; do i=$((i+1)); [ $i -gt 1200 ] && return 1; sleep 0.1; done; }
+"#;
+
+/// The machine-wide "one guest at a time" lock the guest-booting test
+/// binaries share.
+pub const ONE_GUEST_LOCK: &str = "/tmp/pvio-one-guest.lock";
+
+/// A private run dir and scratch space, with the one-guest lock held;
+/// destroys what is left on drop.
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub run_dir: PathBuf,
+    _one_guest: FileLock,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let one_guest = FileLock::exclusive(Path::new(ONE_GUEST_LOCK)).expect("the one-guest lock");
+        // Short paths: vhost-user socket paths must fit 107 bytes.
+        let tmp = tempfile::Builder::new()
+            .prefix("pvrt")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let run_dir = tmp.path().join("run");
+        Env {
+            tmp,
+            run_dir,
+            _one_guest: one_guest,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Runs `pvio ARGS` with this run dir.
+    pub fn pvio(&self, args: &[&str]) -> Output {
+        let out = Command::new(pvio_bin())
+            .args(args)
+            .env("PVIO_RUN_DIR", &self.run_dir)
+            .output()
+            .expect("run pvio");
+        eprintln!(
+            "$ pvio {}\n{}{}[exit {}]",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            out.status
+        );
+        out
+    }
+
+    /// Runs `pvio ARGS`, which must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.pvio(args);
+        assert!(
+            out.status.success(),
+            "pvio {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `pvio ARGS`, which must fail; returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.pvio(args);
+        assert!(
+            !out.status.success(),
+            "pvio {} should have failed",
+            args.join(" ")
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// A zero-filled image of `mib` MiB.
+    pub fn image(&self, name: &str, mib: u64) -> PathBuf {
+        let p = self.path(name);
+        let f = std::fs::File::create(&p).unwrap();
+        f.set_len(mib << 20).unwrap();
+        p
+    }
+
+    /// An initramfs running `script` (after the power-button handler and
+    /// the wait helpers).
+    pub fn initramfs(&self, script: &str) -> PathBuf {
+        let kernel = GuestKernel::get().expect("guest kernel");
+        let body = format!("{POWER_BUTTON}{WAIT_HELPERS}{script}");
+        Initramfs::builder()
+            .kernel(kernel)
+            .modules(MODULES)
+            .script(&body)
+            .build(&self.path("initramfs.cpio"))
+            .expect("initramfs")
+    }
+
+    /// A config for domain `name`: direct boot of the kit's kernel with
+    /// `initramfs`, 256 MiB, the console in `console-<name>.log`, and
+    /// `extra` lines.
+    pub fn config(&self, name: &str, initramfs: &Path, extra: &str) -> PathBuf {
+        let kernel = GuestKernel::get().expect("guest kernel");
+        let vmlinux = kernel.vmlinux().unwrap_or(kernel.vmlinuz()).to_owned();
+        let text = format!(
+            "name = \"{name}\"\n\
+             memory = 256\n\
+             vcpus = 1\n\
+             kernel = \"{}\"\n\
+             ramdisk = \"{}\"\n\
+             cmdline = \"console=ttyS0 panic=-1 loglevel=4\"\n\
+             serial = 'file:{}'\n\
+             {extra}\n",
+            vmlinux.display(),
+            initramfs.display(),
+            self.console_path(name).display(),
+        );
+        let p = self.path(&format!("{name}.cfg"));
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn console_path(&self, name: &str) -> PathBuf {
+        self.path(&format!("console-{name}.log"))
+    }
+
+    /// Waits until the console of `name` has a line containing `pattern`
+    /// (after the `after`-th such line); returns the line.
+    pub fn wait_console(&self, name: &str, pattern: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let text = std::fs::read_to_string(self.console_path(name)).unwrap_or_default();
+            if let Some(l) = text.lines().find(|l| l.contains(pattern)) {
+                return l.to_owned();
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "no '{pattern}' on the console of {name} within {timeout:?}; console:\n{text}\nsupervisor log:\n{}",
+                    self.log(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The supervisor and QEMU logs of `name`.
+    pub fn log(&self, name: &str) -> String {
+        let d = self.run_dir.join(name);
+        format!(
+            "{}{}",
+            std::fs::read_to_string(d.join("supervisor.log")).unwrap_or_default(),
+            std::fs::read_to_string(d.join("qemu.log")).unwrap_or_default()
+        )
+    }
+
+    /// The domain record of `name`.
+    pub fn record(&self, name: &str) -> DomainRecord {
+        DomainRecord::load(&self.run_dir.join(name).join("domain.json")).expect("record")
+    }
+
+    /// The sockets left in the run dir of `name`.
+    pub fn sockets(&self, name: &str) -> Vec<PathBuf> {
+        std::fs::read_dir(self.run_dir.join(name))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "sock"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let Ok(dirs) = std::fs::read_dir(&self.run_dir) else {
+            return;
+        };
+        for d in dirs.filter_map(Result::ok) {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let _ = Command::new(pvio_bin())
+                .args(["destroy", &name])
+                .env("PVIO_RUN_DIR", &self.run_dir)
+                .output();
+        }
+    }
+}
+
+/// Whether process `pid` runs (a zombie does not).
+pub fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rfind(')')
+            .and_then(|i| s[i + 1..].split_whitespace().next())
+            .is_some_and(|st| st != "Z" && st != "X"),
+        Err(_) => false,
+    }
+}
+
+/// Whether network interface `name` exists.
+pub fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+/// A bridge with a name unique to this test process, removed on drop.
+pub struct TestBridge {
+    pub name: String,
+}
+
+impl TestBridge {
+    pub fn new(tag: &str) -> TestBridge {
+        let name = format!("pvt{tag}{}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["link", "del", &name]).output();
+        let ok = Command::new("ip")
+            .args(["link", "add", &name, "type", "bridge"])
+            .status()
+            .expect("ip (iproute2) must be installed");
+        assert!(ok.success(), "cannot create bridge {name}");
+        let up = Command::new("ip")
+            .args(["link", "set", &name, "up"])
+            .status()
+            .unwrap();
+        assert!(up.success());
+        TestBridge { name }
+    }
+}
+
+impl Drop for TestBridge {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.name])
+            .output();
+    }
+}
+
+/// The first `n` bytes of `path`.
+pub fn head(path: &Path, n: usize) -> Vec<u8> {
+    let mut b = std::fs::read(path).unwrap();
+    b.truncate(n);
+    b
+}
