@@ -2,7 +2,7 @@
 //! raw image file or a block device.
 //!
 //! The folder has fixed roles: `device.rs` (the `VhostUserBackend`),
-//! `worker.rs` (one queue's state and loop), `request.rs` (descriptor chain
+//! `worker.rs` (one queue's state and loop), `slot.rs` (a request in flight), `request.rs` (descriptor chain
 //! to typed request), `image.rs` (opening and checking the image),
 //! `engine/` (io_uring, sync fallback, null), `config.rs` (features and config
 //! space), `metrics.rs` (guest error counters), `poll.rs` (adaptive polling),
@@ -21,6 +21,7 @@ pub mod image;
 pub mod metrics;
 pub mod poll;
 pub mod request;
+mod slot;
 mod worker;
 
 use std::path::PathBuf;

@@ -23,82 +23,8 @@ use super::engine::{Completion, Engine, Op};
 use super::metrics::{GuestError, Metrics};
 use super::poll::Poller;
 use super::request::{parse, Action, Request};
+use super::slot::{Slot, SlotOp};
 use crate::vhost_user::{Vring, GM};
-
-/// What a slot's operation is, for completion handling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SlotOp {
-    Read,
-    Write {
-        dsync: bool,
-    },
-    Flush,
-    Discard,
-    /// `FALLOC_FL_ZERO_RANGE`.
-    ZeroRange,
-    /// Punch then allocate: write-zeroes where ZERO_RANGE is not supported
-    /// (tmpfs) or UNMAP was allowed (then the allocate step is skipped).
-    ZeroPunch {
-        allocate: bool,
-    },
-    /// The allocate step after a punch.
-    ZeroAllocate,
-}
-
-/// A request handed to the engine and not finished yet.
-#[derive(Debug)]
-struct Slot {
-    head: u16,
-    status: GuestAddress,
-    used_len_ok: u32,
-    op: SlotOp,
-    offset: u64,
-    /// Bytes still to transfer (reads, writes) or the fallocate length.
-    remaining: u64,
-    iovecs: Vec<libc::iovec>,
-    /// First iovec not yet transferred.
-    first: usize,
-    /// The guest memory the iovecs point into: kept mapped until the engine
-    /// is done with them, even if the frontend sends a new memory table.
-    mem: Option<Arc<GuestMemoryMmap>>,
-}
-
-// SAFETY: the iovecs are host addresses into the mapping held by `mem` in the
-// same slot; a slot is only used by the thread that holds the queue's lock.
-unsafe impl Send for Slot {}
-
-impl Slot {
-    fn empty() -> Self {
-        Self {
-            head: 0,
-            status: GuestAddress(0),
-            used_len_ok: 1,
-            op: SlotOp::Flush,
-            offset: 0,
-            remaining: 0,
-            iovecs: Vec::new(),
-            first: 0,
-            mem: None,
-        }
-    }
-
-    /// Skips `n` transferred bytes in the iovecs (after a short transfer).
-    fn advance(&mut self, mut n: u64) {
-        self.offset = self.offset.saturating_add(n);
-        self.remaining = self.remaining.saturating_sub(n);
-        while let Some(v) = self.iovecs.get_mut(self.first) {
-            let len = u64::try_from(v.iov_len).unwrap_or(u64::MAX);
-            if n < len {
-                let k = usize::try_from(n).unwrap_or(0);
-                v.iov_base = v.iov_base.cast::<u8>().wrapping_add(k).cast();
-                v.iov_len -= k;
-                return;
-            }
-            n -= len;
-            self.first += 1;
-        }
-    }
-}
 
 /// Everything one queue needs, behind that queue's own lock.
 pub struct QueueWorker {

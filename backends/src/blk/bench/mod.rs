@@ -59,6 +59,8 @@ pub struct BenchOptions {
     pub queues: Vec<usize>,
     /// Rounds per workload and peer (the median is reported).
     pub rounds: usize,
+    /// Run only the workloads whose name contains this.
+    pub only: Option<String>,
 }
 
 impl Default for BenchOptions {
@@ -70,6 +72,7 @@ impl Default for BenchOptions {
             measure: Duration::from_secs(2),
             queues: vec![1, 2],
             rounds: 3,
+            only: None,
         }
     }
 }
@@ -93,6 +96,7 @@ impl BenchOptions {
         {
             o.rounds = r;
         }
+        o.only = std::env::var("PVIO_BENCH_ONLY").ok();
         if let Some(dir) = std::env::var_os("PVIO_BENCH_DIR") {
             o.dir = dir.into();
         }
@@ -185,7 +189,16 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
     say(out, &format!("{}\n", machine_line(&opts.dir)))?;
     say(
         out,
-        "| queues | workload | backend | IOPS | MB/s | median latency | pvio / qsd |",
+        &format!(
+            "{} rounds of {:?} per cell, peers alternating; the median round is shown, \
+             with the IOPS range over the rounds in brackets.\n",
+            opts.rounds.max(1),
+            opts.measure
+        ),
+    )?;
+    say(
+        out,
+        "| queues | workload | backend | IOPS [range] | MB/s | median latency | pvio / qsd |",
     )?;
     say(out, "| ---: | --- | --- | ---: | ---: | ---: | ---: |")?;
     let mut rows = Vec::new();
@@ -194,7 +207,8 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
         for peer in PEERS {
             running.push((peer, peer::start(peer, &image, dir.path(), queues)?));
         }
-        for wl in WORKLOADS {
+        let only = opts.only.as_deref().unwrap_or("");
+        for wl in WORKLOADS.into_iter().filter(|w| w.name.contains(only)) {
             // Rounds alternate the peers so that noise from the shared
             // machine falls on all of them alike; each peer's median round
             // is reported.
