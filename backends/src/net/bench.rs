@@ -47,9 +47,11 @@ pub struct FramesResult {
     pub tx_fps: f64,
     /// Tap to guest.
     pub rx_fps: f64,
-    /// Frames the injector sent that the backend did not deliver (tap queue
-    /// overflow while the guest side kept up or not).
+    /// Frames per second the injector offered on the receive side.
     pub rx_offered_fps: f64,
+    /// Median round trip of one frame, driver to tap and back through an
+    /// echo in the namespace, in microseconds.
+    pub rtt_median_us: f64,
 }
 
 /// A network namespace for the run (`ip netns add`), deleted on drop.
@@ -239,11 +241,13 @@ fn measure(
         .join()
         .map_err(|_| BenchError::Setup("injector panicked".into()))?
         .map_err(|e| BenchError::Setup(format!("injector: {e}")))?;
+    let rtt_median_us = round_trips(ns, &mut drv, tap, &frame)?;
     Ok(FramesResult {
         frame_len,
         tx_fps,
         rx_fps: rate(got, elapsed),
         rx_offered_fps: rate(usize::try_from(offered_n).unwrap_or(usize::MAX), elapsed),
+        rtt_median_us,
     })
 }
 
@@ -251,4 +255,97 @@ fn rate(n: usize, d: Duration) -> f64 {
     // Frame counts stay far below 2^52: exact in an f64.
     let n = u32::try_from(n).map_or(f64::from(u32::MAX), f64::from);
     n / d.as_secs_f64().max(1e-9)
+}
+
+/// Round trips measured.
+const ROUND_TRIPS: usize = 500;
+
+/// One frame at a time: the driver sends it, a thread in the namespace
+/// reads it off the tap's `AF_PACKET` socket and sends it back, the driver
+/// waits for it (sleeping on the call eventfd, as a guest does). Returns
+/// the median in microseconds.
+fn round_trips(
+    ns: &Netns,
+    drv: &mut NetDriver,
+    tap: &str,
+    frame: &[u8],
+) -> Result<f64, BenchError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (stop2, tap2) = (Arc::clone(&stop), tap.to_owned());
+    let echo = ns.run(move || -> io::Result<()> {
+        let fd = packet_socket(&tap2)?;
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 100_000,
+        };
+        let len = libc::socklen_t::try_from(std::mem::size_of::<libc::timeval>())
+            .map_err(|_| io::Error::other("len"))?;
+        // SAFETY: `tv` is a live timeval of `len` bytes.
+        unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                std::ptr::addr_of!(tv).cast(),
+                len,
+            )
+        };
+        let mut buf = vec![0u8; 65_536];
+        while !stop2.load(Ordering::Relaxed) {
+            let mut from: libc::sockaddr_ll = {
+                // SAFETY: all-zero is a valid sockaddr_ll.
+                unsafe { std::mem::zeroed() }
+            };
+            let mut from_len = libc::socklen_t::try_from(std::mem::size_of::<libc::sockaddr_ll>())
+                .map_err(|_| io::Error::other("len"))?;
+            // SAFETY: `buf` and `from` are live and writable for their sizes.
+            let n = unsafe {
+                libc::recvfrom(
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr().cast(),
+                    buf.len(),
+                    0,
+                    std::ptr::addr_of_mut!(from).cast(),
+                    &mut from_len,
+                )
+            };
+            // Echo only frames the tap received from pvio (not our own).
+            if n > 0 && from.sll_pkttype != libc::PACKET_OUTGOING {
+                let n = usize::try_from(n).unwrap_or(0);
+                // SAFETY: `buf[..n]` is live for the call; send only reads it.
+                unsafe { libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), n, 0) };
+            }
+        }
+        Ok(())
+    })?;
+    thread::sleep(Duration::from_millis(50));
+    drv.drain_rx(0)?;
+    let mut samples = Vec::with_capacity(ROUND_TRIPS);
+    let hdr = super::driver::NetHdr::default();
+    for _ in 0..ROUND_TRIPS {
+        drv.reclaim_tx(0)?;
+        let start = Instant::now();
+        drv.queue_frame(0, &hdr, frame, false)?;
+        drv.kick(1)?;
+        let end = start + Duration::from_secs(1);
+        loop {
+            if drv.drain_rx(0)? > 0 {
+                samples.push(start.elapsed().as_secs_f64() * 1e6);
+                break;
+            }
+            if Instant::now() > end {
+                break;
+            }
+            drv.wait_used(0, Duration::from_millis(5))?;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    echo.join()
+        .map_err(|_| BenchError::Setup("echo panicked".into()))?
+        .map_err(|e| BenchError::Setup(format!("echo: {e}")))?;
+    if samples.is_empty() {
+        return Err(BenchError::Setup("no frame came back from the echo".into()));
+    }
+    samples.sort_by(f64::total_cmp);
+    Ok(samples[samples.len() / 2])
 }

@@ -523,7 +523,11 @@ fn driver_of(name: &CStr) -> Option<(String, String)> {
         Err(_) => {
             let flags = sys::if_get_flags(sock.as_fd(), name).unwrap_or(0);
             let lo = c_short::try_from(libc::IFF_LOOPBACK).unwrap_or(0);
-            let kind = if flags & lo != 0 { "loopback" } else { "unknown" };
+            let kind = if flags & lo != 0 {
+                "loopback"
+            } else {
+                "unknown"
+            };
             Some((kind.to_owned(), String::new()))
         }
     }

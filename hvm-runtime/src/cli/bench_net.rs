@@ -17,8 +17,8 @@ const SIZES: [usize; 2] = [64, 1500];
 /// Time per direction and size.
 const DURATION: Duration = Duration::from_secs(3);
 
-/// Runs the measurement and prints `frames LEN tx FPS rx FPS offered FPS`
-/// lines after a readable table.
+/// Runs the measurement and prints `frames LEN tx FPS rx FPS offered FPS
+/// rtt_us US` lines after a readable table.
 pub fn bench_net() -> Result<ExitCode, BenchError> {
     println!(
         "pvio net backend alone (no VM; driver, backend and injector share this host's cores)"
@@ -31,12 +31,12 @@ pub fn bench_net() -> Result<ExitCode, BenchError> {
     for len in SIZES {
         let r = frames_per_second(len, DURATION)?;
         println!(
-            "{:>6}  {:>14.0}  {:>14.0}  {:>14.0}",
-            r.frame_len, r.tx_fps, r.rx_fps, r.rx_offered_fps
+            "{:>6}  {:>14.0}  {:>14.0}  {:>14.0}  {:>12.1}",
+            r.frame_len, r.tx_fps, r.rx_fps, r.rx_offered_fps, r.rtt_median_us
         );
         lines.push(format!(
-            "frames {} tx {:.0} rx {:.0} offered {:.0}",
-            r.frame_len, r.tx_fps, r.rx_fps, r.rx_offered_fps
+            "frames {} tx {:.0} rx {:.0} offered {:.0} rtt_us {:.1}",
+            r.frame_len, r.tx_fps, r.rx_fps, r.rx_offered_fps, r.rtt_median_us
         ));
     }
     for l in lines {

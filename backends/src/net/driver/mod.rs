@@ -17,8 +17,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pvio_frontend_protocol::features::{VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_F_EVENT_IDX};
+pub use pvio_frontend_protocol::net::NetHdr;
 use pvio_frontend_protocol::net::{
-    net_hdr_len, NetConfig, NetCtrlHdr, NetHdr, NET_CONFIG_SIZE, NET_HDR_LEN,
+    net_hdr_len, NetConfig, NetCtrlHdr, NET_CONFIG_SIZE, NET_HDR_LEN,
 };
 use pvio_frontend_protocol::zerocopy::{FromBytes, IntoBytes};
 use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
