@@ -7,6 +7,7 @@ mod runtime_support;
 
 use std::time::{Duration, Instant};
 
+use pvio_hvm_runtime::domain::lock::FileLock;
 use pvio_hvm_runtime::domain::DomainState;
 use runtime_support::{alive, link_exists, Env, TestBridge};
 
@@ -54,6 +55,13 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     assert!(env.ok(&["list"]).contains("paused"));
     let err = env.fails(&["pause", "lc1"]);
     assert!(err.contains("not running"), "{err}");
+    let spare = env.image("spare.img", 1);
+    let err = env.fails(&[
+        "block-attach",
+        "lc1",
+        &format!("file:{},xvdb,w", spare.display()),
+    ]);
+    assert!(err.contains("hot-plug needs a running guest"), "{err}");
     env.ok(&["unpause", "lc1"]);
     assert_eq!(env.record("lc1").state, DomainState::Running);
 
@@ -97,11 +105,14 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let start = Instant::now();
-    while alive(u64::from(sup)) {
-        assert!(start.elapsed() < T);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // Its lock is free once the last of its threads has gone (the main
+    // thread can be a zombie a moment before the others).
+    let lock = env.run_dir.join("lc2/lock");
+    assert!(
+        FileLock::wait_free(&lock, T).unwrap(),
+        "the killed supervisor's lock stays held"
+    );
+    assert!(!alive(u64::from(sup)));
     let out = env.pvio(&["list"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());

@@ -18,6 +18,19 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
     if stopping && !matches!(req, Request::Status | Request::Destroy) {
         return Err(format!("the domain is {state}"));
     }
+    let needs_guest = matches!(
+        req,
+        Request::BlockAttach { .. }
+            | Request::BlockDetach { .. }
+            | Request::NetworkAttach { .. }
+            | Request::NetworkDetach { .. }
+    );
+    if needs_guest && state != DomainState::Running {
+        // Hot-plug needs the guest's ACPI handler to run.
+        return Err(format!(
+            "the domain is {state}; hot-plug needs a running guest (`pvio unpause` it first)"
+        ));
+    }
     let qmp_err = |e: crate::qmp::QmpError| error_line(&e);
     match req {
         Request::Status => serde_json::to_value(live.record()).map_err(|e| e.to_string()),
