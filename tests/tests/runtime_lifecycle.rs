@@ -28,7 +28,7 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     let disk = env.image("disk.img", 8);
     let initramfs = env.initramfs("echo GUEST-READY\nsleep 600\n");
     let extra = format!(
-        "disk = [ 'file:{},xvda,w' ]\nvif = [ 'model=e1000,bridge={}' ]",
+        "disk = [ 'file:{},xvda,w' ]\nvif = [ 'model=e1000,bridge={}' ]\ncpus = \"0\"",
         disk.display(),
         br.name
     );
@@ -49,6 +49,18 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     );
     let tap = rec.nics[0].tap.clone();
     assert!(link_exists(&tap));
+    // cpus = "0": the vCPU thread (and only it) is bound to host CPU 0.
+    let pinned = std::fs::read_dir(format!("/proc/{qemu}/task"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("status"))
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l == "Cpus_allowed_list:\t0")
+        })
+        .count();
+    assert_eq!(pinned, 1, "threads of QEMU pinned to CPU 0");
 
     env.ok(&["pause", "lc1"]);
     assert_eq!(env.record("lc1").state, DomainState::Paused);

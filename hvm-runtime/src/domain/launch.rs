@@ -124,6 +124,9 @@ pub struct LaunchSpec {
     pub on_crash: OnEvent,
     /// The VNC password, set over QMP once QEMU runs.
     pub vnc_password: Option<String>,
+    /// The host CPUs of each vCPU (empty: anywhere).
+    #[serde(default)]
+    pub pinning: Vec<Vec<u32>>,
 }
 
 impl LaunchSpec {
@@ -229,6 +232,7 @@ impl LaunchSpec {
             on_reboot: plan.on_reboot.into(),
             on_crash: plan.on_crash.into(),
             vnc_password: plan.vnc_password.clone(),
+            pinning: super::pinning::per_vcpu(&plan.cpu_pinning, plan.vcpus),
         }
     }
 

@@ -17,6 +17,7 @@
 //! | `requests.rs` | the supervisor's answers to control requests |
 //! | `backends.rs` | PV backends run in the supervisor as threads |
 //! | `taps.rs` | host taps made, joined to bridges, deleted |
+//! | `pinning.rs` | vCPU threads bound to host CPUs (`cpus`) |
 //! | `process.rs` | pids: alive, ours, signals |
 //! | `cleanup.rs` | what a dead supervisor left behind |
 //! | `actions.rs` | the lifecycle commands, client side |
@@ -34,6 +35,7 @@ pub mod guest_events;
 pub mod launch;
 pub mod live;
 pub mod lock;
+pub mod pinning;
 pub mod process;
 pub mod record;
 pub mod requests;
@@ -115,6 +117,9 @@ pub enum DomainError {
         #[source]
         source: std::io::Error,
     },
+    /// vCPU threads could not be pinned.
+    #[error("{0}")]
+    Pinning(String),
     /// QEMU did not run the guest after `cont`.
     #[error("QEMU does not run the guest (query-status: {0})")]
     NotRunning(String),

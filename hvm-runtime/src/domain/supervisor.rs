@@ -255,8 +255,10 @@ fn spawn_event_thread(live: &Arc<LiveDomain>, mut events: EventReader) -> Result
     Ok(())
 }
 
-/// The serial pty, the VNC address and password.
+/// vCPU pinning, the serial pty, the VNC address and password.
 fn set_up_qemu(live: &LiveDomain) -> Result<(), DomainError> {
+    // Pinning errors are the domain's; QMP failures come out of qmp().
+    live.qmp(|q| Ok(super::pinning::pin(q, &live.spec.pinning)))??;
     if live.spec.serial_pty {
         let chardevs = live.qmp(|q| q.execute(&qmp::query_chardev {}))?;
         let pty = chardevs
