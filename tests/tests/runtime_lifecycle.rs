@@ -7,8 +7,10 @@ mod runtime_support;
 
 use std::time::{Duration, Instant};
 
+use pvio_hvm_runtime::domain::control::Request;
 use pvio_hvm_runtime::domain::lock::FileLock;
 use pvio_hvm_runtime::domain::DomainState;
+use pvio_hvm_runtime::domain::{actions, RunRoot};
 use runtime_support::{alive, link_exists, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(120);
@@ -92,6 +94,35 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     assert_eq!(
         env.record("lc1").qemu_pid,
         Some(u32::try_from(qemu).unwrap())
+    );
+
+    // The runtime half of `pvio assign`: QEMU's refusal of a host device
+    // that is not there comes back as one line; nothing is recorded.
+    let root = RunRoot::new(&env.run_dir);
+    let err = actions::request(
+        &root,
+        "lc1",
+        &Request::PciAttach {
+            host: "0000:ff:1f.7".to_owned(),
+            id: "pt-0000-ff-1f.7".to_owned(),
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("QEMU refused device_add"), "{err}");
+    assert!(env.record("lc1").pci.is_empty());
+    let err = actions::request(
+        &root,
+        "lc1",
+        &Request::PciDetach {
+            id: "pt-x".to_owned(),
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no passed-through PCI device pt-x"),
+        "{err}"
     );
 
     let out = env.ok(&["destroy", "lc1"]);

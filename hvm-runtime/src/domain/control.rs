@@ -70,6 +70,19 @@ pub enum Request {
     },
     /// The NICs.
     NetworkList,
+    /// Hot-plug a host PCI device (already bound to vfio-pci) as
+    /// `vfio-pci`.
+    PciAttach {
+        /// The host device (`0000:03:00.0`).
+        host: String,
+        /// QEMU's device id.
+        id: String,
+    },
+    /// Hot-unplug a `vfio-pci` device.
+    PciDetach {
+        /// QEMU's device id.
+        id: String,
+    },
 }
 
 /// The supervisor's answer.

@@ -255,6 +255,7 @@ impl LaunchSpec {
             vnc: None,
             disks: self.disks.clone(),
             nics: self.nics.clone(),
+            pci: Vec::new(),
             taps_created: Vec::new(),
             reboots: 0,
             state: DomainState::Starting,

@@ -106,6 +106,15 @@ pub struct NicEntry {
     pub hotplugged: bool,
 }
 
+/// A PCI device passed through to a running domain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PciEntry {
+    /// The host device (`0000:03:00.0`).
+    pub host: String,
+    /// QEMU's device id.
+    pub id: String,
+}
+
 /// Everything pvio keeps about a domain while it runs and after it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainRecord {
@@ -141,6 +150,9 @@ pub struct DomainRecord {
     pub disks: Vec<DiskEntry>,
     /// The NICs.
     pub nics: Vec<NicEntry>,
+    /// PCI devices hot-plugged with `pvio assign`.
+    #[serde(default)]
+    pub pci: Vec<PciEntry>,
     /// Taps pvio created (and removes at the end).
     pub taps_created: Vec<String>,
     /// Guest reboots so far.
@@ -244,6 +256,7 @@ pub(crate) fn sample(name: &str) -> DomainRecord {
         vnc: None,
         disks: Vec::new(),
         nics: Vec::new(),
+        pci: Vec::new(),
         taps_created: Vec::new(),
         reboots: 0,
         state: DomainState::Running,

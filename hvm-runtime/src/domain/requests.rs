@@ -24,6 +24,8 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
             | Request::BlockDetach { .. }
             | Request::NetworkAttach { .. }
             | Request::NetworkDetach { .. }
+            | Request::PciAttach { .. }
+            | Request::PciDetach { .. }
     );
     if needs_guest && state != DomainState::Running {
         // Hot-plug needs the guest's ACPI handler to run.
@@ -95,5 +97,11 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
             .map(|()| Value::Null)
             .map_err(|e| error_line(&e)),
         Request::NetworkList => Ok(json!(live.record().nics)),
+        Request::PciAttach { host, id } => hotplug::pci::attach(live, &host, &id)
+            .map(|p| json!(p))
+            .map_err(|e| error_line(&e)),
+        Request::PciDetach { id } => hotplug::pci::detach(live, &id)
+            .map(|()| Value::Null)
+            .map_err(|e| error_line(&e)),
     }
 }

@@ -9,6 +9,7 @@
 //! | `block.rs` | `block-attach`, `block-detach` |
 //! | `cdrom.rs` | `cd-insert`, `cd-eject` |
 //! | `net.rs` | `network-attach`, `network-detach` |
+//! | `pci.rs` | `vfio-pci` hot-plug for `pvio assign` / `pvio release` |
 //! | `chardev.rs` | the vhost-user socket chardev a PV device connects through |
 //!
 //! QEMU device ids follow the plan: a disk's is its vdev (`xvdb`), its
@@ -19,6 +20,7 @@ pub mod block;
 pub mod cdrom;
 mod chardev;
 pub mod net;
+pub mod pci;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +64,9 @@ pub enum HotplugError {
     /// No such NIC.
     #[error("this domain has no NIC {0}; `pvio network-list` shows its NICs")]
     NoSuchNic(String),
+    /// No such passed-through device.
+    #[error("this domain has no passed-through PCI device {0}")]
+    NoSuchPci(String),
     /// An image or ISO does not exist.
     #[error("{} does not exist", .0.display())]
     Missing(PathBuf),
