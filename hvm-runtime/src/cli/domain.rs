@@ -100,7 +100,13 @@ pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Resu
         println!("{} (id {}) is running", record.name, record.id);
     }
     if a.console {
-        console::attach(&RunRoot::from_env(), &record.name)?;
+        match console::attach(&RunRoot::from_env(), &record.name) {
+            // The domain runs; a console that cannot be attached is a note.
+            Err(DomainError::Refused { message, .. }) => {
+                eprintln!("pvio: note: no console to attach: {message}");
+            }
+            other => other?,
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
