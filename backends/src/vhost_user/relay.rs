@@ -166,7 +166,11 @@ impl Relay {
             .spawn(move || {
                 let result = (|| -> io::Result<()> {
                     while let Some(msg) = recv_msg(&be_reader)? {
-                        tracing::trace!("vhost-user reply {} size {}", msg.request(), msg.payload.len());
+                        tracing::trace!(
+                            "vhost-user reply {} size {}",
+                            msg.request(),
+                            msg.payload.len()
+                        );
                         let fe = fe_for_replies
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner);
