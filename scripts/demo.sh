@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # pvio's main job on its built-in test guest: installs what is missing,
-# builds pvio, and boots the test guest (Debian's kernel with a busybox
-# initramfs) under QEMU, showing what the guest sees.
+# builds pvio, then `pvio create` starts the test guest (Debian's kernel with
+# a busybox initramfs) from an xl-style config with a PV disk served by
+# pvio's block backend; the guest reads what the host wrote to the disk and
+# writes an answer that the host reads back from the image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
