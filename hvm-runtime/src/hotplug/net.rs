@@ -13,7 +13,7 @@ use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::NicEntry;
 use crate::domain::taps;
 use crate::plan::ids::{self, OsEntropy};
-use crate::plan::MAX_SOCKET_PATH;
+use crate::plan::{msix, MAX_SOCKET_PATH};
 use crate::qmp::{is_device_deleted, qmp};
 
 /// Hot-plugs the NIC of the vif `settings` (`key=value` each).
@@ -132,12 +132,10 @@ fn plug_pv(
         if let Some(m) = mtu {
             props.push(("host_mtu", json!(m)));
         }
-        if live.spec.accel == "tcg" {
-            // QEMU 7.2 under TCG (no irqfd) segfaults in
-            // msix_set_vector_notifiers when a vhost-user virtio-net starts;
-            // without MSI-X (INTx interrupts) it runs.
-            props.push(("vectors", json!(0)));
-        }
+        // One queue pair, as the net backend serves; no MSI-X under TCG
+        // (see `plan::msix`).
+        let vectors = msix::pv_nic_vectors(msix::accel_named(&live.spec.accel), 1);
+        props.push(("vectors", json!(vectors)));
         let added = chardev::device_add(q, "virtio-net-pci", dev, &props);
         if added.is_err() {
             let _ = q.execute(&qmp::netdev_del { id: id.to_owned() });

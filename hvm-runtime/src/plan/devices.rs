@@ -7,12 +7,13 @@
 use std::path::Path;
 
 use super::{
-    ids, qemu_path, socket, text, BackendPlan, DiskPlan, NicPlan, PassthroughPlan, PlanError,
+    ids, msix, qemu_path, socket, text, BackendPlan, DiskPlan, NicPlan, PassthroughPlan, PlanError,
     TapPlan,
 };
 use crate::config::disk::{DiskBus, DiskSpec};
 use crate::config::options::Machine;
 use crate::config::{DomainSpec, Located};
+use crate::host::accel::Accel;
 
 /// The devices of a plan and their QEMU arguments.
 pub(super) struct Devices {
@@ -36,6 +37,7 @@ impl Devices {
 pub(super) fn plan_devices(
     spec: &DomainSpec,
     run_dir: &Path,
+    accel: Accel,
     entropy: &mut dyn ids::Entropy,
 ) -> Result<Devices, PlanError> {
     let mut d = Devices {
@@ -89,7 +91,12 @@ pub(super) fn plan_devices(
                 socket: sock.clone(),
                 args,
             });
-            let mut dev = format!("virtio-net-pci,netdev={id},id=nic{},mac={mac}", v.devid);
+            // One queue pair: the net backend and the netdev use one.
+            let vectors = msix::pv_nic_vectors(accel, 1);
+            let mut dev = format!(
+                "virtio-net-pci,netdev={id},id=nic{},mac={mac},vectors={vectors}",
+                v.devid
+            );
             if let Some(mtu) = v.mtu {
                 dev.push_str(&format!(",host_mtu={mtu}"));
             }

@@ -11,6 +11,7 @@ pub mod check;
 mod devices;
 pub mod host;
 pub mod ids;
+pub mod msix;
 mod qemu;
 pub mod render;
 mod rtc;
@@ -245,7 +246,7 @@ pub fn plan(spec: &DomainSpec, opts: &mut PlanOptions<'_>) -> Result<DomainPlan,
         .clone()
         .unwrap_or_else(|| ids::random_uuid(opts.entropy));
     let qmp_socket = socket(&run_dir, "qmp.sock")?;
-    let devs = devices::plan_devices(spec, &run_dir, opts.entropy)?;
+    let devs = devices::plan_devices(spec, &run_dir, opts.accel.accel, opts.entropy)?;
     let mut notes = Vec::new();
     let qemu = qemu::command_line(spec, &devs, &run_dir, &qmp_socket, &uuid, opts, &mut notes)?;
     Ok(DomainPlan {

@@ -106,6 +106,24 @@ fn winxp_plan() {
 }
 
 #[test]
+fn pv_nics_get_no_msix_under_tcg_and_two_vectors_per_queue_pair_plus_two_under_kvm() {
+    for (accel, vectors) in [(Accel::Tcg, "vectors=0"), (Accel::Kvm, "vectors=4")] {
+        for vif in ["type=vif,bridge=br0", "model=virtio,bridge=br0"] {
+            let p = plan_of(&format!("name='n'\nvif=['{vif}']"), accel);
+            let devices = values(&p, "-device");
+            let nic = devices
+                .iter()
+                .find(|d| d.starts_with("virtio-net-pci,"))
+                .unwrap_or_else(|| panic!("no virtio-net-pci in {devices:?}"));
+            assert!(nic.split(',').any(|o| o == vectors), "{accel}: {nic}");
+        }
+    }
+    // Emulated NICs keep QEMU's defaults.
+    let p = plan_of("name='n'\nvif=['model=e1000,bridge=br0']", Accel::Tcg);
+    assert!(!values(&p, "-device").iter().any(|d| d.contains("vectors=")));
+}
+
+#[test]
 fn pv_devices_get_backends_and_shared_memory() {
     let p = plan_of(
         "name='pv'\nmemory=256\ndisk=['file:/img/root.raw,xvda,w', 'phy:/dev/vg/data,xvdb,r']\nvif=['type=vif,bridge=br0,mac=00:16:3e:00:00:01,mtu=1400']",
@@ -145,7 +163,10 @@ fn pv_devices_get_backends_and_shared_memory() {
     let devices = values(&p, "-device");
     assert!(devices.contains(&"vhost-user-blk-pci,chardev=chr-xvda,id=xvda"));
     assert!(
-        devices.contains(&"virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01,host_mtu=1400")
+        devices.contains(
+            &"virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01,vectors=0,host_mtu=1400"
+        ),
+        "{devices:?}"
     );
     assert_eq!(
         values(&p, "-netdev"),
