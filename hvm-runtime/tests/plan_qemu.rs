@@ -229,7 +229,7 @@ fn pv_nic_and_vfio_options_are_known_to_qemu() {
         "{args}"
     );
     assert!(
-        args.contains("vfio-pci,host=0000:03:00.0,id=hostdev0,addr=0x5"),
+        args.contains("vfio-pci,host=0000:03:00.0,id=pt-0000-03-00.0,addr=0x5"),
         "{args}"
     );
 }

@@ -21,6 +21,7 @@ use super::args::{
     AssignArgs, JsonArg, PciAssignableAddArgs, PciAssignableRemoveArgs, PciListArgs, ReleaseArgs,
 };
 use crate::host::accel::host_root;
+use crate::plan::ids::passthrough_id;
 
 /// A PCI passthrough command failed.
 #[derive(Debug, thiserror::Error)]
@@ -197,9 +198,10 @@ pub fn assignable_list(a: JsonArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The QMP id pvio gives a passed-through device: `pt-0000-03-00.0`.
+/// The QMP id pvio gives a passed-through device: `pt-0000-03-00.0`, the
+/// same as the plan gives a config's `pci` device ([`passthrough_id`]).
 pub fn qmp_id(bdf: Bdf) -> String {
-    format!("pt-{}", bdf.to_string().replace(':', "-"))
+    passthrough_id(bdf)
 }
 
 /// The QMP command that hot-plugs `bdf` into a running domain.

@@ -1,6 +1,12 @@
 //! Names and numbers the plan makes up: random MACs in Xen's 00:16:3e
 //! range, a random UUID when the config has none, tap names, and the
 //! QEMU ids of devices.
+//!
+//! A passed-through host PCI device has one QEMU id wherever it is added:
+//! [`passthrough_id`] (`pt-0000-03-00.0`), derived from its address. The
+//! plan (config `pci = [...]`), the supervisor (devices reserved by
+//! `pvio assign`) and `pvio assign` / `pvio release` (QMP hot-plug) all use
+//! it, so `release` finds the device however it was added.
 
 use std::io::Read;
 
@@ -85,9 +91,74 @@ pub fn tap_name(name: &str, devid: u32) -> Option<String> {
     (t.len() <= IFNAMSIZ_MAX).then_some(t)
 }
 
+/// The QEMU id of the passed-through host device `bdf`
+/// (`0000:03:00.0` -> `pt-0000-03-00.0`).
+pub fn passthrough_id(bdf: impl std::fmt::Display) -> String {
+    format!("pt-{}", bdf.to_string().replace(':', "-"))
+}
+
+/// The `-device` value that passes `bdf` through, at guest slot `vslot`
+/// if given.
+pub fn vfio_pci_device(bdf: impl std::fmt::Display, vslot: Option<u8>) -> String {
+    let host = bdf.to_string();
+    let mut dev = format!("vfio-pci,host={host},id={}", passthrough_id(&host));
+    if let Some(slot) = vslot {
+        dev.push_str(&format!(",addr=0x{slot:x}"));
+    }
+    dev
+}
+
+/// A `-device` value with the agreed id when it is a `vfio-pci` device
+/// (`vfio-pci,host=B,id=X,...` -> `id=pt-B`); any other value as it is.
+pub fn with_passthrough_id(value: &str) -> String {
+    let Some(rest) = value.strip_prefix("vfio-pci,") else {
+        return value.to_owned();
+    };
+    let fields: Vec<&str> = rest.split(',').collect();
+    let Some(host) = fields.iter().find_map(|f| f.strip_prefix("host=")) else {
+        return value.to_owned();
+    };
+    let id = format!("id={}", passthrough_id(host));
+    let mut out = vec!["vfio-pci".to_owned()];
+    let mut has_id = false;
+    for f in &fields {
+        if f.starts_with("id=") {
+            out.push(id.clone());
+            has_id = true;
+        } else {
+            out.push((*f).to_owned());
+        }
+    }
+    if !has_id {
+        out.insert(2.min(out.len()), id);
+    }
+    out.join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passthrough_ids_come_from_the_address() {
+        assert_eq!(passthrough_id("0000:03:00.0"), "pt-0000-03-00.0");
+        assert_eq!(
+            vfio_pci_device("0000:03:00.0", Some(5)),
+            "vfio-pci,host=0000:03:00.0,id=pt-0000-03-00.0,addr=0x5"
+        );
+        assert_eq!(
+            with_passthrough_id("vfio-pci,host=0000:04:00.1,id=hostdev1,addr=0x5"),
+            "vfio-pci,host=0000:04:00.1,id=pt-0000-04-00.1,addr=0x5"
+        );
+        assert_eq!(
+            with_passthrough_id("vfio-pci,host=0000:04:00.1"),
+            "vfio-pci,host=0000:04:00.1,id=pt-0000-04-00.1"
+        );
+        assert_eq!(
+            with_passthrough_id("e1000,netdev=n,id=nic0"),
+            "e1000,netdev=n,id=nic0"
+        );
+    }
 
     #[test]
     fn macs_are_in_xens_range() {

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::devices::Devices;
-use super::{qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU};
+use super::{ids, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU};
 use crate::config::options::{Action, BootDevice, Firmware, Machine, Serial, SoundHw, Vga};
 use crate::config::DomainSpec;
 use crate::host::accel::Accel;
@@ -130,8 +130,9 @@ pub(super) fn command_line(
     };
     push("-rtc", format!("base={base}"));
 
-    // Devices.
-    a.append(&mut devs.args.clone());
+    // Devices; a passed-through device gets its id from its address
+    // (ids::passthrough_id), the one `pvio assign` / `pvio release` use.
+    a.extend(devs.args.iter().map(|v| ids::with_passthrough_id(v)));
     let mut push = |flag: &str, value: String| {
         a.push(flag.to_owned());
         a.push(value);

@@ -243,8 +243,8 @@ fn kvm_cpu_viridian_and_passthrough() {
     );
     assert_eq!(values(&p, "-smp"), ["2,maxcpus=4"]);
     let devices = values(&p, "-device");
-    assert!(devices.contains(&"vfio-pci,host=0000:03:00.0,id=hostdev0,addr=0x5"));
-    assert!(devices.contains(&"vfio-pci,host=0000:04:00.1,id=hostdev1"));
+    assert!(devices.contains(&"vfio-pci,host=0000:03:00.0,id=pt-0000-03-00.0,addr=0x5"));
+    assert!(devices.contains(&"vfio-pci,host=0000:04:00.1,id=pt-0000-04-00.1"));
     assert!(p.passthrough[1].seize);
     assert!(p.notes.is_empty(), "{:?}", p.notes);
     let t = plan_of("name='w'\nviridian=1", Accel::Tcg);
