@@ -1,21 +1,19 @@
 //! A real domain started with `pvio create` from an xl config: direct boot
 //! of the kit's kernel, a PV disk (`xvda`, pvio's block backend in the
-//! supervisor), an emulated IDE disk (`hda`) and an empty IDE CD-ROM
-//! (`hdc`). While it runs: a PV NIC on a test bridge is hot-plugged (the
-//! net backend in the supervisor) and unplugged; a second PV disk is
+//! supervisor), an emulated IDE disk (`hda`), an empty IDE CD-ROM (`hdc`)
+//! and a PV NIC (`type=vif`, pvio's net backend in the supervisor) on a
+//! test bridge, whose other side is a veth into a network namespace of the
+//! test's own: the guest pings that address and nothing else. While it
+//! runs: a second PV NIC is hot-plugged and unplugged; a second PV disk is
 //! hot-plugged, written and unplugged; an ISO is inserted, mounted and
 //! ejected; then `shutdown -w` ends it and nothing is left behind.
-//!
-//! TODO: put the PV NIC in the config's `vif` once the plan's
-//! `virtio-net-pci` gets `ctrl_vq=off` under TCG (QEMU 7.2 segfaults in
-//! `msix_set_vector_notifiers` when a vhost-user NIC with a control queue
-//! starts under TCG); hot-plug already sets it.
 
 mod runtime_support;
 
 use std::process::Command;
 use std::time::Duration;
 
+use runtime_support::peer::BridgePeer;
 use runtime_support::{alive, head, link_exists, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(120);
@@ -29,11 +27,19 @@ printf 'PV-DATA-xvda' | dd of=/dev/vda bs=512 conv=sync,fsync 2>/dev/null
 printf 'IDE-DATA-hda' | dd of=/dev/sda bs=512 conv=sync,fsync 2>/dev/null
 sync
 echo DISKS-WRITTEN
+# The PV NIC of the config carries traffic to the test's namespace.
+wait_for /sys/class/net/eth0
+echo "CONFIG-NIC eth0 mac=$(cat /sys/class/net/eth0/address) driver=$(basename $(readlink /sys/class/net/eth0/device/driver))"
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.98.0.2/24 dev eth0
+ping -c 3 -W 5 10.98.0.1
+echo PING-OK
 # A hot-plugged PV NIC.
 echo WAIT-NIC
-wait_for /sys/class/net/eth0
-echo "NIC eth0 mac=$(cat /sys/class/net/eth0/address) driver=$(basename $(readlink /sys/class/net/eth0/device/driver))"
-wait_gone /sys/class/net/eth0
+wait_for /sys/class/net/eth1
+echo "NIC eth1 mac=$(cat /sys/class/net/eth1/address) driver=$(basename $(readlink /sys/class/net/eth1/device/driver))"
+wait_gone /sys/class/net/eth1
 echo NIC-GONE
 # A hot-plugged PV disk.
 echo WAIT-XVDB
@@ -60,6 +66,7 @@ sleep 600
 fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
     let env = Env::new();
     let br = TestBridge::new("d");
+    let peer = BridgePeer::new(&br, "10.98.0.1");
     let pv = env.image("pv.img", 16);
     let ide = env.image("ide.img", 16);
     let hot = env.image("hot.img", 8);
@@ -81,9 +88,11 @@ fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
         &initramfs,
         &format!(
             "disk = [ 'file:{},xvda,w', 'file:{},hda,w', ',hdc:cdrom,r' ]\n\
+             vif = [ 'type=vif,bridge={},mac=00:16:3e:aa:bb:00' ]\n\
              on_poweroff = 'destroy'",
             pv.display(),
             ide.display(),
+            br.name,
         ),
     );
 
@@ -114,8 +123,31 @@ fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
     assert_eq!(head(&pv, 12), b"PV-DATA-xvda");
     assert_eq!(head(&ide, 12), b"IDE-DATA-hda");
 
-    // A PV NIC on the test bridge: its tap is made and joined, the guest
-    // sees it; unplugged, the tap goes.
+    // The config's PV NIC: its tap is on the bridge, the guest has a
+    // virtio_net eth0 and pings the namespace through it.
+    let config_tap = env.record("rt1").nics[0].tap.clone();
+    let master = std::fs::read_link(format!("/sys/class/net/{config_tap}/master"))
+        .expect("the config NIC's tap joined a bridge");
+    assert!(master.ends_with(&br.name), "{master:?}");
+    let line = env.wait_console("rt1", "CONFIG-NIC eth0", T);
+    assert!(
+        line.contains("mac=00:16:3e:aa:bb:00 driver=virtio_net"),
+        "{line}"
+    );
+    env.wait_console("rt1", "PING-OK", T);
+    let console = std::fs::read_to_string(env.console_path("rt1")).unwrap();
+    let summary = console
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or_default();
+    assert!(
+        summary.contains("packets received") && !summary.contains(" 0 packets received"),
+        "{console}"
+    );
+    assert!(peer.packets_to_peer() >= 3, "{}", peer.packets_to_peer());
+
+    // A second PV NIC on the test bridge, hot-plugged: its tap is made and
+    // joined, the guest sees it; unplugged, the tap goes.
     env.wait_console("rt1", "WAIT-NIC", T);
     let bridge = format!("bridge={}", br.name);
     let out = env.ok(&[
@@ -125,13 +157,13 @@ fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
         &bridge,
         "mac=00:16:3e:aa:bb:01",
     ]);
-    assert!(out.contains("NIC 0 attached"), "{out}");
-    let tap = env.record("rt1").nics[0].tap.clone();
+    assert!(out.contains("NIC 1 attached"), "{out}");
+    let tap = env.record("rt1").nics[1].tap.clone();
     assert!(link_exists(&tap), "tap {tap}");
     let master =
         std::fs::read_link(format!("/sys/class/net/{tap}/master")).expect("tap joined a bridge");
     assert!(master.ends_with(&br.name), "{master:?}");
-    let line = env.wait_console("rt1", "NIC eth0", T);
+    let line = env.wait_console("rt1", "NIC eth1", T);
     assert!(
         line.contains("mac=00:16:3e:aa:bb:01 driver=virtio_net"),
         "{line}"
@@ -194,4 +226,8 @@ fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
     assert!(!alive(qemu), "QEMU still runs");
     assert!(!alive(supervisor), "the supervisor still runs");
     assert!(env.sockets("rt1").is_empty(), "{:?}", env.sockets("rt1"));
+    assert!(
+        !link_exists(&config_tap),
+        "tap {config_tap} left after shutdown"
+    );
 }

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test binary uses a part of it
 
+pub mod peer;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
