@@ -12,6 +12,7 @@ mod devices;
 pub mod host;
 pub mod ids;
 pub mod msix;
+pub mod pcie;
 mod qemu;
 pub mod render;
 mod rtc;

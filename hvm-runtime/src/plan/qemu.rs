@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use super::devices::Devices;
-use super::{ids, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU};
+use super::{
+    ids, pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU,
+};
 use crate::config::options::{Action, BootDevice, Firmware, Machine, Serial, SoundHw, Vga};
 use crate::config::DomainSpec;
 use crate::host::accel::Accel;
@@ -133,6 +135,8 @@ pub(super) fn command_line(
     // Devices; a passed-through device gets its id from its address
     // (ids::passthrough_id), the one `pvio assign` / `pvio release` use.
     a.extend(devs.args.iter().map(|v| ids::with_passthrough_id(v)));
+    // q35: empty root ports for hot-plug (plan::pcie).
+    a.extend(pcie::spare_root_port_args(spec.machine));
     let mut push = |flag: &str, value: String| {
         a.push(flag.to_owned());
         a.push(value);

@@ -220,6 +220,26 @@ fn scsi_q35_and_empty_cdrom() {
 }
 
 #[test]
+fn q35_gets_spare_root_ports_for_hotplug_and_pc_none() {
+    let q35 = plan_of("name='q'\nmachine='q35'", Accel::Tcg);
+    let ports: Vec<&str> = values(&q35, "-device")
+        .into_iter()
+        .filter(|d| d.starts_with("pcie-root-port,"))
+        .collect();
+    assert_eq!(
+        ports,
+        [
+            "pcie-root-port,id=pvio-rp0,bus=pcie.0,chassis=1,port=0x10",
+            "pcie-root-port,id=pvio-rp1,bus=pcie.0,chassis=2,port=0x11",
+            "pcie-root-port,id=pvio-rp2,bus=pcie.0,chassis=3,port=0x12",
+            "pcie-root-port,id=pvio-rp3,bus=pcie.0,chassis=4,port=0x13",
+        ]
+    );
+    let pc = plan_of("name='p'", Accel::Tcg);
+    assert!(!pc.qemu.args.iter().any(|a| a.contains("pcie-root-port")));
+}
+
+#[test]
 fn commas_in_paths_are_escaped() {
     let p = plan_of(
         "name='c'\ndisk=['vdev=hda,target=/img/a,b.raw']",
