@@ -3,24 +3,26 @@
 //!
 //! The host side (sysfs, vfio-pci, the ownership record) is
 //! `pvio_passthrough::Manager`; this file only turns arguments into calls and
-//! results into lines. The domain side of `assign` and `release` (QMP
-//! hot-plug into a running domain) belongs to the runtime: until it exists,
-//! `assign` reserves the device for the domain's next `pvio create`, and
-//! [`hot_unplug_from_running_owner`] is the hook `release` calls first.
+//! results into lines. The domain side of `assign` and `release` goes
+//! through the domain's supervisor: `assign` hot-plugs into a running
+//! domain (`Request::PciAttach`) and reserves the device for a stopped
+//! one's next `pvio create`; `release` first hot-unplugs it from a running
+//! owner ([`hot_unplug_from_running_owner`], `Request::PciDetach`).
 
 use std::process::ExitCode;
 
 use pvio_passthrough::ownership::Record;
 use pvio_passthrough::{
-    Bdf, BdfError, DeviceStatus, Host, Manager, ManagerError, Options, Ownership, Refusal, State,
-    SysfsWriter,
+    Bdf, BdfError, DeviceStatus, Manager, ManagerError, Options, Refusal, State,
 };
 use serde_json::json;
 
 use super::args::{
     AssignArgs, JsonArg, PciAssignableAddArgs, PciAssignableRemoveArgs, PciListArgs, ReleaseArgs,
 };
-use crate::host::accel::host_root;
+use crate::domain::control::Request;
+use crate::domain::record::DomainRecord;
+use crate::domain::{actions, DomainError, RunRoot};
 use crate::plan::ids::passthrough_id;
 
 /// A PCI passthrough command failed.
@@ -35,6 +37,22 @@ pub enum PciError {
     /// JSON output failed.
     #[error("cannot write the output")]
     Json(#[source] serde_json::Error),
+    /// The domain's state could not be read.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The running domain did not take the device.
+    #[error("cannot hot-plug {bdf} into `{domain}`{}", if *given_back { "; it was given back to its driver" } else { "; it stays reserved for the domain" })]
+    Attach {
+        /// The device.
+        bdf: Bdf,
+        /// The domain.
+        domain: String,
+        /// Whether this command gave the device back.
+        given_back: bool,
+        /// What the supervisor said.
+        #[source]
+        source: DomainError,
+    },
 }
 
 type Result<T> = std::result::Result<T, PciError>;
@@ -43,12 +61,7 @@ type Result<T> = std::result::Result<T, PciError>;
 /// procfs and `/dev`, `PVIO_STATE_DIR` (default `/var/lib/pvio`) for the
 /// record.
 fn manager(dry_run: bool) -> Manager {
-    let writer = if dry_run {
-        SysfsWriter::dry_run()
-    } else {
-        SysfsWriter::apply()
-    };
-    Manager::new(Host::under(&host_root()), Ownership::from_env(), writer)
+    crate::domain::passthrough::manager(dry_run)
 }
 
 fn parse(bdf: &str) -> Result<Bdf> {
@@ -212,16 +225,27 @@ pub fn qmp_device_add(bdf: Bdf) -> serde_json::Value {
     })
 }
 
-/// The QMP command that hot-unplugs it.
-pub fn qmp_device_del(bdf: Bdf) -> serde_json::Value {
-    json!({ "execute": "device_del", "arguments": { "id": qmp_id(bdf) } })
+/// The QMP command that hot-unplugs the device with QEMU id `id`.
+pub fn qmp_device_del(id: &str) -> serde_json::Value {
+    json!({ "execute": "device_del", "arguments": { "id": id } })
 }
 
-/// `pvio assign [--dry-run] [--group] [--force] BDF DOMAIN`: the host part
-/// (prepare, and record DOMAIN as the owner); the domain gets the device at
-/// its next `pvio create`.
+/// The record of `name` if it is running (or paused), `None` if it is not.
+fn running(root: &RunRoot, name: &str) -> Result<Option<DomainRecord>> {
+    match root.live(name) {
+        Ok(found) => Ok(Some(found.record)),
+        Err(DomainError::NoSuchDomain(_) | DomainError::SupervisorDied { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `pvio assign [--dry-run] [--group] [--force] BDF DOMAIN`: prepare the
+/// device and record DOMAIN as its owner; hot-plug it if DOMAIN runs,
+/// otherwise it is added at the domain's next `pvio create`.
 pub fn assign(a: AssignArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
+    let root = RunRoot::from_env();
+    let live = running(&root, &a.domain)?;
     let m = manager(a.dry_run);
     let opts = Options {
         force: a.force,
@@ -232,37 +256,110 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
     let devices: Vec<Bdf> = std::iter::once(bdf)
         .chain(out.taken_along.iter().copied())
         .collect();
+    let Some(record) = live else {
+        if a.dry_run {
+            println!(
+                "(`{}` is not running: the device would be reserved for its next `pvio create`)",
+                a.domain
+            );
+            println!("(dry run: nothing was changed)");
+        } else {
+            for d in &devices {
+                println!(
+                    "{d} is reserved for `{}`: it is added at the domain's next `pvio create`",
+                    a.domain
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // The domain runs: hot-plug what it does not have yet.
+    let missing: Vec<Bdf> = devices
+        .into_iter()
+        .filter(|d| !record.pci.iter().any(|p| p.host == d.to_string()))
+        .collect();
     if a.dry_run {
-        for d in &devices {
-            println!("qmp {} (if `{}` is running)", qmp_device_add(*d), a.domain);
+        for d in &missing {
+            println!("qmp {}", qmp_device_add(*d));
         }
         println!("(dry run: nothing was changed)");
         return Ok(ExitCode::SUCCESS);
     }
-    for d in &devices {
+    for d in &missing {
+        let req = Request::PciAttach {
+            host: d.to_string(),
+            id: qmp_id(*d),
+        };
+        if let Err(source) = actions::request(&root, &a.domain, &req) {
+            // Give back what this command took; a reservation made
+            // earlier stays (the domain's end gives it back).
+            if !out.already {
+                m.release(bdf, &mut |_| Ok(()))?;
+            }
+            return Err(PciError::Attach {
+                bdf: *d,
+                domain: a.domain.clone(),
+                given_back: !out.already,
+                source,
+            });
+        }
         println!(
-            "{d} is reserved for `{}`: it is added at the domain's next `pvio create`",
-            a.domain
+            "{d} is assigned to `{}` and hot-plugged as {}",
+            a.domain,
+            qmp_id(*d)
         );
     }
-    println!("(hot-plug into a running domain comes with the runtime)");
+    if missing.is_empty() {
+        println!("{bdf} is already assigned to `{}`", a.domain);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hook `release` runs before it unbinds anything: it must take the
-/// device away from its owner if that domain is running (QMP `device_del`
-/// and wait for the guest to let go). The runtime fills this in; today no
-/// domain runs under pvio, so there is nothing to unplug. In dry-run mode it
-/// prints what it would send.
+/// The hook `release` runs before it unbinds anything: if the owner runs,
+/// each of the devices (the one named and the group members taken along
+/// with it) that its QEMU has is hot-unplugged (QMP `device_del`, then the
+/// guest's `DEVICE_DELETED`) through its supervisor. An error stops the
+/// release with nothing changed on the host. In dry-run mode it prints
+/// the QMP commands instead.
 pub fn hot_unplug_from_running_owner(
+    m: &Manager,
     record: &Record,
     dry_run: bool,
 ) -> std::result::Result<(), String> {
-    if let (true, Some(owner)) = (dry_run, &record.owner) {
-        println!(
-            "qmp {} (if `{owner}` is running)",
-            qmp_device_del(record.bdf)
+    let Some(owner) = &record.owner else {
+        return Ok(());
+    };
+    let root = RunRoot::from_env();
+    let live = running(&root, owner).map_err(|e| crate::cli::error_line(&e))?;
+    let Some(live) = live else {
+        if dry_run {
+            println!("(`{owner}` is not running: nothing to hot-unplug)");
+        }
+        return Ok(());
+    };
+    let mut hosts = vec![record.bdf];
+    if let Ok(members) = m.owned_by(owner) {
+        hosts.extend(
+            members
+                .iter()
+                .filter(|r| r.group_of == Some(record.bdf))
+                .map(|r| r.bdf),
         );
+    }
+    for h in hosts {
+        let Some(entry) = live.pci.iter().find(|p| p.host == h.to_string()) else {
+            continue;
+        };
+        if dry_run {
+            let del = qmp_device_del(&entry.id);
+            println!("qmp {del}");
+            continue;
+        }
+        let req = Request::PciDetach {
+            id: entry.id.clone(),
+        };
+        actions::request(&root, owner, &req).map_err(|e| crate::cli::error_line(&e))?;
+        println!("{h} is hot-unplugged from `{owner}`");
     }
     Ok(())
 }
@@ -272,7 +369,7 @@ pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
     let m = manager(a.dry_run);
     let dry = a.dry_run;
-    m.release(bdf, &mut |r| hot_unplug_from_running_owner(r, dry))?;
+    m.release(bdf, &mut |r| hot_unplug_from_running_owner(&m, r, dry))?;
     if dry {
         println!("(dry run: nothing was changed)");
     } else {
@@ -297,7 +394,10 @@ mod tests {
             qmp_device_add(bdf).to_string(),
             r#"{"arguments":{"driver":"vfio-pci","host":"0000:03:00.0","id":"pt-0000-03-00.0"},"execute":"device_add"}"#
         );
-        assert_eq!(qmp_device_del(bdf)["arguments"]["id"], "pt-0000-03-00.0");
+        assert_eq!(
+            qmp_device_del(&qmp_id(bdf))["arguments"]["id"],
+            "pt-0000-03-00.0"
+        );
     }
 
     fn status(state: State, refusals: Vec<Refusal>) -> DeviceStatus {

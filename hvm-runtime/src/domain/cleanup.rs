@@ -1,15 +1,18 @@
 //! Cleaning up after a domain whose supervisor died without recording an
 //! end (SIGKILL, OOM, a crash): the leftover QEMU is killed (only if its
-//! command line still names this domain's QMP socket), the sockets and the
-//! taps pvio created are removed, and the record says what happened.
+//! command line still names this domain's QMP socket), the host PCI
+//! devices the domain owned are given back (all of them if it had
+//! started, its config's if it died starting), the sockets and the taps
+//! pvio created are removed, and the record says what happened.
 
 use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use super::record::DomainRecord;
+use super::launch::LaunchSpec;
+use super::record::{DomainRecord, DomainState};
 use super::rundir::RECORD;
-use super::{process, taps};
+use super::{passthrough, process, taps};
 
 /// Cleans `dir` after a dead supervisor and marks `record` ended.
 pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
@@ -22,6 +25,14 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
                 tracing::warn!("QEMU (pid {pid}) of domain {} does not die", record.name);
             }
         }
+    }
+    if !record.qemu_pid.is_some_and(process::alive) {
+        let config = LaunchSpec::load(dir)
+            .map(|l| l.passthrough)
+            .unwrap_or_default();
+        let ran = record.state != DomainState::Starting;
+        done.extend(passthrough::domain_ended(&record.name, &config, ran));
+        record.pci.clear();
     }
     let removed = remove_sockets(dir);
     if removed > 0 {

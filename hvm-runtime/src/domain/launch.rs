@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::passthrough::PciLaunch;
 use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, SerialEndpoint};
 use super::rundir::{CONTROL, LAUNCH, QMP_EVENTS};
 use super::DomainError;
@@ -127,6 +128,10 @@ pub struct LaunchSpec {
     /// The host CPUs of each vCPU (empty: anywhere).
     #[serde(default)]
     pub pinning: Vec<Vec<u32>>,
+    /// The config's `pci` devices, prepared by the supervisor before QEMU
+    /// starts (their `-device vfio-pci` is in `qemu_args`).
+    #[serde(default)]
+    pub passthrough: Vec<PciLaunch>,
 }
 
 impl LaunchSpec {
@@ -233,6 +238,7 @@ impl LaunchSpec {
             on_crash: plan.on_crash.into(),
             vnc_password: plan.vnc_password.clone(),
             pinning: super::pinning::per_vcpu(&plan.cpu_pinning, plan.vcpus),
+            passthrough: PciLaunch::from_plan(plan),
         }
     }
 

@@ -17,6 +17,7 @@
 //! | `requests.rs` | the supervisor's answers to control requests |
 //! | `backends.rs` | PV backends run in the supervisor as threads |
 //! | `taps.rs` | host taps made, joined to bridges, deleted |
+//! | `passthrough.rs` | host PCI devices taken at the start, given back at the end |
 //! | `pinning.rs` | vCPU threads bound to host CPUs (`cpus`) |
 //! | `process.rs` | pids: alive, ours, signals |
 //! | `cleanup.rs` | what a dead supervisor left behind |
@@ -35,6 +36,7 @@ pub mod guest_events;
 pub mod launch;
 pub mod live;
 pub mod lock;
+pub mod passthrough;
 pub mod pinning;
 pub mod process;
 pub mod record;
@@ -165,6 +167,9 @@ pub enum DomainError {
     /// QMP failed.
     #[error(transparent)]
     Qmp(#[from] QmpError),
+    /// A host PCI device cannot be given to the domain.
+    #[error(transparent)]
+    Passthrough(#[from] Box<passthrough::PassthroughError>),
     /// The terminal or the console device failed.
     #[error("console: {what}")]
     Console {

@@ -4,7 +4,8 @@
 //! the taps, runs the PV backends as threads, starts QEMU paused with two
 //! QMP sockets (commands, events), sets it up and lets it run, answers the
 //! control socket, applies `on_poweroff` / `on_reboot` / `on_crash`, and at
-//! the end stops the backends, removes the sockets and the taps it made
+//! the end stops the backends, removes the sockets and the taps it made,
+//! gives back the host PCI devices the domain owned (`passthrough.rs`)
 //! and records how the domain ended.
 
 use std::fs::OpenOptions;
@@ -22,7 +23,7 @@ use super::launch::{LaunchSpec, OnEvent};
 use super::live::{LiveDomain, Msg};
 use super::record::{DomainRecord, DomainState, SerialEndpoint};
 use super::rundir::{LOCK, RECORD};
-use super::{cleanup, control, process, requests, taps, DomainError};
+use super::{cleanup, control, passthrough, process, requests, taps, DomainError};
 use crate::cli::error_line;
 use crate::qmp::{qmp, EventReader, Qmp, QmpError, Received};
 
@@ -47,8 +48,12 @@ pub fn run(dir: &Path) -> Result<(), DomainError> {
     live.update(|_| ());
     tracing::info!("supervising domain {} (id {})", live.name(), live.spec.id);
     let exited = Arc::new(AtomicBool::new(false));
+    let mut ran = false;
     let (cause, detail) = match start(&live, &exited) {
-        Ok(()) => supervise(&live, &rx),
+        Ok(()) => {
+            ran = true;
+            supervise(&live, &rx)
+        }
         Err(e) => {
             let line = error_line(&e);
             tracing::error!("start failed: {line}");
@@ -58,7 +63,7 @@ pub fn run(dir: &Path) -> Result<(), DomainError> {
             )
         }
     };
-    teardown(&live, &exited, &cause, &detail);
+    teardown(&live, &exited, ran, &cause, &detail);
     Ok(())
 }
 
@@ -123,9 +128,14 @@ fn watch_signals(tx: mpsc::Sender<Msg>) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Taps, backends, QEMU (paused), QMP, set-up, control socket, run.
+/// Host PCI devices, taps, backends, QEMU (paused), QMP, set-up,
+/// control socket, run.
 fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainError> {
     let spec = &live.spec;
+    // First: a refused device costs nothing else.
+    let pci = passthrough::take(&passthrough::manager(false), live.name(), &spec.passthrough)
+        .map_err(Box::new)?;
+    live.update(|r| r.pci = pci.entries());
     for t in &spec.taps {
         if taps::create(&t.name, &t.bridge, t.mtu)? {
             live.update(|r| r.taps_created.push(t.name.clone()));
@@ -140,7 +150,7 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
         live.backends()
             .start_net(&device, &n.socket, &n.tap, &n.mac, n.mtu)?;
     }
-    spawn_qemu(live, exited)?;
+    spawn_qemu(live, exited, &pci.extra_qemu_args())?;
     let alive = || !exited.load(Ordering::SeqCst);
     let gone = |e: QmpError| {
         if exited.load(Ordering::SeqCst) {
@@ -172,7 +182,11 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
     Ok(())
 }
 
-fn spawn_qemu(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainError> {
+fn spawn_qemu(
+    live: &Arc<LiveDomain>,
+    exited: &Arc<AtomicBool>,
+    extra: &[String],
+) -> Result<(), DomainError> {
     let spec = &live.spec;
     let log_path = live.dir.join(QEMU_LOG);
     let log = OpenOptions::new()
@@ -191,6 +205,7 @@ fn spawn_qemu(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), Do
     })?;
     let mut cmd = Command::new(&spec.qemu_binary);
     cmd.args(spec.qemu_args())
+        .args(extra)
         .arg("-S")
         .stdin(Stdio::null())
         .stdout(log)
@@ -207,9 +222,10 @@ fn spawn_qemu(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), Do
         });
     }
     tracing::info!(
-        "starting {} {}",
+        "starting {} {} {}",
         spec.qemu_binary.display(),
-        spec.qemu_args().join(" ")
+        spec.qemu_args().join(" "),
+        extra.join(" ")
     );
     let mut child = cmd.spawn().map_err(|source| DomainError::QemuMissing {
         binary: spec.qemu_binary.clone(),
@@ -461,8 +477,9 @@ fn kill_qemu(live: &LiveDomain) {
     }
 }
 
-/// Backends, taps, sockets, the record.
-fn teardown(live: &LiveDomain, exited: &AtomicBool, cause: &str, detail: &str) {
+/// Backends, taps, host PCI devices (all the domain owned if it ran, only
+/// its config's if its start failed), sockets, the record.
+fn teardown(live: &LiveDomain, exited: &AtomicBool, ran: bool, cause: &str, detail: &str) {
     live.update(|r| r.state = DomainState::Stopping);
     live.drop_qmp();
     if let Some(pid) = live.record().qemu_pid {
@@ -471,6 +488,9 @@ fn teardown(live: &LiveDomain, exited: &AtomicBool, cause: &str, detail: &str) {
         }
     }
     live.backends().stop_all();
+    // QEMU is gone: vfio-pci can let go of the devices.
+    passthrough::domain_ended(live.name(), &live.spec.passthrough, ran);
+    live.update(|r| r.pci.clear());
     for tap in live.record().taps_created {
         if let Err(e) = taps::delete(&tap) {
             tracing::warn!("{e}");
