@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{chardev, HotplugError, Result, UNPLUG_TIMEOUT};
+use super::{chardev, device, HotplugError, Result, UNPLUG_TIMEOUT};
 use crate::config::disk::{self, DiskBus, DiskFormat};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::DiskEntry;
@@ -61,15 +61,17 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
             "the socket path in the run dir is too long; set PVIO_RUN_DIR to a shorter directory",
         ));
     }
+    let bus = device::free_bus(live, &d.vdev)?;
     live.backends()
         .start_blk(&d.vdev, &socket, &image, d.read_only)?;
     let chr = format!("chr-{}", d.vdev);
     let plugged = live.qmp(|q| {
         chardev::add_socket(q, &chr, &socket)?;
-        let added = chardev::device_add(
+        let added = device::add(
             q,
             "vhost-user-blk-pci",
             &d.vdev,
+            bus.as_deref(),
             &[("chardev", chr.clone().into())],
         );
         if added.is_err() {

@@ -43,23 +43,3 @@ pub(super) fn remove(q: &mut Qmp, id: &str) {
         tracing::warn!("chardev-remove {id}: {}", crate::cli::error_line(&e));
     }
 }
-
-/// `device_add` of `driver` with id `id` and the extra properties `props`.
-pub(super) fn device_add(
-    q: &mut Qmp,
-    driver: &str,
-    id: &str,
-    props: &[(&str, serde_json::Value)],
-) -> Result<(), QmpError> {
-    let mut arguments = qapi::Dictionary::new();
-    for (k, v) in props {
-        arguments.insert((*k).to_owned(), v.clone());
-    }
-    q.execute(&qmp::device_add {
-        bus: None,
-        id: Some(id.to_owned()),
-        driver: driver.to_owned(),
-        arguments,
-    })
-    .map(drop)
-}

@@ -11,6 +11,7 @@
 //! | `net.rs` | `network-attach`, `network-detach` |
 //! | `pci.rs` | `vfio-pci` hot-plug for `pvio assign` / `pvio release` |
 //! | `chardev.rs` | the vhost-user socket chardev a PV device connects through |
+//! | `device.rs` | `device_add`, behind a free spare PCIe root port on q35 |
 //!
 //! QEMU device ids follow the plan: a disk's is its vdev (`xvdb`), its
 //! chardev `chr-xvdb`; NIC `N` is device `nicN` on netdev `netN` (chardev
@@ -19,6 +20,7 @@
 pub mod block;
 pub mod cdrom;
 mod chardev;
+mod device;
 pub mod net;
 pub mod pci;
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::{chardev, HotplugError, Result, UNPLUG_TIMEOUT};
+use super::{chardev, device, HotplugError, Result, UNPLUG_TIMEOUT};
 use crate::config::vif;
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::NicEntry;
@@ -112,6 +112,7 @@ fn plug_pv(
             why: "the socket path in the run dir is too long; set PVIO_RUN_DIR to a shorter directory".to_owned(),
         });
     }
+    let bus = device::free_bus(live, dev)?;
     live.backends().start_net(id, socket, tap, mac, mtu)?;
     let chr = format!("chr-{id}");
     let plugged = live.qmp(|q| {
@@ -136,7 +137,7 @@ fn plug_pv(
         // (see `plan::msix`).
         let vectors = msix::pv_nic_vectors(msix::accel_named(&live.spec.accel), 1);
         props.push(("vectors", json!(vectors)));
-        let added = chardev::device_add(q, "virtio-net-pci", dev, &props);
+        let added = device::add(q, "virtio-net-pci", dev, bus.as_deref(), &props);
         if added.is_err() {
             let _ = q.execute(&qmp::netdev_del { id: id.to_owned() });
             chardev::remove(q, &chr);
@@ -158,6 +159,7 @@ fn plug_emulated(
     mac: &str,
     model: &str,
 ) -> Result<Option<PathBuf>> {
+    let bus = device::free_bus(live, dev)?;
     live.qmp(|q| {
         let netdev = qmp::Netdev::tap {
             id: id.to_owned(),
@@ -169,8 +171,13 @@ fn plug_emulated(
             },
         };
         q.execute(&qmp::netdev_add(netdev))?;
-        let added =
-            chardev::device_add(q, model, dev, &[("netdev", json!(id)), ("mac", json!(mac))]);
+        let added = device::add(
+            q,
+            model,
+            dev,
+            bus.as_deref(),
+            &[("netdev", json!(id)), ("mac", json!(mac))],
+        );
         if added.is_err() {
             let _ = q.execute(&qmp::netdev_del { id: id.to_owned() });
         }

@@ -6,7 +6,7 @@
 
 use serde_json::json;
 
-use super::{chardev, HotplugError, Result, UNPLUG_TIMEOUT};
+use super::{device, HotplugError, Result, UNPLUG_TIMEOUT};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::PciEntry;
 use crate::qmp::{is_device_deleted, qmp};
@@ -26,7 +26,8 @@ pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
             by: format!("PCI device {} as {}", p.host, p.id),
         });
     }
-    live.qmp(|q| chardev::device_add(q, "vfio-pci", id, &[("host", json!(host))]))?;
+    let bus = device::free_bus(live, id)?;
+    live.qmp(|q| device::add(q, "vfio-pci", id, bus.as_deref(), &[("host", json!(host))]))?;
     let entry = PciEntry {
         host: host.to_owned(),
         id: id.to_owned(),

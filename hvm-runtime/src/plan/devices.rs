@@ -27,13 +27,6 @@ pub(super) struct Devices {
     pub args: Vec<String>,
 }
 
-impl Devices {
-    /// A vhost-user device is present: guest RAM must be shareable.
-    pub fn has_vhost_user(&self) -> bool {
-        !self.blk_backends.is_empty() || !self.net_backends.is_empty()
-    }
-}
-
 pub(super) fn plan_devices(
     spec: &DomainSpec,
     run_dir: &Path,

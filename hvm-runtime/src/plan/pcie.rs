@@ -30,6 +30,17 @@ pub fn is_root_port_id(qdev_id: &str) -> bool {
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The ids of the spare root ports on a planned command line, in order
+/// (none on i440fx).
+pub fn root_ports_in(args: &[String]) -> Vec<String> {
+    args.iter()
+        .filter_map(|a| a.strip_prefix("pcie-root-port,id="))
+        .filter_map(|rest| rest.split(',').next())
+        .filter(|id| is_root_port_id(id))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The `-device` arguments of the spare root ports of `machine` (none on
 /// i440fx).
 pub(super) fn spare_root_port_args(machine: Machine) -> Vec<String> {
@@ -68,6 +79,18 @@ mod tests {
             a[7],
             "pcie-root-port,id=pvio-rp3,bus=pcie.0,chassis=4,port=0x13"
         );
+    }
+
+    #[test]
+    fn ports_are_found_on_the_command_line() {
+        let mut args = vec!["-machine".to_owned(), "q35".to_owned()];
+        args.extend(spare_root_port_args(Machine::Q35));
+        args.extend(["-device".to_owned(), "pcie-root-port,id=mine".to_owned()]);
+        assert_eq!(
+            root_ports_in(&args),
+            ["pvio-rp0", "pvio-rp1", "pvio-rp2", "pvio-rp3"]
+        );
+        assert!(root_ports_in(&spare_root_port_args(Machine::Pc)).is_empty());
     }
 
     #[test]

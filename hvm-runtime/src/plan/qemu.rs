@@ -1,5 +1,5 @@
 //! The device model's command line: machine, accelerator, CPU model and
-//! flags, memory (shareable when a vhost-user device is present), SMP,
+//! flags, memory (always shareable, for vhost-user), SMP,
 //! firmware or direct kernel boot, RTC, boot order, the devices, display,
 //! serial ports, USB, sound, QMP, the guest-event actions, and the user's
 //! `device_model_args` last. Every option here is one QEMU 7.2 accepts
@@ -41,9 +41,9 @@ pub(super) fn command_line(
     if !spec.acpi {
         machine.push_str(",acpi=off");
     }
-    if devs.has_vhost_user() {
-        machine.push_str(",memory-backend=mem");
-    }
+    // Guest RAM is always a shared memfd: the vhost-user backends of PV
+    // devices map it, whether in the config or hot-plugged later.
+    machine.push_str(",memory-backend=mem");
     if spec.soundhw.contains(&SoundHw::Pcspk) {
         machine.push_str(&format!(",pcspk-audiodev={AUDIODEV}"));
     }
@@ -83,15 +83,13 @@ pub(super) fn command_line(
 
     // Memory and vCPUs.
     push("-m", spec.memory_mib.to_string());
-    if devs.has_vhost_user() {
-        push(
-            "-object",
-            format!(
-                "memory-backend-memfd,id=mem,size={}M,share=on",
-                spec.memory_mib
-            ),
-        );
-    }
+    push(
+        "-object",
+        format!(
+            "memory-backend-memfd,id=mem,size={}M,share=on",
+            spec.memory_mib
+        ),
+    );
     push("-smp", format!("{},maxcpus={}", spec.vcpus, spec.maxvcpus));
 
     // Firmware and boot.

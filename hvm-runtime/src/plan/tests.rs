@@ -53,7 +53,7 @@ fn has(p: &DomainPlan, flag: &str) -> bool {
 fn winxp_plan() {
     let p = plan_of(WINXP, Accel::Tcg);
     assert_eq!(p.qemu.binary, PathBuf::from("qemu-system-x86_64"));
-    assert_eq!(values(&p, "-machine"), ["pc,acpi=off"]);
+    assert_eq!(values(&p, "-machine"), ["pc,acpi=off,memory-backend=mem"]);
     assert_eq!(values(&p, "-accel"), ["tcg"]);
     assert_eq!(values(&p, "-cpu"), ["qemu64,-apic,-pae,-lm"]);
     assert_eq!(values(&p, "-m"), ["512"]);
@@ -100,7 +100,11 @@ fn winxp_plan() {
     assert_eq!(p.taps.len(), 1);
     assert_eq!(p.taps[0].bridge, "xenbr0");
     assert!(p.blk_backends.is_empty() && p.net_backends.is_empty());
-    assert!(!p.qemu.args.iter().any(|a| a.contains("memory-backend")));
+    // Shareable RAM even without a PV device: one may be hot-plugged.
+    assert_eq!(
+        values(&p, "-object"),
+        ["memory-backend-memfd,id=mem,size=512M,share=on"]
+    );
     assert!(p.notes.iter().any(|n| n.starts_with("accelerator: TCG")));
     assert_eq!(p.uuid.len(), 36);
 }
@@ -200,7 +204,7 @@ fn scsi_q35_and_empty_cdrom() {
         "name='q'\nmachine='q35'\ndisk=['/a.qcow2,qcow2,sda,w', '/b.raw,sdb,r', ',hdc:cdrom,r', '/c.raw,hdb,w']",
         Accel::Tcg,
     );
-    assert_eq!(values(&p, "-machine"), ["q35"]);
+    assert_eq!(values(&p, "-machine"), ["q35,memory-backend=mem"]);
     let devices = values(&p, "-device");
     assert_eq!(
         devices
@@ -323,7 +327,10 @@ fn serial_usb_sound_monitor_actions_and_extra_args() {
         devices.contains(&"AC97,audiodev=snd0")
             && devices.contains(&"hda-duplex,bus=hda0.0,audiodev=snd0")
     );
-    assert_eq!(values(&p, "-machine"), ["pc,pcspk-audiodev=snd0"]);
+    assert_eq!(
+        values(&p, "-machine"),
+        ["pc,memory-backend=mem,pcspk-audiodev=snd0"]
+    );
     assert_eq!(values(&p, "-audiodev"), ["none,id=snd0"]);
     assert_eq!(
         values(&p, "-monitor"),
@@ -464,6 +471,9 @@ fn the_report_shows_devices_backends_and_warnings() {
         ),
         "{text}"
     );
-    assert!(text.contains("    -machine pc,acpi=off \\\n"), "{text}");
+    assert!(
+        text.contains("    -machine pc,acpi=off,memory-backend=mem \\\n"),
+        "{text}"
+    );
     assert!(text.contains("keys with no effect under pvio (see docs/config.md): kernel=\"hvmloader\" (line 1), cpus=\"\" (line 9), device_model (line 18), vncconsole (line 22)"), "{text}");
 }

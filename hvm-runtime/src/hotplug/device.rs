@@ -1,0 +1,118 @@
+//! The `device_add` of a hot-plugged device, and where it goes: on q35,
+//! behind the first of the plan's spare PCIe root ports (`plan::pcie`)
+//! that has nothing behind it (QEMU's `query-pci` says which); on i440fx,
+//! on the root bus, where QEMU picks a free slot.
+
+use super::{HotplugError, Result};
+use crate::domain::live::LiveDomain;
+use crate::plan::pcie;
+use crate::qmp::{qmp, Qmp, QmpError};
+
+/// The bus for device `dev` about to be hot-plugged: `Some(port)` on a
+/// domain with spare root ports, `None` on one without (i440fx). All
+/// ports taken is an error that says how many there are.
+pub(super) fn free_bus(live: &LiveDomain, dev: &str) -> Result<Option<String>> {
+    let ports = pcie::root_ports_in(&live.spec.qemu_args);
+    if ports.is_empty() {
+        return Ok(None);
+    }
+    let buses = live.qmp(|q| q.execute(&qmp::query_pci {}))?;
+    match first_free(&ports, &buses) {
+        Some(p) => Ok(Some(p)),
+        None => Err(HotplugError::NotHotpluggable {
+            vdev: dev.to_owned(),
+            why: format!(
+                "all {} spare PCIe root ports of this q35 domain are taken; detach a hot-plugged device first",
+                ports.len()
+            ),
+        }),
+    }
+}
+
+/// The first of `ports` that QEMU lists as a bridge with no device behind
+/// it.
+fn first_free(ports: &[String], buses: &[qmp::PciInfo]) -> Option<String> {
+    let devices: Vec<&qmp::PciDeviceInfo> = buses.iter().flat_map(|b| &b.devices).collect();
+    ports
+        .iter()
+        .find(|port| {
+            devices.iter().any(|d| {
+                d.qdev_id == **port
+                    && d.pci_bridge
+                        .as_ref()
+                        .is_some_and(|b| b.devices.as_ref().is_none_or(Vec::is_empty))
+            })
+        })
+        .cloned()
+}
+
+/// `device_add` of `driver` with id `id`, on `bus` if given, with the
+/// extra properties `props`.
+pub(super) fn add(
+    q: &mut Qmp,
+    driver: &str,
+    id: &str,
+    bus: Option<&str>,
+    props: &[(&str, serde_json::Value)],
+) -> std::result::Result<(), QmpError> {
+    let mut arguments = qapi::Dictionary::new();
+    for (k, v) in props {
+        arguments.insert((*k).to_owned(), v.clone());
+    }
+    q.execute(&qmp::device_add {
+        bus: bus.map(str::to_owned),
+        id: Some(id.to_owned()),
+        driver: driver.to_owned(),
+        arguments,
+    })
+    .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn device(qdev_id: &str, behind: Option<Vec<serde_json::Value>>) -> serde_json::Value {
+        let mut d = json!({
+            "bus": 0, "slot": 2, "function": 0, "irq_pin": 0,
+            "class_info": {"class": 1540},
+            "id": {"device": 12, "vendor": 6966},
+            "qdev_id": qdev_id, "regions": []
+        });
+        if let Some(devices) = behind {
+            d["pci_bridge"] = json!({
+                "bus": {"number": 1, "secondary": 1, "subordinate": 1,
+                        "io_range": {"base": 0, "limit": 0},
+                        "memory_range": {"base": 0, "limit": 0},
+                        "prefetchable_range": {"base": 0, "limit": 0}},
+                "devices": devices
+            });
+        }
+        d
+    }
+
+    fn buses(devices: Vec<serde_json::Value>) -> Vec<qmp::PciInfo> {
+        serde_json::from_value(json!([{ "bus": 0, "devices": devices }])).unwrap()
+    }
+
+    #[test]
+    fn the_first_empty_spare_port_is_chosen() {
+        let ports: Vec<String> = (0..3).map(pcie::root_port_id).collect();
+        let b = buses(vec![
+            device("", None),
+            device("pvio-rp0", Some(vec![device("xvdb", None)])),
+            device("pvio-rp1", Some(vec![])),
+            device("pvio-rp2", Some(vec![])),
+        ]);
+        assert_eq!(first_free(&ports, &b).as_deref(), Some("pvio-rp1"));
+        let full = buses(vec![
+            device("pvio-rp0", Some(vec![device("xvdb", None)])),
+            device("pvio-rp1", Some(vec![device("nic1", None)])),
+            device("pvio-rp2", Some(vec![device("xvdc", None)])),
+        ]);
+        assert_eq!(first_free(&ports, &full), None);
+        // A port QEMU does not list is not used.
+        assert_eq!(first_free(&ports, &buses(vec![])), None);
+    }
+}
