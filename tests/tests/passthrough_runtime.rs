@@ -232,11 +232,12 @@ fn assign_to_a_stopped_domain_reserves_and_create_refuses_without_an_iommu() {
     let out = pvio(&env, &host, &["assign", "--dry-run", NIC, "ptres"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
-        stdout(&out).contains("`ptres` is not running: the device would be reserved"),
+        stdout(&out).contains(
+            r#""id":"pt-0000-00-05.0"},"execute":"device_add"} (not sent: `ptres` is not running; the device would be reserved for its next `pvio create`)"#
+        ),
         "{}",
         stdout(&out)
     );
-    assert!(!stdout(&out).contains("device_add"), "{}", stdout(&out));
     assert!(!record_text(&env).contains(NIC));
 
     let out = pvio(&env, &host, &["assign", NIC, "ptres"]);
@@ -270,6 +271,26 @@ fn assign_to_a_stopped_domain_reserves_and_create_refuses_without_an_iommu() {
     assert!(!env.ok(&["list"]).contains("ptres"));
 
     // The reservation stays, and the device was not touched.
+    let list = stdout(&pvio(&env, &host, &["pci-assignable-list"]));
+    assert!(list.contains(&format!("{NIC}  owner `ptres`")), "{list}");
+    assert_eq!(host.driver(), "vfio-pci");
+
+    // Releasing it: nothing to hot-unplug (its owner does not run), then
+    // the device goes back (it had no driver before pvio took it).
+    let out = pvio(&env, &host, &["release", "--dry-run", NIC]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with("(`ptres` is not running: nothing to hot-unplug)\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "write '{NIC}' > {}/sys/bus/pci/drivers/vfio-pci/unbind",
+            host.root.display()
+        )),
+        "{text}"
+    );
     let list = stdout(&pvio(&env, &host, &["pci-assignable-list"]));
     assert!(list.contains(&format!("{NIC}  owner `ptres`")), "{list}");
     assert_eq!(host.driver(), "vfio-pci");

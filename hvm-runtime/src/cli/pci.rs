@@ -258,10 +258,13 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
         .collect();
     let Some(record) = live else {
         if a.dry_run {
-            println!(
-                "(`{}` is not running: the device would be reserved for its next `pvio create`)",
-                a.domain
-            );
+            for d in &devices {
+                println!(
+                    "qmp {} (not sent: `{}` is not running; the device would be reserved for its next `pvio create`)",
+                    qmp_device_add(*d),
+                    a.domain
+                );
+            }
             println!("(dry run: nothing was changed)");
         } else {
             for d in &devices {
