@@ -488,9 +488,13 @@ fn teardown(live: &LiveDomain, exited: &AtomicBool, ran: bool, cause: &str, deta
         }
     }
     live.backends().stop_all();
-    // QEMU is gone: vfio-pci can let go of the devices.
-    passthrough::domain_ended(live.name(), &live.spec.passthrough, ran);
-    live.update(|r| r.pci.clear());
+    // Only once QEMU is gone can vfio-pci let go of the devices.
+    if live.record().qemu_pid.is_some_and(process::alive) {
+        tracing::warn!("QEMU is still alive: its PCI devices stay on vfio-pci; `pvio release` them once it is gone");
+    } else {
+        passthrough::domain_ended(live.name(), &live.spec.passthrough, ran);
+        live.update(|r| r.pci.clear());
+    }
     for tap in live.record().taps_created {
         if let Err(e) = taps::delete(&tap) {
             tracing::warn!("{e}");
