@@ -250,3 +250,7 @@ pub fn domain_ended(owner: &str, config: &[PciLaunch], ran: bool) -> Vec<String>
     }
     lines
 }
+
+#[cfg(test)]
+#[path = "passthrough_tests.rs"]
+mod tests;
