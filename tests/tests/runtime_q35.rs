@@ -4,13 +4,15 @@
 //! disks are hot-plugged into a running q35 guest started with `pvio
 //! create`; the guest sees each behind its own root port, writes to it
 //! (the data reaches the image), and both are unplugged; the second port
-//! is free again for a third disk; `shutdown -w` ends the domain.
+//! is free again for a third disk. A PV NIC on a test bridge is
+//! hot-plugged behind a root port too, and unplugged; `shutdown -w` ends
+//! the domain.
 
 mod runtime_support;
 
 use std::time::Duration;
 
-use runtime_support::{alive, head, Env};
+use runtime_support::{alive, head, link_exists, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -35,6 +37,11 @@ echo BOTH-GONE
 echo WAIT-XVDD
 wait_for /sys/block/vda
 show vda
+echo WAIT-NIC
+wait_for /sys/class/net/eth0
+echo "NIC eth0 driver=$(basename $(readlink /sys/class/net/eth0/device/driver)) path=$(readlink -f /sys/class/net/eth0/device)"
+wait_gone /sys/class/net/eth0
+echo NIC-GONE
 echo WAITING-FOR-POWER-BUTTON
 sleep 600
 "#;
@@ -53,6 +60,7 @@ fn pci_bus(line: &str) -> String {
 #[test]
 fn pv_disks_hot_plug_into_a_q35_domain_behind_spare_root_ports() {
     let env = Env::new();
+    let br = TestBridge::new("q");
     let xvdb = env.image("xvdb.img", 8);
     let xvdc = env.image("xvdc.img", 8);
     let xvdd = env.image("xvdd.img", 8);
@@ -108,6 +116,20 @@ fn pv_disks_hot_plug_into_a_q35_domain_behind_spare_root_ports() {
     let third = env.wait_console("q35hp", "HOTPLUGGED vda serial=xvdd", T);
     assert_eq!(pci_bus(&third), b1, "{first}\n{third}");
     eprintln!("{first}\n{second}\n{third}");
+
+    // A PV NIC goes behind a free root port as well (xvdd holds the first).
+    env.wait_console("q35hp", "WAIT-NIC", T);
+    let bridge = format!("bridge={}", br.name);
+    env.ok(&["network-attach", "q35hp", "model=virtio", &bridge]);
+    let tap = env.record("q35hp").nics[0].tap.clone();
+    let nic = env.wait_console("q35hp", "NIC eth0", T);
+    eprintln!("{nic}");
+    assert!(nic.contains("driver=virtio_net"), "{nic}");
+    let nic_bus = pci_bus(&nic);
+    assert!(nic_bus != "0000:00" && nic_bus != b1, "{third}\n{nic}");
+    env.ok(&["network-detach", "q35hp", "0"]);
+    env.wait_console("q35hp", "NIC-GONE", T);
+    assert!(!link_exists(&tap), "tap {tap} left after network-detach");
 
     env.wait_console("q35hp", "WAITING-FOR-POWER-BUTTON", T);
     let out = env.ok(&["shutdown", "-w", "q35hp"]);
