@@ -294,10 +294,11 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
             id: qmp_id(*d),
         };
         if let Err(source) = actions::request(&root, &a.domain, &req) {
-            // Give back what this command took; a reservation made
-            // earlier stays (the domain's end gives it back).
+            // Give back what this command took (unplugging the group
+            // members already added); a reservation made earlier stays
+            // (the domain's end gives it back).
             if !out.already {
-                m.release(bdf, &mut |_| Ok(()))?;
+                m.release(bdf, &mut |r| hot_unplug_from_running_owner(&m, r, false))?;
             }
             return Err(PciError::Attach {
                 bdf: *d,
