@@ -132,12 +132,9 @@ pub(super) fn plan_devices(
             at: vif.at.clone(),
         });
     }
-    for (n, pci) in spec.pci.iter().enumerate() {
+    for pci in &spec.pci {
         let p = &pci.value;
-        let mut dev = format!("vfio-pci,host={},id=hostdev{n}", p.bdf);
-        if let Some(slot) = p.vslot {
-            dev.push_str(&format!(",addr=0x{slot:x}"));
-        }
+        let dev = super::ids::vfio_pci_device(p.bdf, p.vslot);
         d.args.extend(["-device".to_owned(), dev]);
         d.passthrough.push(PassthroughPlan {
             bdf: p.bdf,

@@ -108,33 +108,6 @@ pub fn vfio_pci_device(bdf: impl std::fmt::Display, vslot: Option<u8>) -> String
     dev
 }
 
-/// A `-device` value with the agreed id when it is a `vfio-pci` device
-/// (`vfio-pci,host=B,id=X,...` -> `id=pt-B`); any other value as it is.
-pub fn with_passthrough_id(value: &str) -> String {
-    let Some(rest) = value.strip_prefix("vfio-pci,") else {
-        return value.to_owned();
-    };
-    let fields: Vec<&str> = rest.split(',').collect();
-    let Some(host) = fields.iter().find_map(|f| f.strip_prefix("host=")) else {
-        return value.to_owned();
-    };
-    let id = format!("id={}", passthrough_id(host));
-    let mut out = vec!["vfio-pci".to_owned()];
-    let mut has_id = false;
-    for f in &fields {
-        if f.starts_with("id=") {
-            out.push(id.clone());
-            has_id = true;
-        } else {
-            out.push((*f).to_owned());
-        }
-    }
-    if !has_id {
-        out.insert(2.min(out.len()), id);
-    }
-    out.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,18 +118,6 @@ mod tests {
         assert_eq!(
             vfio_pci_device("0000:03:00.0", Some(5)),
             "vfio-pci,host=0000:03:00.0,id=pt-0000-03-00.0,addr=0x5"
-        );
-        assert_eq!(
-            with_passthrough_id("vfio-pci,host=0000:04:00.1,id=hostdev1,addr=0x5"),
-            "vfio-pci,host=0000:04:00.1,id=pt-0000-04-00.1,addr=0x5"
-        );
-        assert_eq!(
-            with_passthrough_id("vfio-pci,host=0000:04:00.1"),
-            "vfio-pci,host=0000:04:00.1,id=pt-0000-04-00.1"
-        );
-        assert_eq!(
-            with_passthrough_id("e1000,netdev=n,id=nic0"),
-            "e1000,netdev=n,id=nic0"
         );
     }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::devices::Devices;
 use super::{
-    ids, pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU,
+    pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU,
 };
 use crate::config::options::{Action, BootDevice, Firmware, Machine, Serial, SoundHw, Vga};
 use crate::config::DomainSpec;
@@ -132,7 +132,7 @@ pub(super) fn command_line(
 
     // Devices; a passed-through device gets its id from its address
     // (ids::passthrough_id), the one `pvio assign` / `pvio release` use.
-    a.extend(devs.args.iter().map(|v| ids::with_passthrough_id(v)));
+    a.extend(devs.args.iter().cloned());
     // q35: empty root ports for hot-plug (plan::pcie).
     a.extend(pcie::spare_root_port_args(spec.machine));
     let mut push = |flag: &str, value: String| {
