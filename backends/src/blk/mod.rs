@@ -2,11 +2,12 @@
 //! raw image file or a block device.
 //!
 //! The folder has fixed roles: `device.rs` (the `VhostUserBackend`),
-//! `worker.rs` (one queue's state and loop), `slot.rs` (a request in flight), `request.rs` (descriptor chain
-//! to typed request), `image.rs` (opening and checking the image),
-//! `engine/` (io_uring, sync fallback, null), `config.rs` (features and config
-//! space), `metrics.rs` (guest error counters), `poll.rs` (adaptive polling),
-//! `fuzz.rs` (the body of the parser's fuzz target).
+//! `worker.rs` (one queue's state and loop), `slot.rs` (a request in
+//! flight), `request.rs` (descriptor chain to typed request), `image.rs`
+//! (opening and checking the image), `engine/` (io_uring, sync fallback,
+//! null), `config.rs` (features and config space), `metrics.rs` (guest error
+//! counters), `poll.rs` (adaptive polling), `fuzz.rs` (the body of the
+//! parser's fuzz target), `bench/` (`pvio bench blk`).
 //!
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`BlkServer`] serves one image on one socket.
