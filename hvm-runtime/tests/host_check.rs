@@ -67,13 +67,23 @@ fn table_names_the_fallback() {
 }
 
 #[test]
-fn commands_not_built_exit_non_zero_with_one_line() {
+fn pvio_accel_overrides_the_accelerator_row_but_not_the_probe() {
     let out = Command::new(env!("CARGO_BIN_EXE_pvio"))
-        .args(["network-list", "nosuchdomain"])
+        .args(["host-check", "--json"])
+        .env("PVIO_ACCEL", "tcg")
         .output()
         .expect("run pvio");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("pvio: "), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(report["accelerator"], "tcg");
+    let accel = row(&report, "accelerator for guests");
+    assert!(
+        accel["detail"].as_str().unwrap().contains("PVIO_ACCEL=tcg"),
+        "{accel}"
+    );
+    // The KVM row still says what the host itself offers.
+    let kvm = row(&report, "KVM usable for stock guests");
+    assert!(
+        !kvm["detail"].as_str().unwrap().contains("PVIO_ACCEL"),
+        "{kvm}"
+    );
 }

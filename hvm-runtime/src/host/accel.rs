@@ -47,13 +47,22 @@ pub struct KvmState {
     /// The KVM vendor module that is loaded (`kvm_intel`, `kvm_amd`,
     /// `kvm_pvm`), if any.
     pub vendor_module: Option<String>,
+    /// `/dev/kvm` opens for reading and writing (QEMU needs both); `false`
+    /// when it is missing.
+    pub dev_kvm_openable: bool,
 }
 
 impl KvmState {
     /// Reads the state under `root` (`/` on a real host; a fixture tree in
     /// tests).
     pub fn probe(root: &Path) -> KvmState {
-        let dev_kvm = root.join("dev/kvm").exists();
+        let dev = root.join("dev/kvm");
+        let dev_kvm = dev.exists();
+        let dev_kvm_openable = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&dev)
+            .is_ok();
         let vendor_module = ["kvm_intel", "kvm_amd", "kvm_pvm"]
             .iter()
             .find(|m| root.join("sys/module").join(m).exists())
@@ -61,6 +70,7 @@ impl KvmState {
         KvmState {
             dev_kvm,
             vendor_module,
+            dev_kvm_openable,
         }
     }
 
@@ -71,9 +81,16 @@ impl KvmState {
                 Accel::Tcg,
                 "/dev/kvm is missing (no VT-x/AMD-V, or the kvm module is not loaded)".to_owned(),
             ),
-            (true, Some(m @ ("kvm_intel" | "kvm_amd"))) => {
+            (true, Some(m @ ("kvm_intel" | "kvm_amd"))) if self.dev_kvm_openable => {
                 (Accel::Kvm, format!("/dev/kvm is backed by {m}"))
             }
+            (true, Some(m @ ("kvm_intel" | "kvm_amd"))) => (
+                Accel::Tcg,
+                format!(
+                    "/dev/kvm is backed by {m} but cannot be opened for reading and writing \
+                     (run as root or join the kvm group)"
+                ),
+            ),
             (true, Some("kvm_pvm")) => (
                 Accel::Tcg,
                 "/dev/kvm is the nested paravirtual kvm_pvm, which runs only guest kernels \
@@ -104,6 +121,12 @@ pub struct AccelDecision {
 /// Decides the accelerator for this host. `PVIO_ACCEL=tcg|kvm` overrides the
 /// probe (a user who knows better, or a test that must not use KVM).
 pub fn detect() -> AccelDecision {
+    detect_under(&host_root())
+}
+
+/// [`detect`] with the host filesystem under `root` (a fixture tree in
+/// tests): the `PVIO_ACCEL` override first, then the probe.
+pub fn detect_under(root: &Path) -> AccelDecision {
     match std::env::var("PVIO_ACCEL").ok().as_deref() {
         Some("tcg") => AccelDecision {
             accel: Accel::Tcg,
@@ -113,7 +136,7 @@ pub fn detect() -> AccelDecision {
             accel: Accel::Kvm,
             reason: "PVIO_ACCEL=kvm".to_owned(),
         },
-        _ => KvmState::probe(&host_root()).decide(),
+        _ => KvmState::probe(root).decide(),
     }
 }
 
@@ -133,7 +156,17 @@ mod tests {
         KvmState {
             dev_kvm: dev,
             vendor_module: module.map(str::to_owned),
+            dev_kvm_openable: dev,
         }
+    }
+
+    #[test]
+    fn a_dev_kvm_that_does_not_open_is_tcg_with_the_fix() {
+        let mut s = state(true, Some("kvm_intel"));
+        s.dev_kvm_openable = false;
+        let d = s.decide();
+        assert_eq!(d.accel, Accel::Tcg);
+        assert!(d.reason.contains("kvm group"), "{}", d.reason);
     }
 
     #[test]

@@ -4,9 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use pvio_passthrough::Sysfs;
 use serde::Serialize;
 
-use super::accel::{Accel, KvmState};
+use super::accel::{self, Accel, KvmState};
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,20 +125,21 @@ pub fn run_checks(root: &Path, qemu_version: &dyn Fn() -> Option<String>) -> Hos
         "enable VT-x/AMD-V in the firmware; inside a VM, enable nested virtualization",
     ));
 
-    let kvm = KvmState::probe(root);
-    let decision = kvm.decide();
+    let probed = KvmState::probe(root).decide();
     checks.push(row(
         "KVM usable for stock guests",
-        if decision.accel == Accel::Kvm {
+        if probed.accel == Accel::Kvm {
             Status::Pass
         } else {
             Status::Warn
         },
-        decision.reason.clone(),
+        probed.reason.clone(),
         "load kvm_intel or kvm_amd on a host with VT-x/AMD-V; until then guests run under TCG \
          (correct, but slow)",
     ));
 
+    // What guests really get: the probe, unless PVIO_ACCEL overrides it.
+    let decision = accel::detect_under(root);
     checks.push(row(
         "accelerator for guests",
         if decision.accel == Accel::Kvm {
@@ -145,9 +147,16 @@ pub fn run_checks(root: &Path, qemu_version: &dyn Fn() -> Option<String>) -> Hos
         } else {
             Status::Warn
         },
-        match decision.accel {
-            Accel::Kvm => "KVM".to_owned(),
-            Accel::Tcg => "TCG (the fallback: QEMU's binary translator)".to_owned(),
+        {
+            let name = match decision.accel {
+                Accel::Kvm => "KVM",
+                Accel::Tcg => "TCG (the fallback: QEMU's binary translator)",
+            };
+            if decision.reason.starts_with("PVIO_ACCEL") {
+                format!("{name}, chosen by {}", decision.reason)
+            } else {
+                name.to_owned()
+            }
         },
         "see the KVM row; PVIO_ACCEL=tcg|kvm overrides the choice",
     ));
@@ -182,7 +191,7 @@ pub fn run_checks(root: &Path, qemu_version: &dyn Fn() -> Option<String>) -> Hos
 }
 
 fn iommu_row(root: &Path, cmdline: &str) -> CheckRow {
-    let groups = std::fs::read_dir(root.join("sys/kernel/iommu_groups"))
+    let groups = std::fs::read_dir(Sysfs::new(root.join("sys")).iommu_groups_dir())
         .map(|d| d.count())
         .unwrap_or(0);
     let units: Vec<String> = std::fs::read_dir(root.join("sys/class/iommu"))
