@@ -100,14 +100,48 @@ pub enum Command {
     Supervise(domain::SuperviseArgs),
 }
 
-/// Parses the process arguments, with the grouped help.
+/// Parses the process arguments, with the grouped help. `--help` and
+/// `--version` print and exit 0; a usage error is one line on stderr
+/// (what is wrong, clap's tip if it has one, and the usage) and exit code 2.
 pub fn parse() -> Cli {
-    let cmd = help::with_grouped_help(Cli::command());
-    let matches = cmd.get_matches();
-    match Cli::from_arg_matches(&matches) {
+    match try_parse_from(std::env::args_os()) {
         Ok(cli) => cli,
-        Err(e) => e.exit(),
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("pvio: {}", usage_error_line(&e));
+            std::process::exit(2);
+        }
     }
+}
+
+/// One line from clap's several-line usage error.
+pub fn usage_error_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut what = Vec::new();
+    let mut tip = None;
+    let mut usage = None;
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("error: ") {
+            what.push(rest.to_owned());
+        } else if let Some(rest) = trimmed.strip_prefix("tip: ") {
+            tip = Some(rest.to_owned());
+        } else if let Some(rest) = trimmed.strip_prefix("Usage: ") {
+            usage = Some(rest.to_owned());
+        } else if line.starts_with("  ") && !trimmed.is_empty() && tip.is_none() && usage.is_none()
+        {
+            // The items of "the following required arguments were not provided:".
+            what.push(trimmed.to_owned());
+        }
+    }
+    let mut out = what.join(" ");
+    if let Some(t) = tip {
+        out.push_str(&format!("; {t}"));
+    }
+    if let Some(u) = usage {
+        out.push_str(&format!(" (usage: {u})"));
+    }
+    out
 }
 
 /// Parses `args` (the first is the program name), with the grouped help.

@@ -9,14 +9,6 @@ use crate::host::check;
 /// Errors the `pvio` command reports: one line each, with what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// The command is part of pvio's design but not implemented in this build.
-    #[error("`pvio {command}` is not built yet ({what}); nothing was done")]
-    NotBuilt {
-        /// The command as typed.
-        command: &'static str,
-        /// Which part of pvio will provide it.
-        what: &'static str,
-    },
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] serde_json::Error),
