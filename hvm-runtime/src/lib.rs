@@ -4,8 +4,10 @@
 //! runs. It also builds the `pvio` command.
 //!
 //! This is the only crate that knows about domains and configs; it must not
-//! reach into a backend's data path or parse sysfs itself (that belongs to
-//! `pvio-backends` and `pvio-passthrough`).
+//! reach into a backend's data path, nor read PCI devices, drivers and IOMMU
+//! groups from sysfs itself (those belong to `pvio-backends` and
+//! `pvio-passthrough`). Host facts that are not about PCI devices (CPU flags,
+//! loaded modules, bridges, `/dev/kvm`) it reads directly.
 
 pub mod cli;
 pub mod config;
