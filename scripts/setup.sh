@@ -17,6 +17,8 @@ PACKAGES=(
   xorriso             # ISO images for CD-ROM tests
   e2fsprogs           # mkfs.ext4 for guest-side test filesystems
   kmod                # modprobe vfio-pci on a real host
+  xz-utils            # guest kernel modules shipped as .ko.xz
+  zstd                # guest kernel modules shipped as .ko.zst
   ca-certificates
 )
 
@@ -29,17 +31,17 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then
-  command -v sudo >/dev/null || { say "packages missing (${missing[*]:-none}) and not root and no sudo"; exit 1; }
-  sudo_cmd=(sudo)
-fi
-
 # The kit downloads the guest kernel with `apt-get download`, which needs
 # package lists; a fresh machine (or container) may have none.
 lists_empty() { ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; }
 
 if [ ${#missing[@]} -gt 0 ] || lists_empty; then
+  # Root (or sudo) only when there is something to install.
+  sudo_cmd=()
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { say "need root or sudo to install: ${missing[*]:-(package lists only)}"; exit 1; }
+    sudo_cmd=(sudo)
+  fi
   say "installing: ${missing[*]:-(package lists only)}"
   "${sudo_cmd[@]}" apt-get update -qq
   if [ ${#missing[@]} -gt 0 ]; then
