@@ -21,6 +21,7 @@ pub mod accel;
 pub mod cache;
 pub mod console;
 pub mod cpio;
+pub mod daemon;
 pub mod guest;
 pub mod init;
 pub mod initramfs;
@@ -28,6 +29,7 @@ pub mod kernel;
 pub mod ldd;
 pub mod modinfo;
 pub mod modules;
+pub mod plot;
 pub mod qemu;
 pub mod vmlinux;
 
