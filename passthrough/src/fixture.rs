@@ -236,6 +236,19 @@ impl Fixture {
         );
     }
 
+    /// A route in `/proc/net/ipv6_route`: destination (32 hex digits),
+    /// prefix length and flags in the kernel's hex form (`::/0` is the
+    /// default route).
+    pub fn route6(&self, ifname: &str, destination: &str, prefix: &str, flags: &str) {
+        let zero = "00000000000000000000000000000000";
+        self.append(
+            "proc/net/ipv6_route",
+            &format!(
+                "{destination} {prefix} {zero} 00 fe800000000000000000000000000001 00000400 00000001 00000000 {flags} {ifname:>8}\n"
+            ),
+        );
+    }
+
     /// Starts a fake kernel that honours `unbind`, `bind` and `drivers_probe`
     /// writes (with `driver_override`) and makes `/dev/vfio/<group>` when a
     /// device binds to vfio-pci.

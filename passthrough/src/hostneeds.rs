@@ -5,8 +5,8 @@
 //! refuses them unless forced.
 //!
 //! Everything is read under the [`Host`] roots: `proc/self/mountinfo`,
-//! `proc/swaps`, `proc/net/route`, `sys/dev/block`, `sys/class/{block,net,
-//! graphics,vtconsole}`.
+//! `proc/swaps`, `proc/net/route` (IPv4), `proc/net/ipv6_route`,
+//! `sys/dev/block`, `sys/class/{block,net,graphics,vtconsole}`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +29,9 @@ type Result<T> = std::result::Result<T, HostNeedsError>;
 /// network interfaces (a VLAN on a bond on a bridge) are followed.
 const MAX_DEPTH: usize = 8;
 
+/// A route flag: the route rejects packets (`unreachable`, `prohibit`).
+const RTF_REJECT: u32 = 0x0200;
+
 /// For each PCI device the host needs, what depends on it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostNeeds {
@@ -42,6 +45,7 @@ impl HostNeeds {
         needs.scan_mounts(host)?;
         needs.scan_swaps(host)?;
         needs.scan_default_route(host)?;
+        needs.scan_default_route6(host)?;
         needs.scan_framebuffer_console(host)?;
         Ok(needs)
     }
@@ -134,6 +138,37 @@ impl HostNeeds {
             }
             for bdf in net_devices(&host.sys, iface, 0) {
                 self.add(bdf, format!("the NIC carrying the default route ({iface})"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The IPv6 default route: destination `::` with prefix length 0 in
+    /// `/proc/net/ipv6_route` (`dest plen src splen nexthop metric refcnt
+    /// use flags iface`, in hex), leaving out reject routes (the kernel's
+    /// "unreachable" default on `lo`).
+    fn scan_default_route6(&mut self, host: &Host) -> Result<()> {
+        let path = host.proc_root.join("net/ipv6_route");
+        let Some(text) = read_optional(&path)? else {
+            return Ok(());
+        };
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(dest), Some(plen), Some(flags), Some(iface)) =
+                (fields.first(), fields.get(1), fields.get(8), fields.get(9))
+            else {
+                continue;
+            };
+            let default = dest.bytes().all(|b| b == b'0') && dest.len() == 32;
+            let reject = u32::from_str_radix(flags, 16).is_ok_and(|f| f & RTF_REJECT != 0);
+            if !default || *plen != "00" || reject {
+                continue;
+            }
+            for bdf in net_devices(&host.sys, iface, 0) {
+                self.add(
+                    bdf,
+                    format!("the NIC carrying the IPv6 default route ({iface})"),
+                );
             }
         }
         Ok(())
@@ -386,6 +421,33 @@ mod tests {
             ["the NIC carrying the default route (eth0)"]
         );
         assert!(needs.reasons(bdf("00:07.0")).is_empty());
+    }
+
+    #[test]
+    fn the_ipv6_default_route_nic_is_needed_and_others_are_not() {
+        let fx = Fixture::new();
+        fx.device("0000:00:02.0", 0x8086, 0x100e, 0x020000);
+        fx.device("0000:00:07.0", 0x8086, 0x100e, 0x020000);
+        fx.device("0000:00:08.0", 0x8086, 0x100e, 0x020000);
+        fx.net_interface("eth0", "0000:00:02.0");
+        fx.net_interface("eth1", "0000:00:07.0");
+        fx.net_interface("eth2", "0000:00:08.0");
+        // An IPv6-only host: no IPv4 default route at all.
+        let zero = "00000000000000000000000000000000";
+        fx.route6("eth0", zero, "00", "00450003");
+        // A /64 on eth1 is not a default route; nor is ::/0 as a source.
+        fx.route6("eth1", "20010db8000000000000000000000000", "40", "00000001");
+        // The kernel's unreachable default (a reject route) on eth2.
+        fx.route6("eth2", zero, "00", "00200200");
+        fx.route6("lo", zero, "00", "00200200");
+        let needs = HostNeeds::scan(&fx.host()).unwrap();
+        assert_eq!(
+            needs.reasons(bdf("00:02.0")),
+            ["the NIC carrying the IPv6 default route (eth0)"]
+        );
+        assert!(needs.reasons(bdf("00:07.0")).is_empty());
+        assert!(needs.reasons(bdf("00:08.0")).is_empty());
+        assert_eq!(needs.devices().count(), 1);
     }
 
     #[test]
