@@ -9,7 +9,9 @@
 
 pub mod bdf;
 pub mod bind;
+mod claim;
 pub mod edu;
+mod giveback;
 pub mod host;
 pub mod hostneeds;
 pub mod inventory;
@@ -22,9 +24,9 @@ pub mod vfio;
 pub mod viability;
 pub mod write;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "fixture"))]
 #[allow(dead_code)] // a test kit: not every test uses every helper
-pub(crate) mod fixture;
+pub mod fixture;
 
 pub use bdf::{Bdf, BdfError};
 pub use bind::{BindError, Binder, Prepared, Step};
@@ -33,7 +35,7 @@ pub use hostneeds::{HostNeeds, HostNeedsError};
 pub use inventory::{Inventory, InventoryError, PciDevice};
 pub use listing::{DeviceStatus, State};
 pub use manager::{Manager, ManagerError, Outcome};
-pub use owner::GivenBack;
+pub use owner::{GivenBack, Returned};
 pub use ownership::{Ownership, OwnershipError, Record};
 pub use sysfs::{Sysfs, SysfsError};
 pub use vfio::{DmaBuffer, VfioError, VfioHandle};

@@ -1,12 +1,14 @@
 //! The verdict on each device for listings (`pvio pci-list`): the sysfs
-//! assessment, plus what the ownership record says (owned, busy, half-done).
+//! assessment, plus what the ownership record says (owned, its IOMMU group
+//! owned by another domain, busy, half-done, stale).
 
 use serde::Serialize;
 
 use crate::hostneeds::HostNeeds;
 use crate::inventory::{Inventory, PciDevice};
-use crate::ownership::{Progress, Records};
-use crate::viability::{assess, Options, Refusal};
+use crate::ownership::{Operation, Progress, Record, Records};
+use crate::sysfs::Sysfs;
+use crate::viability::{assess, owner_refusals, Options, Refusal};
 
 /// Where a device stands, for listings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,6 +24,26 @@ pub enum State {
     Busy,
     /// An operation stopped half-way.
     HalfDone,
+    /// Recorded as prepared, but no longer on vfio-pci (the host rebooted,
+    /// or someone rebound it): `pvio release` clears the record.
+    Stale,
+}
+
+/// Why a finished preparation no longer holds: the device is not on
+/// vfio-pci (`driver` is where it is). `None` if it holds.
+pub fn stale(r: &Record, driver: Option<&str>) -> Option<String> {
+    let holds = driver == Some(Sysfs::VFIO_PCI);
+    if !r.done || r.operation != Operation::Prepare || holds {
+        return None;
+    }
+    let what = match &r.owner {
+        Some(o) => format!("{} is recorded as assigned to `{o}`", r.bdf),
+        None => format!("{} is recorded as prepared for guests", r.bdf),
+    };
+    Some(format!(
+        "{what} but is on {} (the host rebooted, or it was rebound by hand)",
+        driver.unwrap_or("no driver")
+    ))
 }
 
 /// A device with its verdict, for `pci-list`.
@@ -51,26 +73,35 @@ pub(crate) fn status(
 ) -> DeviceStatus {
     let mut verdict = assess(dev, inv, needs, Options::default());
     let record = records.devices.get(&dev.bdf);
-    let (state, operation) = match record.map(|r| (r, r.progress())) {
-        None => (State::Host, None),
-        Some((r, Progress::Running)) => {
-            verdict
-                .refusals
-                .push(Refusal::InProgress { what: r.describe() });
-            (State::Busy, Some(r.describe()))
+    let own = record.and_then(|r| r.owner.as_deref());
+    verdict.refusals.extend(owner_refusals(dev, records, own));
+    let stale = record.and_then(|r| stale(r, dev.driver.as_deref()));
+    let (state, operation) = match (record, stale) {
+        (None, _) => (State::Host, None),
+        (Some(_), Some(what)) => {
+            verdict.refusals.push(Refusal::Stale { what: what.clone() });
+            (State::Stale, Some(what))
         }
-        Some((r, Progress::HalfDone)) => {
-            verdict
-                .refusals
-                .push(Refusal::HalfDone { what: r.describe() });
-            (State::HalfDone, Some(r.describe()))
-        }
-        Some((r, Progress::Done)) => match &r.owner {
-            Some(o) => {
-                verdict.refusals.push(Refusal::Owned { owner: o.clone() });
-                (State::Assigned, None)
+        (Some(r), None) => match r.progress() {
+            Progress::Running => {
+                verdict
+                    .refusals
+                    .push(Refusal::InProgress { what: r.describe() });
+                (State::Busy, Some(r.describe()))
             }
-            None => (State::Prepared, None),
+            Progress::HalfDone => {
+                verdict
+                    .refusals
+                    .push(Refusal::HalfDone { what: r.describe() });
+                (State::HalfDone, Some(r.describe()))
+            }
+            Progress::Done => match &r.owner {
+                Some(o) => {
+                    verdict.refusals.push(Refusal::Owned { owner: o.clone() });
+                    (State::Assigned, None)
+                }
+                None => (State::Prepared, None),
+            },
         },
     };
     DeviceStatus {

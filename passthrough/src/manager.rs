@@ -6,18 +6,21 @@
 //!
 //! Owners are opaque names: the caller (the runtime) knows what a domain is.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::bdf::Bdf;
 use crate::bind::{BindError, Binder, Step, Waits};
+use crate::claim::{Claim, Wanted};
 use crate::host::Host;
 use crate::hostneeds::{HostNeeds, HostNeedsError};
 use crate::inventory::{Inventory, InventoryError, PciDevice};
 use crate::listing::{status, DeviceStatus};
-use crate::ownership::{Operation, Ownership, OwnershipError, Progress, Record, Records};
+use crate::ownership::{Operation, Ownership, OwnershipError, Record};
 use crate::sysfs::{Sysfs, SysfsError};
 use crate::vfio::{VfioError, VfioHandle};
-use crate::viability::{assess, Options, Refusal};
+use crate::viability::{assess_with, Options, Refusal};
 use crate::write::SysfsWriter;
 
 /// A passthrough operation failed.
@@ -115,6 +118,10 @@ pub struct Outcome {
     pub group: Option<u32>,
     /// Whether the group was opened through VFIO and found VIABLE.
     pub viable: bool,
+    /// Whether this call recorded the owner on a device that did not have
+    /// it (taken from the host, or prepared before with no owner): what a
+    /// caller that fails afterwards gives back.
+    pub claimed: bool,
 }
 
 /// Called with the record before a release unbinds a device, so that the
@@ -125,9 +132,9 @@ pub type BeforeGiveBack<'h> = &'h mut dyn FnMut(&Record) -> std::result::Result<
 /// The passthrough operations on one host.
 #[derive(Debug)]
 pub struct Manager {
-    host: Host,
-    state: Ownership,
-    writer: SysfsWriter,
+    pub(crate) host: Host,
+    pub(crate) state: Ownership,
+    pub(crate) writer: SysfsWriter,
     waits: Waits,
     open_vfio: bool,
 }
@@ -175,7 +182,7 @@ impl Manager {
         &self.state
     }
 
-    fn binder(&self) -> Binder<'_> {
+    pub(crate) fn binder(&self) -> Binder<'_> {
         Binder::new(&self.host, &self.writer).waits(self.waits)
     }
 
@@ -226,85 +233,76 @@ impl Manager {
 
     /// Prepares `bdf` for guests with no owner (`pci-assignable-add`).
     pub fn prepare(&self, bdf: Bdf, opts: Options) -> Result<Outcome> {
-        self.prepare_inner(bdf, None, opts)
+        self.prepare_inner(bdf, &[], None, opts)
     }
 
     /// Prepares `bdf` and records `owner` as its owner (`assign`).
     pub fn prepare_for(&self, bdf: Bdf, owner: &str, opts: Options) -> Result<Outcome> {
-        self.prepare_inner(bdf, Some(owner), opts)
+        self.prepare_inner(bdf, &[], Some(owner), opts)
     }
 
-    fn prepare_inner(&self, bdf: Bdf, owner: Option<&str>, opts: Options) -> Result<Outcome> {
+    /// Prepares `bdf` together with the members of its IOMMU group listed
+    /// in `along` (a GPU and its audio function named together in a
+    /// domain's config), all for `owner`: as `--group` does, but only for
+    /// those members. Members of `along` outside its group are ignored.
+    pub fn prepare_together_for(
+        &self,
+        bdf: Bdf,
+        along: &[Bdf],
+        owner: &str,
+        opts: Options,
+    ) -> Result<Outcome> {
+        self.prepare_inner(bdf, along, Some(owner), opts)
+    }
+
+    fn prepare_inner(
+        &self,
+        bdf: Bdf,
+        along: &[Bdf],
+        owner: Option<&str>,
+        opts: Options,
+    ) -> Result<Outcome> {
         let inv = Inventory::scan(&self.host.sys)?;
         let dev = device(&self.host.sys, &inv, bdf)?;
         let needs = HostNeeds::scan(&self.host)?;
-        let verdict = assess(dev, &inv, &needs, opts);
+        let verdict = assess_with(dev, &inv, &needs, opts, along);
         let devices: Vec<Bdf> = std::iter::once(bdf)
             .chain(verdict.take_along.iter().copied())
             .collect();
-
+        let dry = self.writer.is_dry_run();
+        let wanted = Wanted {
+            primary: dev,
+            devices: &devices,
+            owner,
+            inv: &inv,
+            refusals: &verdict.refusals,
+        };
         // Check and claim under the lock, so one of two racing claims wins.
-        let claim = |records: &mut Records| -> Result<Option<Outcome>> {
-            if let Some(r) = records.devices.get_mut(&bdf) {
-                claimable(r, owner)?;
-                if owner.is_some() && r.owner.is_none() && !self.writer.is_dry_run() {
-                    r.owner = owner.map(str::to_owned);
-                }
-                return Ok(Some(Outcome {
+        let claimed = if dry {
+            wanted.claim(&mut self.state.load()?, true)?
+        } else {
+            self.state.update(|rs| wanted.claim(rs, false))??
+        };
+        let (before, claimed) = match claimed {
+            Claim::Already { along, claimed } => {
+                return Ok(Outcome {
                     bdf,
                     already: true,
-                    taken_along: Vec::new(),
+                    taken_along: along,
                     warnings: Vec::new(),
                     group: dev.iommu_group,
                     viable: false,
-                }));
+                    claimed,
+                })
             }
-            let mut refusals = verdict.refusals.clone();
-            for m in &verdict.take_along {
-                if let Some(r) = records.devices.get(m) {
-                    if let Err(ManagerError::Refused { refusals: more, .. }) = claimable(r, owner) {
-                        refusals.extend(more);
-                    }
-                }
-            }
-            if !refusals.is_empty() {
-                return Err(ManagerError::Refused { bdf, refusals });
-            }
-            if self.writer.is_dry_run() {
-                return Ok(None);
-            }
-            for &d in &devices {
-                let previous = inv.get(d).and_then(|x| x.driver.clone());
-                records.devices.insert(
-                    d,
-                    Record {
-                        bdf: d,
-                        owner: owner.map(str::to_owned),
-                        previous_driver: previous.filter(|p| p != Sysfs::VFIO_PCI),
-                        operation: Operation::Prepare,
-                        step: None,
-                        done: false,
-                        pid: std::process::id(),
-                        group_of: (d != bdf).then_some(bdf),
-                    },
-                );
-            }
-            Ok(None)
+            Claim::Go { before, claimed } => (before, claimed),
         };
-        let already = if self.writer.is_dry_run() {
-            claim(&mut self.state.load()?)?
-        } else {
-            self.state.update(claim)??
-        };
-        if let Some(done) = already {
-            return Ok(done);
-        }
         for (i, &d) in devices.iter().enumerate() {
             let mut steps = StepRecorder::new(self, d);
             let result = self.binder().prepare(d, &mut |s| steps.step(s));
             let recorded = steps.finish();
             if let Err(source) = result {
-                let rolled_back = self.roll_back(&devices[..=i]);
+                let rolled_back = self.roll_back(&devices[..=i], &before);
                 return Err(ManagerError::Failed {
                     bdf: d,
                     rolled_back,
@@ -313,11 +311,10 @@ impl Manager {
             }
             recorded?;
         }
-        let dry = self.writer.is_dry_run();
         let viable = self.open_vfio && !dry;
         if viable {
             if let Err(source) = VfioHandle::open(&self.host, bdf) {
-                let rolled_back = self.roll_back(&devices);
+                let rolled_back = self.roll_back(&devices, &before);
                 return Err(ManagerError::Vfio {
                     bdf,
                     rolled_back,
@@ -341,14 +338,24 @@ impl Manager {
             warnings: verdict.warnings,
             group: dev.iommu_group,
             viable,
+            claimed,
         })
     }
 
-    /// Gives back what a failed prepare did; true if all went back.
-    fn roll_back(&self, devices: &[Bdf]) -> bool {
+    /// Gives back what a failed prepare did; true if all went back. A
+    /// device that was recorded before (prepared, on vfio-pci) gets its
+    /// old record back and stays on vfio-pci.
+    fn roll_back(&self, devices: &[Bdf], before: &BTreeMap<Bdf, Record>) -> bool {
         let records = self.state.load().unwrap_or_default();
         let mut all = true;
         for &d in devices.iter().rev() {
+            if let Some(old) = before.get(&d) {
+                if let Err(e) = self.state.update(|rs| rs.devices.insert(d, old.clone())) {
+                    tracing::warn!("cannot restore the record of {d}: {e}");
+                    all = false;
+                }
+                continue;
+            }
             let previous = records
                 .devices
                 .get(&d)
@@ -368,150 +375,11 @@ impl Manager {
         }
         all
     }
-
-    /// Gives a prepared, unowned device back (`pci-assignable-remove`):
-    /// unbind vfio-pci, clear `driver_override`, and with `rebind` bind the
-    /// driver it had. Also finishes a half-done preparation.
-    pub fn give_back(&self, bdf: Bdf, rebind: bool) -> Result<()> {
-        let records = self.state.load()?;
-        match records.devices.get(&bdf) {
-            Some(r) if r.owner.is_some() && r.progress() == Progress::Done => {
-                Err(ManagerError::Refused {
-                    bdf,
-                    refusals: vec![Refusal::Owned {
-                        owner: r.owner.clone().unwrap_or_default(),
-                    }],
-                })
-            }
-            Some(_) => self.finish_give_back(bdf, rebind, &mut |_| Ok(())),
-            None => {
-                let driver = self.host.sys.driver(bdf)?;
-                if !self.host.sys.exists(bdf) {
-                    return Err(InventoryError::NotFound(bdf).into());
-                }
-                if driver.as_deref() != Some(Sysfs::VFIO_PCI) {
-                    return Err(ManagerError::NotManaged { bdf, driver });
-                }
-                // Prepared by hand or by another tool: pvio does not know the
-                // old driver, so the kernel picks one.
-                let fail = |source| ManagerError::Failed {
-                    bdf,
-                    rolled_back: false,
-                    source,
-                };
-                self.binder()
-                    .give_back(bdf, None, false, &mut |_| {})
-                    .map_err(fail)?;
-                if rebind {
-                    self.binder().reprobe(bdf).map_err(fail)?;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// Takes a device back from its owner and returns it to the driver it
-    /// had (`release`). `before` runs first (the runtime's hot-unplug); a
-    /// half-done operation is finished.
-    pub fn release(&self, bdf: Bdf, before: BeforeGiveBack<'_>) -> Result<()> {
-        let records = self.state.load()?;
-        if !records.devices.contains_key(&bdf) {
-            if !self.host.sys.exists(bdf) {
-                return Err(InventoryError::NotFound(bdf).into());
-            }
-            return Err(ManagerError::NotManaged {
-                bdf,
-                driver: self.host.sys.driver(bdf)?,
-            });
-        }
-        self.finish_give_back(bdf, true, before)
-    }
-
-    fn finish_give_back(&self, bdf: Bdf, rebind: bool, before: BeforeGiveBack<'_>) -> Result<()> {
-        let dry = self.writer.is_dry_run();
-        // Mark the device and the members taken along with it as being
-        // given back, under the lock.
-        let mark = |records: &mut Records| -> Result<Vec<Record>> {
-            let r = records
-                .devices
-                .get(&bdf)
-                .ok_or(ManagerError::NotManaged { bdf, driver: None })?;
-            if r.progress() == Progress::Running {
-                return Err(ManagerError::Refused {
-                    bdf,
-                    refusals: vec![Refusal::InProgress { what: r.describe() }],
-                });
-            }
-            let mut list: Vec<Record> = records
-                .devices
-                .values()
-                .filter(|m| m.group_of == Some(bdf))
-                .cloned()
-                .collect();
-            list.push(r.clone());
-            if !dry {
-                for m in &list {
-                    if let Some(x) = records.devices.get_mut(&m.bdf) {
-                        x.operation = Operation::GiveBack;
-                        x.done = false;
-                        x.step = None;
-                        x.pid = std::process::id();
-                    }
-                }
-            }
-            Ok(list)
-        };
-        let list = if dry {
-            mark(&mut self.state.load()?)?
-        } else {
-            self.state.update(mark)??
-        };
-        let primary = list.last().cloned();
-        if let Some(r) = &primary {
-            if let Err(message) = before(r) {
-                if !dry {
-                    self.state.update(|rs| {
-                        for m in &list {
-                            rs.devices.insert(m.bdf, m.clone());
-                        }
-                    })?;
-                }
-                return Err(ManagerError::Unplug {
-                    bdf,
-                    owner: r.owner.clone().unwrap_or_default(),
-                    message,
-                });
-            }
-        }
-        for r in &list {
-            if !self.host.sys.exists(r.bdf) {
-                tracing::warn!("{} is gone from the host; dropping its record", r.bdf);
-            } else {
-                let mut steps = StepRecorder::new(self, r.bdf);
-                let result = self.binder().give_back(
-                    r.bdf,
-                    r.previous_driver.as_deref(),
-                    rebind,
-                    &mut |s| steps.step(s),
-                );
-                steps.finish()?;
-                result.map_err(|source| ManagerError::Failed {
-                    bdf: r.bdf,
-                    rolled_back: false,
-                    source,
-                })?;
-            }
-            if !dry {
-                self.state.update(|rs| rs.devices.remove(&r.bdf))?;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The device from the inventory, or the reason it is not there (absent,
 /// or its sysfs files unreadable).
-fn device<'i>(sys: &Sysfs, inv: &'i Inventory, bdf: Bdf) -> Result<&'i PciDevice> {
+pub(crate) fn device<'i>(sys: &Sysfs, inv: &'i Inventory, bdf: Bdf) -> Result<&'i PciDevice> {
     match inv.get(bdf) {
         Some(d) => Ok(d),
         None => {
@@ -521,38 +389,16 @@ fn device<'i>(sys: &Sysfs, inv: &'i Inventory, bdf: Bdf) -> Result<&'i PciDevice
     }
 }
 
-/// Whether a record lets `owner` have the device; `Ok` means it is already
-/// prepared and the claim is a no-op.
-fn claimable(r: &Record, owner: Option<&str>) -> Result<()> {
-    let refuse = |refusal| {
-        Err(ManagerError::Refused {
-            bdf: r.bdf,
-            refusals: vec![refusal],
-        })
-    };
-    match r.progress() {
-        Progress::Running => refuse(Refusal::InProgress { what: r.describe() }),
-        Progress::HalfDone => refuse(Refusal::HalfDone { what: r.describe() }),
-        Progress::Done if r.operation == Operation::GiveBack => {
-            refuse(Refusal::HalfDone { what: r.describe() })
-        }
-        Progress::Done => match (&r.owner, owner) {
-            (Some(o), Some(n)) if o != n => refuse(Refusal::Owned { owner: o.clone() }),
-            _ => Ok(()),
-        },
-    }
-}
-
 /// Writes each step done into the record (not in dry-run mode), keeping the
 /// first error for after the sysfs work.
-struct StepRecorder<'m> {
+pub(crate) struct StepRecorder<'m> {
     manager: &'m Manager,
     bdf: Bdf,
     error: Option<OwnershipError>,
 }
 
 impl<'m> StepRecorder<'m> {
-    fn new(manager: &'m Manager, bdf: Bdf) -> Self {
+    pub(crate) fn new(manager: &'m Manager, bdf: Bdf) -> Self {
         Self {
             manager,
             bdf,
@@ -560,7 +406,7 @@ impl<'m> StepRecorder<'m> {
         }
     }
 
-    fn step(&mut self, step: Step) {
+    pub(crate) fn step(&mut self, step: Step) {
         if self.manager.writer.is_dry_run() || self.error.is_some() {
             return;
         }
@@ -574,7 +420,7 @@ impl<'m> StepRecorder<'m> {
         }
     }
 
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         match self.error {
             Some(e) => Err(e.into()),
             None => Ok(()),
@@ -585,3 +431,7 @@ impl<'m> StepRecorder<'m> {
 #[cfg(test)]
 #[path = "manager_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "manager_group_tests.rs"]
+mod group_tests;

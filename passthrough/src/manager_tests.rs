@@ -199,15 +199,21 @@ fn two_threads_assigning_one_device_give_one_winner() {
     assert_eq!(driver(&fx, RNG).as_deref(), Some("vfio-pci"));
 }
 
-/// Run by `two_processes_assigning_one_device_give_one_winner` in a child
-/// process; does nothing when run on its own.
+/// One side of `two_processes_assigning_one_device_give_one_winner`, run
+/// in a child process by the test binary (`--ignored --exact`). It is not a
+/// test on its own: run without the parent's fixture, it fails.
 #[test]
+#[ignore = "a child process of two_processes_assigning_one_device_give_one_winner"]
 fn child_assign() {
     let (Ok(root), Ok(owner)) = (
         std::env::var("PVIO_TEST_CHILD_ROOT"),
         std::env::var("PVIO_TEST_CHILD_OWNER"),
     ) else {
-        return;
+        panic!(
+            "child_assign runs only as a child of \
+             two_processes_assigning_one_device_give_one_winner, which sets \
+             PVIO_TEST_CHILD_ROOT and PVIO_TEST_CHILD_OWNER"
+        );
     };
     let root = std::path::PathBuf::from(root);
     let m = Manager::new(
@@ -230,7 +236,12 @@ fn two_processes_assigning_one_device_give_one_winner() {
         .into_iter()
         .map(|owner| {
             std::process::Command::new(&exe)
-                .args(["--exact", "manager::tests::child_assign", "--nocapture"])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "manager::tests::child_assign",
+                    "--nocapture",
+                ])
                 .env("PVIO_TEST_CHILD_ROOT", fx.root())
                 .env("PVIO_TEST_CHILD_OWNER", owner)
                 .stdout(std::process::Stdio::piped())
@@ -262,22 +273,10 @@ fn two_processes_assigning_one_device_give_one_winner() {
 /// Writes a record as a crashed process would have left it.
 fn crashed(fx: &Fixture, op: Operation, step: Option<Step>) {
     let own = Ownership::new(fx.path("state"));
-    own.update(|rs| {
-        rs.devices.insert(
-            bdf(RNG),
-            Record {
-                bdf: bdf(RNG),
-                owner: Some("winxp".into()),
-                previous_driver: Some("virtio-pci".into()),
-                operation: op,
-                step,
-                done: false,
-                pid: u32::MAX - 1,
-                group_of: None,
-            },
-        );
-    })
-    .unwrap();
+    let mut r = Record::started(bdf(RNG), Some("winxp"), Some("virtio-pci".into()), op);
+    r.step = step;
+    r.pid = u32::MAX - 1;
+    own.update(|rs| rs.devices.insert(bdf(RNG), r)).unwrap();
 }
 
 #[test]

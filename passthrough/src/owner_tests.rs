@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::bind::Waits;
 use crate::fixture::Fixture;
 use crate::manager::Manager;
+use crate::owner::Returned;
 use crate::ownership::Ownership;
 use crate::sysfs::Sysfs;
 use crate::viability::Options;
@@ -77,16 +78,17 @@ fn a_domain_end_gives_back_every_device_it_owned() {
     let mut done = m.release_owner("web", None);
     done.sort_by_key(|g| g.bdf);
     // The audio function goes back with the GPU it was taken along with.
-    let back: Vec<(Bdf, Option<String>)> = done
+    let back: Vec<(Bdf, Returned)> = done
         .into_iter()
         .map(|g| (g.bdf, g.result.unwrap()))
         .collect();
+    let on = |d: &str| Returned::Driver(Some(d.to_owned()));
     assert_eq!(
         back,
         [
-            (bdf(RNG), Some("virtio-pci".to_owned())),
-            (bdf(NIC), Some("e1000".to_owned())),
-            (bdf(GPU), Some("nouveau".to_owned())),
+            (bdf(RNG), on("virtio-pci")),
+            (bdf(NIC), on("e1000")),
+            (bdf(GPU), on("nouveau")),
         ]
     );
     assert_eq!(driver(&fx, AUDIO).as_deref(), Some("snd_hda_intel"));
@@ -169,4 +171,86 @@ fn a_reserved_device_is_ready_only_with_an_iommu_and_on_vfio_pci() {
     std::fs::create_dir(fx.path("sys/kernel/iommu_groups")).unwrap();
     let e = m.check_ready(bdf(RNG), "web").unwrap_err();
     assert!(e.to_string().contains("IOMMU"), "{e}");
+}
+
+#[test]
+fn a_domain_end_leaves_a_device_prepared_beforehand_as_it_found_it() {
+    let fx = host();
+    let m = manager(&fx);
+    // `pci-assignable-add` before the domain: the virtio-rng, and the
+    // audio function alone (its GPU has no driver then).
+    m.prepare(bdf(RNG), Options::default()).unwrap();
+    fx.unbind(bdf(GPU));
+    m.prepare(bdf(AUDIO), Options::default()).unwrap();
+    fx.bind(bdf(GPU), "nouveau");
+    // The domain's start takes them, the GPU from nouveau with its group.
+    let group = Options {
+        group: true,
+        ..Options::default()
+    };
+    assert!(
+        m.prepare_for(bdf(RNG), "web", Options::default())
+            .unwrap()
+            .claimed
+    );
+    m.prepare_for(bdf(GPU), "web", group).unwrap();
+    m.prepare_for(bdf(NIC), "web", Options::default()).unwrap();
+    assert_eq!(m.owned_by("web").unwrap().len(), 4);
+
+    let mut done = m.release_owner("web", None);
+    done.sort_by_key(|g| g.bdf);
+    let back: Vec<(Bdf, Returned)> = done
+        .into_iter()
+        .map(|g| (g.bdf, g.result.unwrap()))
+        .collect();
+    let on = |d: &str| Returned::Driver(Some(d.to_owned()));
+    assert_eq!(
+        back,
+        [
+            (bdf(RNG), Returned::Prepared),
+            (bdf(NIC), on("e1000")),
+            (bdf(GPU), on("nouveau")),
+            (bdf(AUDIO), Returned::Prepared),
+        ]
+    );
+    // As before the domain: on vfio-pci, recorded, no owner (the audio
+    // function's GPU is on nouveau again, so only the virtio-rng is
+    // assignable, as before).
+    assert!(m.status(bdf(RNG)).unwrap().assignable);
+    for d in [RNG, AUDIO] {
+        assert_eq!(driver(&fx, d).as_deref(), Some("vfio-pci"));
+        let st = m.status(bdf(d)).unwrap();
+        assert_eq!(st.state, crate::listing::State::Prepared, "{d}");
+        let r = &m.ownership().load().unwrap().devices[&bdf(d)];
+        assert_eq!(
+            (r.owner.as_deref(), r.group_of, r.was_prepared),
+            (None, None, false)
+        );
+    }
+    let rng = &m.ownership().load().unwrap().devices[&bdf(RNG)];
+    assert_eq!(rng.previous_driver.as_deref(), Some("virtio-pci"));
+    assert!(m.owned_by("web").unwrap().is_empty());
+    assert_eq!(m.prepared().unwrap().len(), 2);
+    // `pci-assignable-remove -r` still gives them back to their drivers.
+    m.give_back(bdf(AUDIO), true).unwrap();
+    assert_eq!(driver(&fx, AUDIO).as_deref(), Some("snd_hda_intel"));
+}
+
+#[test]
+fn a_failing_hook_leaves_the_device_and_its_members_with_the_owner() {
+    let fx = host();
+    let m = manager(&fx);
+    let group = Options {
+        group: true,
+        ..Options::default()
+    };
+    m.prepare_for(bdf(GPU), "web", group).unwrap();
+    let done = m.give_back_owned("web", Some(&[bdf(GPU)]), &mut |r| {
+        assert_eq!(r.bdf, bdf(GPU));
+        Err("the guest did not let go".to_owned())
+    });
+    assert_eq!(done.len(), 2);
+    assert!(done.iter().all(|g| g.result.is_err()), "{done:?}");
+    assert_eq!(driver(&fx, GPU).as_deref(), Some("vfio-pci"));
+    assert_eq!(m.owned_by("web").unwrap().len(), 2);
 }

@@ -81,9 +81,22 @@ pub struct Record {
     pub done: bool,
     /// The process that ran the operation.
     pub pid: u32,
+    /// The boot that process ran in (`/proc/sys/kernel/random/boot_id`):
+    /// after a reboot the pid means nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// That process's start time (field 22 of `/proc/PID/stat`, in clock
+    /// ticks since boot): a reused pid has another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<u64>,
     /// The device it was taken along with (`--group`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_of: Option<Bdf>,
+    /// It was prepared for guests with no owner (`pci-assignable-add`)
+    /// before its owner claimed it: when the owner ends, it goes back to
+    /// that state (on vfio-pci, no owner) rather than to its host driver.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub was_prepared: bool,
 }
 
 /// Where an unfinished operation stands.
@@ -98,15 +111,71 @@ pub enum Progress {
 }
 
 impl Record {
-    /// Whether the operation finished, runs, or was cut off.
+    /// A record of `operation` on `bdf` started by this process, not done.
+    pub fn started(
+        bdf: Bdf,
+        owner: Option<&str>,
+        previous_driver: Option<String>,
+        operation: Operation,
+    ) -> Self {
+        let mut r = Self {
+            bdf,
+            owner: owner.map(str::to_owned),
+            previous_driver,
+            operation,
+            step: None,
+            done: false,
+            pid: 0,
+            boot_id: None,
+            start_time: None,
+            group_of: None,
+            was_prepared: false,
+        };
+        r.stamp();
+        r
+    }
+
+    /// Records this process (pid, boot, start time) as the one running
+    /// the operation.
+    pub fn stamp(&mut self) {
+        let me = ProcessId::current();
+        self.pid = me.pid;
+        self.boot_id = me.boot_id;
+        self.start_time = me.start_time;
+    }
+
+    /// Whether the operation finished, runs, or was cut off. It runs only
+    /// if its pid is alive in the same boot with the same start time: a
+    /// record left by a crash before a reboot, or whose pid another
+    /// process has taken since, is half-done.
     pub fn progress(&self) -> Progress {
         if self.done {
             Progress::Done
-        } else if process_alive(self.pid) {
+        } else if self.runner_alive(current_boot_id().as_deref(), process_start_time) {
             Progress::Running
         } else {
             Progress::HalfDone
         }
+    }
+
+    /// Whether the recorded process still runs, given this boot's id and a
+    /// way to read a pid's start time. What cannot be read (an old record
+    /// without them, or no `/proc`) is not held against it.
+    fn runner_alive(&self, boot_id: Option<&str>, start_time: fn(u32) -> Option<u64>) -> bool {
+        if !process_alive(self.pid) {
+            return false;
+        }
+        if let (Some(recorded), Some(now)) = (self.boot_id.as_deref(), boot_id) {
+            if recorded != now {
+                return false;
+            }
+        }
+        if let (Some(recorded), Some(now)) = (self.start_time, start_time(self.pid)) {
+            if recorded != now {
+                return false;
+            }
+        }
+        true
     }
 
     /// What was being done and how far it got, for messages.
@@ -130,6 +199,51 @@ pub fn step_name(step: Step) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("{step:?}"))
+}
+
+/// A process as the record names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessId {
+    /// Its pid.
+    pub pid: u32,
+    /// The boot it runs in.
+    pub boot_id: Option<String>,
+    /// Its start time in clock ticks since boot.
+    pub start_time: Option<u64>,
+}
+
+impl ProcessId {
+    /// This process.
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Self {
+            pid,
+            boot_id: current_boot_id(),
+            start_time: process_start_time(pid),
+        }
+    }
+}
+
+/// This boot's id, from `/proc/sys/kernel/random/boot_id`.
+pub fn current_boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`).
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    parse_stat_start_time(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Field 22 (`starttime`) of a `/proc/PID/stat` line. Field 2 is the
+/// command name in parentheses, which may itself hold spaces and
+/// parentheses, so the fields are counted from the last `)`.
+pub fn parse_stat_start_time(stat: &str) -> Option<u64> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts with field 3 (the state): field 22 is the 20th.
+    rest.split_whitespace().nth(19)?.parse().ok()
 }
 
 /// Whether a process exists.
@@ -288,16 +402,14 @@ mod tests {
     use super::*;
 
     fn record(bdf: &str, owner: Option<&str>) -> Record {
-        Record {
-            bdf: bdf.parse().unwrap(),
-            owner: owner.map(str::to_owned),
-            previous_driver: Some("e1000".into()),
-            operation: Operation::Prepare,
-            step: Some(Step::OverrideSet),
-            done: false,
-            pid: std::process::id(),
-            group_of: None,
-        }
+        let mut r = Record::started(
+            bdf.parse().unwrap(),
+            owner,
+            Some("e1000".into()),
+            Operation::Prepare,
+        );
+        r.step = Some(Step::OverrideSet);
+        r
     }
 
     #[test]
@@ -348,6 +460,52 @@ mod tests {
         );
         r.done = true;
         assert_eq!(r.progress(), Progress::Done);
+    }
+
+    #[test]
+    fn a_record_from_another_boot_or_a_reused_pid_is_half_done() {
+        // This process is alive: only its boot id and start time can tell
+        // a record of it from one left by a crashed run with the same pid.
+        let mut r = record("0000:00:02.0", None);
+        let me = ProcessId::current();
+        assert!(me.boot_id.is_some() && me.start_time.is_some(), "{me:?}");
+        assert_eq!(
+            (r.boot_id.clone(), r.start_time),
+            (me.boot_id.clone(), me.start_time)
+        );
+        assert_eq!(r.progress(), Progress::Running);
+
+        // Written before a reboot: same pid, another boot.
+        r.boot_id = Some("00000000-0000-0000-0000-000000000000".into());
+        assert_eq!(r.progress(), Progress::HalfDone);
+        // The pid is reused by another process: another start time.
+        r.boot_id = me.boot_id.clone();
+        r.start_time = me.start_time.map(|t| t + 1);
+        assert_eq!(r.progress(), Progress::HalfDone);
+        // A record from before these fields existed: the pid alone.
+        r.boot_id = None;
+        r.start_time = None;
+        assert_eq!(r.progress(), Progress::Running);
+
+        // Old records without the fields still load.
+        let old = r#"{"bdf":"0000:00:02.0","owner":null,"previous_driver":null,
+            "operation":"prepare","step":null,"done":false,"pid":1}"#;
+        let r: Record = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (r.boot_id, r.start_time, r.was_prepared),
+            (None, None, false)
+        );
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_counted_past_the_command_name() {
+        let stat =
+            "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 50";
+        assert_eq!(parse_stat_start_time(stat), Some(987_654));
+        assert_eq!(parse_stat_start_time("4242 (x) S 1"), None);
+        assert_eq!(parse_stat_start_time("no parenthesis"), None);
+        let mine = process_start_time(std::process::id()).unwrap();
+        assert!(mine > 0);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! off, it is not an endpoint, another member of its IOMMU group is in host
 //! use, or the host needs it. Each reason says what to do about it.
 //!
-//! Ownership (a device already given to someone, or a half-done assignment)
-//! is added by the caller from the ownership record as [`Refusal::Owned`] and
-//! [`Refusal::HalfDone`], so that one list of reasons covers every check.
+//! Ownership (a device already given to someone, a group that belongs to
+//! another domain, a half-done assignment, a stale record) comes from the
+//! ownership record: [`owner_refusals`] for the group, and the caller for
+//! the device's own record, so that one list of reasons covers every check.
 
 use std::fmt;
 
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::bdf::Bdf;
 use crate::hostneeds::HostNeeds;
 use crate::inventory::{Inventory, PciDevice};
+use crate::ownership::Records;
 use crate::sysfs::Sysfs;
 
 /// Drivers that may hold another member of a device's IOMMU group while the
@@ -76,6 +78,22 @@ pub enum Refusal {
         /// The owner.
         owner: String,
     },
+    /// Another member of the IOMMU group belongs to another domain: a
+    /// group is opened by one device model, so it belongs to one domain.
+    GroupOwned {
+        /// The group.
+        group: u32,
+        /// The member owned.
+        member: Bdf,
+        /// Its owner.
+        owner: String,
+    },
+    /// The record says the device is prepared, but it is not on vfio-pci
+    /// any more (the host rebooted, or it was rebound by hand).
+    Stale {
+        /// What the record says and where the device is.
+        what: String,
+    },
     /// Another pvio process is working on it right now.
     InProgress {
         /// What it is doing.
@@ -133,6 +151,20 @@ impl fmt::Display for Refusal {
                 f,
                 "it is already owned by `{owner}`; `pvio release` it first"
             ),
+            Self::GroupOwned {
+                group,
+                member,
+                owner,
+            } => write!(
+                f,
+                "IOMMU group {group} belongs to `{owner}` ({member} is assigned to it), and a \
+                 group can belong to only one domain: assign it to `{owner}`, or `pvio release \
+                 {member}` first"
+            ),
+            Self::Stale { what } => write!(
+                f,
+                "the record is stale: {what}; `pvio release` clears the record"
+            ),
             Self::InProgress { what } => write!(f, "busy: {what} is still running"),
             Self::HalfDone { what } => write!(
                 f,
@@ -170,6 +202,20 @@ impl Assessment {
 
 /// Assesses `dev` against the rest of the host.
 pub fn assess(dev: &PciDevice, inv: &Inventory, needs: &HostNeeds, opts: Options) -> Assessment {
+    assess_with(dev, inv, needs, opts, &[])
+}
+
+/// Assesses `dev` to be taken together with `along`: the members of its
+/// IOMMU group listed there go along with it (as `--group` takes them
+/// all) instead of being in the way. Devices of `along` outside its group
+/// are not considered.
+pub fn assess_with(
+    dev: &PciDevice,
+    inv: &Inventory,
+    needs: &HostNeeds,
+    opts: Options,
+    along: &[Bdf],
+) -> Assessment {
     let mut out = Assessment {
         bdf: dev.bdf,
         refusals: Vec::new(),
@@ -205,7 +251,7 @@ pub fn assess(dev: &PciDevice, inv: &Inventory, needs: &HostNeeds, opts: Options
             }
             continue;
         }
-        if opts.group {
+        if opts.group || along.contains(&m) {
             out.take_along.push(m);
         } else if !safe {
             in_way.push(Blocker {
@@ -238,6 +284,25 @@ pub fn assess(dev: &PciDevice, inv: &Inventory, needs: &HostNeeds, opts: Options
         }
     }
     out
+}
+
+/// What the record says about `dev`'s IOMMU group for `owner` (`None`:
+/// for guests with no owner, or for a listing): every other member owned
+/// by another domain is a [`Refusal::GroupOwned`].
+pub fn owner_refusals(dev: &PciDevice, records: &Records, owner: Option<&str>) -> Vec<Refusal> {
+    dev.group_members
+        .iter()
+        .filter_map(|m| records.devices.get(m))
+        .filter_map(|r| match (&r.owner, owner) {
+            (Some(o), Some(n)) if o == n => None,
+            (Some(o), _) => Some(Refusal::GroupOwned {
+                group: dev.iommu_group.unwrap_or_default(),
+                member: r.bdf,
+                owner: o.clone(),
+            }),
+            (None, _) => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -356,6 +421,77 @@ mod tests {
         );
         assert!(v.assignable(), "{v:?}");
         assert_eq!(v.take_along, [bdf("01:00.1")]);
+    }
+
+    #[test]
+    fn members_listed_together_go_along_and_others_stay_in_the_way() {
+        let fx = Fixture::new();
+        fx.device("0000:01:00.0", 0x10de, 0x1b80, 0x030000)
+            .driver("nouveau")
+            .group(7);
+        fx.device("0000:01:00.1", 0x10de, 0x10f0, 0x040300)
+            .driver("snd_hda_intel")
+            .group(7);
+        fx.device("0000:01:00.2", 0x10de, 0x1ad6, 0x0c0330)
+            .driver("xhci_hcd")
+            .group(7);
+        let inv = Inventory::scan(&fx.sysfs()).unwrap();
+        let needs = HostNeeds::scan(&fx.host()).unwrap();
+        let gpu = inv.get(bdf("01:00.0")).unwrap();
+        let v = assess_with(gpu, &inv, &needs, Options::default(), &[bdf("01:00.1")]);
+        assert_eq!(v.take_along, [bdf("01:00.1")]);
+        assert_eq!(
+            v.refusals,
+            [Refusal::GroupInUse {
+                group: 7,
+                members: vec![Blocker {
+                    bdf: bdf("01:00.2"),
+                    driver: "xhci_hcd".into()
+                }]
+            }]
+        );
+        let all = [bdf("01:00.1"), bdf("01:00.2"), bdf("00:09.0")];
+        let v = assess_with(gpu, &inv, &needs, Options::default(), &all);
+        assert!(v.assignable(), "{v:?}");
+        assert_eq!(v.take_along, [bdf("01:00.1"), bdf("01:00.2")]);
+    }
+
+    #[test]
+    fn a_group_belongs_to_one_owner() {
+        use crate::ownership::{Operation, Record};
+        let fx = Fixture::new();
+        fx.device("0000:01:00.0", 0x10de, 0x1b80, 0x030000)
+            .driver("vfio-pci")
+            .group(7);
+        fx.device("0000:01:00.1", 0x10de, 0x10f0, 0x040300)
+            .driver("vfio-pci")
+            .group(7);
+        let inv = Inventory::scan(&fx.sysfs()).unwrap();
+        let audio = inv.get(bdf("01:00.1")).unwrap();
+        let mut records = Records::default();
+        let mut r = Record::started(bdf("01:00.0"), Some("domA"), None, Operation::Prepare);
+        r.done = true;
+        records.devices.insert(r.bdf, r);
+        assert!(owner_refusals(audio, &records, Some("domA")).is_empty());
+        for owner in [Some("domB"), None] {
+            let why = owner_refusals(audio, &records, owner);
+            assert_eq!(
+                why,
+                [Refusal::GroupOwned {
+                    group: 7,
+                    member: bdf("01:00.0"),
+                    owner: "domA".into()
+                }]
+            );
+            let text = why[0].to_string();
+            assert!(
+                text.contains("IOMMU group 7 belongs to `domA` (0000:01:00.0 is assigned to it)"),
+                "{text}"
+            );
+        }
+        // A prepared member with no owner binds no one.
+        records.devices.values_mut().for_each(|r| r.owner = None);
+        assert!(owner_refusals(audio, &records, Some("domB")).is_empty());
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Host PCI devices a domain owns while it runs. The supervisor takes them
-//! before QEMU starts: each config `pci` device is prepared for the domain
-//! (`Manager::prepare_for`: the checks, then vfio-pci), and each device
+//! before QEMU starts: the config `pci` devices are prepared for the
+//! domain (`Manager::prepare_for`: the checks, then vfio-pci), those of one
+//! IOMMU group together (a GPU and its audio function), and each device
 //! `pvio assign` reserved for it is checked and added to QEMU's command
 //! line. All are named [`ids::passthrough_id`] in QEMU. When the domain
 //! ends, however it ends, they go back to the drivers they had and their
-//! records are dropped; a start that fails gives back only what it took,
-//! and reservations stay for the next `pvio create`.
+//! records are dropped, except devices prepared with `pci-assignable-add`
+//! before the domain took them: those stay prepared, with no owner. A
+//! start that fails gives back only what it took, and reservations stay
+//! for the next `pvio create`.
 //!
 //! The host side is `pvio-passthrough`'s; the owner is the domain's name.
 
 use pvio_passthrough::{Bdf, BdfError, Host, Manager, ManagerError, Options, Ownership};
-use pvio_passthrough::{Sysfs, SysfsWriter};
+use pvio_passthrough::{Returned, Sysfs, SysfsWriter};
 use serde::{Deserialize, Serialize};
 
 use super::record::PciEntry;
@@ -153,6 +156,7 @@ fn take_into(
     config: &[PciLaunch],
     taken: &mut Taken,
 ) -> Result<(), PassthroughError> {
+    let mut devices = Vec::new();
     for p in config {
         let bdf: Bdf = p
             .bdf
@@ -162,34 +166,24 @@ fn take_into(
                 bdf: p.bdf.clone(),
                 source,
             })?;
-        let recorded = m
-            .ownership()
-            .load()
-            .map_err(|e| config_error(p, e.into()))?
-            .devices
-            .contains_key(&bdf);
-        if !p.seize && !recorded {
-            let driver = m
-                .host()
-                .sys
-                .driver(bdf)
-                .map_err(|e| config_error(p, e.into()))?;
-            if let Some(driver) = driver.filter(|d| d != Sysfs::VFIO_PCI) {
-                return Err(PassthroughError::NotSeized {
-                    at: p.at.clone(),
-                    bdf,
-                    driver,
-                });
-            }
+        devices.push((bdf, p));
+    }
+    for set in by_group(m, &devices) {
+        let (bdf, p) = set[0];
+        for &(d, q) in &set {
+            check_seize(m, d, q)?;
         }
+        let along: Vec<Bdf> = set[1..].iter().map(|(d, _)| *d).collect();
         let out = m
-            .prepare_for(bdf, owner, Options::default())
+            .prepare_together_for(bdf, &along, owner, Options::default())
             .map_err(|e| config_error(p, e))?;
         for w in &out.warnings {
             tracing::warn!("{w}");
         }
-        taken.config.push(bdf);
-        tracing::info!("{bdf} is on vfio-pci for `{owner}` ({})", p.at);
+        for (d, q) in set {
+            taken.config.push(d);
+            tracing::info!("{d} is on vfio-pci for `{owner}` ({})", q.at);
+        }
     }
     let reserved = m
         .owned_by(owner)
@@ -213,6 +207,56 @@ fn take_into(
     Ok(())
 }
 
+/// A config device with its spec.
+type Named<'p> = (Bdf, &'p PciLaunch);
+
+/// The config devices in sets to prepare together: those of one IOMMU
+/// group (a GPU and its audio function), in config order, the first of
+/// each set first. A device without a group (or not found) is alone; the
+/// prepare says why it cannot be taken.
+fn by_group<'p>(m: &Manager, devices: &[Named<'p>]) -> Vec<Vec<Named<'p>>> {
+    let group = |b: Bdf| m.host().sys.iommu_group(b).ok().flatten();
+    let mut sets: Vec<(Option<u32>, Vec<Named<'p>>)> = Vec::new();
+    for &(b, p) in devices {
+        let g = group(b);
+        match sets.iter_mut().find(|(sg, _)| g.is_some() && *sg == g) {
+            Some((_, set)) => set.push((b, p)),
+            None => sets.push((g, vec![(b, p)])),
+        }
+    }
+    sets.into_iter().map(|(_, set)| set).collect()
+}
+
+/// A device held by a host driver needs `seize` (or a record: prepared
+/// before by pvio).
+fn check_seize(m: &Manager, bdf: Bdf, p: &PciLaunch) -> Result<(), PassthroughError> {
+    if p.seize {
+        return Ok(());
+    }
+    let recorded = m
+        .ownership()
+        .load()
+        .map_err(|e| config_error(p, e.into()))?
+        .devices
+        .contains_key(&bdf);
+    if recorded {
+        return Ok(());
+    }
+    let driver = m
+        .host()
+        .sys
+        .driver(bdf)
+        .map_err(|e| config_error(p, e.into()))?;
+    match driver.filter(|d| d != Sysfs::VFIO_PCI) {
+        Some(driver) => Err(PassthroughError::NotSeized {
+            at: p.at.clone(),
+            bdf,
+            driver,
+        }),
+        None => Ok(()),
+    }
+}
+
 fn config_error(p: &PciLaunch, source: ManagerError) -> PassthroughError {
     PassthroughError::Config {
         at: p.at.clone(),
@@ -226,8 +270,12 @@ pub fn give_back_lines(m: &Manager, owner: &str, only: Option<&[Bdf]>) -> Vec<St
     m.release_owner(owner, only)
         .into_iter()
         .map(|g| match g.result {
-            Ok(Some(driver)) => format!("gave {} back to {driver}", g.bdf),
-            Ok(None) => format!("gave {} back (no driver)", g.bdf),
+            Ok(Returned::Driver(Some(driver))) => format!("gave {} back to {driver}", g.bdf),
+            Ok(Returned::Driver(None)) => format!("gave {} back (no driver)", g.bdf),
+            Ok(Returned::Prepared) => format!(
+                "left {} on vfio-pci, prepared for guests as it was before `{owner}` took it",
+                g.bdf
+            ),
             Err(e) => format!("could not give {} back: {}", g.bdf, error_line(&e)),
         })
         .collect()

@@ -1,7 +1,10 @@
 //! Tests of `passthrough.rs` over a small host tree (no kernel behind it):
 //! what a domain's start refuses before it writes anything, and the QEMU
-//! arguments and record entries of what it took. Giving devices back is
-//! tested in `pvio-passthrough` (`owner_tests.rs`), with a fake kernel.
+//! arguments and record entries of what it took; and over
+//! `pvio-passthrough`'s fixture host with its fake kernel: a GPU and its
+//! audio function named together in a config, and a device prepared before
+//! the domain left prepared at its end. The rest of giving devices back is
+//! tested in `pvio-passthrough` (`owner_tests.rs`).
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -139,4 +142,116 @@ fn no_devices_take_nothing_and_what_is_taken_becomes_args_and_entries() {
             ("0000:04:00.1".to_owned(), "pt-0000-04-00.1".to_owned()),
         ]
     );
+}
+
+/// A fixture host (`pvio-passthrough`'s, with its fake kernel) with a GPU on
+/// nouveau and its audio function on snd_hda_intel in IOMMU group 7, and a
+/// virtio-rng alone in group 4.
+mod gpu {
+    use std::time::Duration;
+
+    use pvio_passthrough::bind::Waits;
+    use pvio_passthrough::fixture::Fixture;
+
+    use super::*;
+
+    pub const GPU: &str = "0000:01:00.0";
+    pub const AUDIO: &str = "0000:01:00.1";
+    pub const RNG: &str = "0000:00:03.0";
+
+    pub fn host() -> Fixture {
+        let mut fx = Fixture::new();
+        fx.device(GPU, 0x10de, 0x1b80, 0x030000)
+            .driver("nouveau")
+            .group(7);
+        fx.device(AUDIO, 0x10de, 0x10f0, 0x040300)
+            .driver("snd_hda_intel")
+            .group(7);
+        fx.device(RNG, 0x1af4, 0x1005, 0x00ff00)
+            .driver("virtio-pci")
+            .group(4);
+        fx.driver_dir(Sysfs::VFIO_PCI);
+        fx.start_fake_kernel();
+        fx
+    }
+
+    pub fn manager(fx: &Fixture) -> Manager {
+        Manager::new(
+            fx.host(),
+            Ownership::new(fx.path("state")),
+            SysfsWriter::apply(),
+        )
+        .waits(Waits {
+            settle: Duration::from_millis(1500),
+            poll: Duration::from_millis(5),
+        })
+    }
+
+    pub fn driver(fx: &Fixture, b: &str) -> Option<String> {
+        fx.sysfs().driver(b.parse().unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn a_gpu_and_its_audio_function_in_one_config_are_taken_together_in_either_order() {
+    use gpu::{AUDIO, GPU};
+    for order in [[GPU, AUDIO], [AUDIO, GPU]] {
+        let fx = gpu::host();
+        let m = gpu::manager(&fx);
+        let config: Vec<PciLaunch> = order.iter().map(|b| spec(b, true)).collect();
+        let taken =
+            take(&m, "win", &config).unwrap_or_else(|e| panic!("{order:?}: {}", error_line(&e)));
+        let expected: Vec<Bdf> = order.iter().map(|b| b.parse().unwrap()).collect();
+        assert_eq!(taken.config, expected);
+        assert!(taken.reserved.is_empty());
+        for b in order {
+            assert_eq!(gpu::driver(&fx, b).as_deref(), Some("vfio-pci"), "{b}");
+        }
+        // The domain ends: both go back to their drivers.
+        let lines = give_back_lines(&m, "win", None);
+        assert_eq!(
+            lines,
+            [format!(
+                "gave {} back to {}",
+                order[0],
+                gpu::driver(&fx, order[0]).unwrap()
+            )]
+        );
+        assert_eq!(gpu::driver(&fx, GPU).as_deref(), Some("nouveau"));
+        assert_eq!(gpu::driver(&fx, AUDIO).as_deref(), Some("snd_hda_intel"));
+        assert!(m.ownership().load().unwrap().devices.is_empty());
+    }
+}
+
+#[test]
+fn only_one_function_of_the_gpu_in_the_config_is_refused_naming_the_other() {
+    let fx = gpu::host();
+    let m = gpu::manager(&fx);
+    let e = take(&m, "win", &[spec(gpu::GPU, true)]).unwrap_err();
+    let line = error_line(&e);
+    assert!(
+        line.contains("0000:01:00.1 (snd_hda_intel)") && line.contains("--group"),
+        "{line}"
+    );
+    assert_eq!(gpu::driver(&fx, gpu::GPU).as_deref(), Some("nouveau"));
+}
+
+#[test]
+fn a_domain_end_leaves_a_device_prepared_beforehand_prepared() {
+    let fx = gpu::host();
+    let m = gpu::manager(&fx);
+    let rng: Bdf = gpu::RNG.parse().unwrap();
+    m.prepare(rng, Options::default()).unwrap();
+    // Prepared already: no seize needed.
+    let taken = take(&m, "web", &[spec(gpu::RNG, false)]).unwrap();
+    assert_eq!(taken.config, [rng]);
+    let lines = give_back_lines(&m, "web", None);
+    assert_eq!(
+        lines,
+        ["left 0000:00:03.0 on vfio-pci, prepared for guests as it was before `web` took it"]
+    );
+    assert_eq!(gpu::driver(&fx, gpu::RNG).as_deref(), Some("vfio-pci"));
+    let r = &m.ownership().load().unwrap().devices[&rng];
+    assert_eq!(r.owner, None);
+    assert_eq!(r.previous_driver.as_deref(), Some("virtio-pci"));
 }
