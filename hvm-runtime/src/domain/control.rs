@@ -78,6 +78,12 @@ pub enum Request {
         /// QEMU's device id.
         id: String,
     },
+    /// What hot-plugging these host PCI devices in turn would send to
+    /// QEMU (the `device_add` lines), sending nothing: `assign --dry-run`.
+    PciAttachPreview {
+        /// The devices, with their QEMU ids.
+        devices: Vec<super::record::PciEntry>,
+    },
     /// Hot-unplug a `vfio-pci` device.
     PciDetach {
         /// QEMU's device id.

@@ -25,6 +25,7 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
             | Request::NetworkAttach { .. }
             | Request::NetworkDetach { .. }
             | Request::PciAttach { .. }
+            | Request::PciAttachPreview { .. }
             | Request::PciDetach { .. }
     );
     if needs_guest && state != DomainState::Running {
@@ -99,6 +100,9 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
         Request::NetworkList => Ok(json!(live.record().nics)),
         Request::PciAttach { host, id } => hotplug::pci::attach(live, &host, &id)
             .map(|p| json!(p))
+            .map_err(|e| error_line(&e)),
+        Request::PciAttachPreview { devices } => hotplug::pci::preview(live, &devices)
+            .map(|lines| json!(lines))
             .map_err(|e| error_line(&e)),
         Request::PciDetach { id } => hotplug::pci::detach(live, &id)
             .map(|()| Value::Null)

@@ -12,21 +12,45 @@ use crate::qmp::{qmp, Qmp, QmpError};
 /// domain with spare root ports, `None` on one without (i440fx). All
 /// ports taken is an error that says how many there are.
 pub(super) fn free_bus(live: &LiveDomain, dev: &str) -> Result<Option<String>> {
+    Ok(free_buses(live, &[dev])?.into_iter().next().flatten())
+}
+
+/// The buses for `devs` hot-plugged one after the other, each where
+/// [`free_bus`] would put it once the ones before it are in: what a dry
+/// run shows.
+pub(super) fn free_buses(live: &LiveDomain, devs: &[&str]) -> Result<Vec<Option<String>>> {
     let ports = pcie::root_ports_in(&live.spec.qemu_args);
     if ports.is_empty() {
-        return Ok(None);
+        return Ok(vec![None; devs.len()]);
     }
     let buses = live.qmp(|q| q.execute(&qmp::query_pci {}))?;
-    match first_free(&ports, &buses) {
-        Some(p) => Ok(Some(p)),
-        None => Err(HotplugError::NotHotpluggable {
-            vdev: dev.to_owned(),
-            why: format!(
-                "all {} spare PCIe root ports of this q35 domain are taken; detach a hot-plugged device first",
-                ports.len()
-            ),
-        }),
-    }
+    let picked = pick(&ports, &buses, devs.len());
+    devs.iter()
+        .zip(picked)
+        .map(|(dev, port)| match port {
+            Some(p) => Ok(Some(p)),
+            None => Err(HotplugError::NotHotpluggable {
+                vdev: (*dev).to_owned(),
+                why: format!(
+                    "all {} spare PCIe root ports of this q35 domain are taken; detach a hot-plugged device first",
+                    ports.len()
+                ),
+            }),
+        })
+        .collect()
+}
+
+/// The free ports for `n` devices plugged in turn (`None` once they run
+/// out).
+fn pick(ports: &[String], buses: &[qmp::PciInfo], n: usize) -> Vec<Option<String>> {
+    let mut free: Vec<String> = ports.to_vec();
+    (0..n)
+        .map(|_| {
+            let port = first_free(&free, buses)?;
+            free.retain(|p| *p != port);
+            Some(port)
+        })
+        .collect()
 }
 
 /// The first of `ports` that QEMU lists as a bridge with no device behind
@@ -55,17 +79,33 @@ pub(super) fn add(
     bus: Option<&str>,
     props: &[(&str, serde_json::Value)],
 ) -> std::result::Result<(), QmpError> {
+    q.execute(&add_command(driver, id, bus, props)).map(drop)
+}
+
+/// The `device_add` command [`add`] sends.
+pub(super) fn add_command(
+    driver: &str,
+    id: &str,
+    bus: Option<&str>,
+    props: &[(&str, serde_json::Value)],
+) -> qmp::device_add {
     let mut arguments = qapi::Dictionary::new();
     for (k, v) in props {
         arguments.insert((*k).to_owned(), v.clone());
     }
-    q.execute(&qmp::device_add {
+    qmp::device_add {
         bus: bus.map(str::to_owned),
         id: Some(id.to_owned()),
         driver: driver.to_owned(),
         arguments,
-    })
-    .map(drop)
+    }
+}
+
+/// A command as it goes over the QMP socket (`{"execute":...,
+/// "arguments":...}`), for dry runs.
+pub(super) fn wire_line<C: qapi::Command>(command: &C) -> String {
+    serde_json::to_string(&qapi::Execute::<&C, qapi::Never>::with_command(command))
+        .unwrap_or_else(|e| format!("(cannot show {}: {e})", C::NAME))
 }
 
 #[cfg(test)]
@@ -114,5 +154,24 @@ mod tests {
         assert_eq!(first_free(&ports, &full), None);
         // A port QEMU does not list is not used.
         assert_eq!(first_free(&ports, &buses(vec![])), None);
+    }
+
+    #[test]
+    fn devices_plugged_in_turn_take_the_free_ports_in_order() {
+        let ports: Vec<String> = (0..3).map(pcie::root_port_id).collect();
+        let b = buses(vec![
+            device("pvio-rp0", Some(vec![])),
+            device("pvio-rp1", Some(vec![device("xvdb", None)])),
+            device("pvio-rp2", Some(vec![])),
+        ]);
+        assert_eq!(
+            pick(&ports, &b, 3),
+            [
+                Some("pvio-rp0".to_owned()),
+                Some("pvio-rp2".to_owned()),
+                None
+            ]
+        );
+        assert_eq!(pick(&ports, &b, 1), [Some("pvio-rp0".to_owned())]);
     }
 }

@@ -1,8 +1,10 @@
 //! PCI passthrough into a running domain, the QMP half: `vfio-pci`
 //! hot-plugged with the caller's device id, and unplugged after the
-//! guest's `DEVICE_DELETED`. Preparing the host device (vfio-pci binding,
-//! ownership) is `pvio-passthrough`'s; `pvio assign` / `pvio release` do
-//! that part and send these requests.
+//! guest's `DEVICE_DELETED`; and the dry run of a hot-plug, the very
+//! `device_add` lines it would send (the same bus choice, the same
+//! command). Preparing the host device (vfio-pci binding, ownership) is
+//! `pvio-passthrough`'s; `pvio assign` / `pvio release` do that part and
+//! send these requests.
 
 use serde_json::json;
 
@@ -15,19 +17,10 @@ use crate::qmp::{is_device_deleted, qmp};
 /// `vfio-pci` with device id `id`.
 pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
     let _one_at_a_time = lock(&live.hotplug);
-    if let Some(p) = live
-        .record()
-        .pci
-        .iter()
-        .find(|p| p.id == id || p.host == host)
-    {
-        return Err(HotplugError::InUse {
-            vdev: id.to_owned(),
-            by: format!("PCI device {} as {}", p.host, p.id),
-        });
-    }
+    not_in_use(live, host, id)?;
     let bus = device::free_bus(live, id)?;
-    live.qmp(|q| device::add(q, "vfio-pci", id, bus.as_deref(), &[("host", json!(host))]))?;
+    let add = command(host, id, bus.as_deref());
+    live.qmp(|q| q.execute(&add).map(drop))?;
     let entry = PciEntry {
         host: host.to_owned(),
         id: id.to_owned(),
@@ -35,6 +28,42 @@ pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
     live.update(|r| r.pci.push(entry.clone()));
     tracing::info!("{host} hot-plugged as {id}");
     Ok(entry)
+}
+
+/// The QMP lines (as sent) that hot-plug `devices` in turn, sending
+/// nothing: the same checks and bus choice as [`attach`].
+pub fn preview(live: &LiveDomain, devices: &[PciEntry]) -> Result<Vec<String>> {
+    let _one_at_a_time = lock(&live.hotplug);
+    for d in devices {
+        not_in_use(live, &d.host, &d.id)?;
+    }
+    let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
+    let buses = device::free_buses(live, &ids)?;
+    Ok(devices
+        .iter()
+        .zip(buses)
+        .map(|(d, bus)| device::wire_line(&command(&d.host, &d.id, bus.as_deref())))
+        .collect())
+}
+
+/// The `device_add` of host device `host` as `vfio-pci` with id `id`.
+fn command(host: &str, id: &str, bus: Option<&str>) -> qmp::device_add {
+    device::add_command("vfio-pci", id, bus, &[("host", json!(host))])
+}
+
+fn not_in_use(live: &LiveDomain, host: &str, id: &str) -> Result<()> {
+    match live
+        .record()
+        .pci
+        .iter()
+        .find(|p| p.id == id || p.host == host)
+    {
+        Some(p) => Err(HotplugError::InUse {
+            vdev: id.to_owned(),
+            by: format!("PCI device {} as {}", p.host, p.id),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Hot-unplugs the `vfio-pci` device with id `id`.
@@ -58,4 +87,20 @@ pub fn detach(live: &LiveDomain, id: &str) -> Result<()> {
     live.update(|r| r.pci.retain(|p| p.id != id));
     tracing::info!("{id} hot-unplugged");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dry_run_line_is_the_command_as_sent() {
+        let add = command("0000:03:00.0", "pt-0000-03-00.0", Some("pvio-rp1"));
+        assert_eq!(
+            device::wire_line(&add),
+            r#"{"execute":"device_add","arguments":{"bus":"pvio-rp1","id":"pt-0000-03-00.0","driver":"vfio-pci","host":"0000:03:00.0"}}"#
+        );
+        let add = command("0000:03:00.0", "pt-0000-03-00.0", None);
+        assert!(!device::wire_line(&add).contains("bus"));
+    }
 }
