@@ -21,9 +21,10 @@ use super::args::{
     AssignArgs, JsonArg, PciAssignableAddArgs, PciAssignableRemoveArgs, PciListArgs, ReleaseArgs,
 };
 use crate::domain::control::Request;
-use crate::domain::record::DomainRecord;
+use crate::domain::record::{DomainRecord, PciEntry};
+use crate::domain::rundir::valid_name;
 use crate::domain::{actions, DomainError, RunRoot};
-use crate::plan::ids::passthrough_id;
+use crate::plan::ids::{passthrough_id, vfio_pci_device};
 
 /// A PCI passthrough command failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +42,7 @@ pub enum PciError {
     #[error(transparent)]
     Domain(#[from] DomainError),
     /// The running domain did not take the device.
-    #[error("cannot hot-plug {bdf} into `{domain}`{}", if *given_back { "; it was given back to its driver" } else { "; it stays reserved for the domain" })]
+    #[error("cannot hot-plug {bdf} into `{domain}`{}", if *given_back { "; what this command took was given back (to its driver, or to pci-assignable-add's state if it was prepared before)" } else { "; it stays reserved for the domain" })]
     Attach {
         /// The device.
         bdf: Bdf,
@@ -106,26 +107,33 @@ fn device_lines(d: &DeviceStatus) -> String {
             format!("IOMMU group {g} with {}", members.join(", "))
         }
     };
+    let why = || {
+        let why: Vec<String> = d
+            .refusals
+            .iter()
+            .map(|r| match r {
+                Refusal::NoIommu => "the IOMMU is off (see above)".to_owned(),
+                other => other.to_string(),
+            })
+            .collect();
+        why.join("; ")
+    };
     let verdict = match (d.state, d.assignable) {
-        (State::Prepared, _) => "prepared for guests".to_owned(),
+        (State::Prepared, true) => "prepared for guests".to_owned(),
+        (State::Prepared, false) => format!("prepared for guests, but not assignable: {}", why()),
         (State::Assigned, _) => format!("assigned to `{}`", d.owner.as_deref().unwrap_or_default()),
         (State::HalfDone, _) => format!(
             "HALF-DONE: {}; `pvio release {}` finishes giving it back",
             d.operation.as_deref().unwrap_or_default(),
             dev.bdf
         ),
+        (State::Stale, _) => format!(
+            "STALE: {}; `pvio release {}` clears the record",
+            d.operation.as_deref().unwrap_or_default(),
+            dev.bdf
+        ),
         (_, true) => "assignable".to_owned(),
-        (_, false) => {
-            let why: Vec<String> = d
-                .refusals
-                .iter()
-                .map(|r| match r {
-                    Refusal::NoIommu => "the IOMMU is off (see above)".to_owned(),
-                    other => other.to_string(),
-                })
-                .collect();
-            format!("not assignable: {}", why.join("; "))
-        }
+        (_, false) => format!("not assignable: {}", why()),
     };
     format!(
         "{} {} [{:04x}]: {} [{:04x}:{:04x}]\n    driver {}, {group}, {verdict}\n",
@@ -217,14 +225,6 @@ pub fn qmp_id(bdf: Bdf) -> String {
     passthrough_id(bdf)
 }
 
-/// The QMP command that hot-plugs `bdf` into a running domain.
-pub fn qmp_device_add(bdf: Bdf) -> serde_json::Value {
-    json!({
-        "execute": "device_add",
-        "arguments": { "driver": "vfio-pci", "host": bdf.to_string(), "id": qmp_id(bdf) }
-    })
-}
-
 /// The QMP command that hot-unplugs the device with QEMU id `id`.
 pub fn qmp_device_del(id: &str) -> serde_json::Value {
     json!({ "execute": "device_del", "arguments": { "id": id } })
@@ -244,6 +244,9 @@ fn running(root: &RunRoot, name: &str) -> Result<Option<DomainRecord>> {
 /// otherwise it is added at the domain's next `pvio create`.
 pub fn assign(a: AssignArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
+    if !valid_name(&a.domain) {
+        return Err(DomainError::BadName(a.domain.clone()).into());
+    }
     let root = RunRoot::from_env();
     let live = running(&root, &a.domain)?;
     let m = manager(a.dry_run);
@@ -256,65 +259,85 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
     let devices: Vec<Bdf> = std::iter::once(bdf)
         .chain(out.taken_along.iter().copied())
         .collect();
+    let name = &a.domain;
     let Some(record) = live else {
         if a.dry_run {
             for d in &devices {
                 println!(
-                    "qmp {} (not sent: `{}` is not running; the device would be reserved for its next `pvio create`)",
-                    qmp_device_add(*d),
-                    a.domain
+                    "qemu -device {} (not run now: `{name}` is not running; the device would be \
+                     reserved for it and added at `{name}`'s next `pvio create`)",
+                    vfio_pci_device(d, None)
                 );
             }
             println!("(dry run: nothing was changed)");
         } else {
-            for d in &devices {
-                println!(
-                    "{d} is reserved for `{}`: it is added at the domain's next `pvio create`",
-                    a.domain
-                );
-            }
+            let list: Vec<String> = devices.iter().map(Bdf::to_string).collect();
+            println!(
+                "{} reserved for `{name}`; it is added at `{name}`'s next `pvio create`",
+                if list.len() == 1 {
+                    format!("{} is", list[0])
+                } else {
+                    format!("{} are", list.join(", "))
+                }
+            );
         }
         return Ok(ExitCode::SUCCESS);
     };
     // The domain runs: hot-plug what it does not have yet.
-    let missing: Vec<Bdf> = devices
-        .into_iter()
+    let missing: Vec<PciEntry> = devices
+        .iter()
         .filter(|d| !record.pci.iter().any(|p| p.host == d.to_string()))
+        .map(|d| PciEntry {
+            host: d.to_string(),
+            id: qmp_id(*d),
+        })
         .collect();
     if a.dry_run {
-        for d in &missing {
-            println!("qmp {}", qmp_device_add(*d));
+        if !missing.is_empty() {
+            let req = Request::PciAttachPreview {
+                devices: missing.clone(),
+            };
+            let lines = actions::request(&root, name, &req)?;
+            for line in lines.as_array().into_iter().flatten() {
+                println!("qmp {}", line.as_str().unwrap_or_default());
+            }
         }
         println!("(dry run: nothing was changed)");
         return Ok(ExitCode::SUCCESS);
     }
     for d in &missing {
         let req = Request::PciAttach {
-            host: d.to_string(),
-            id: qmp_id(*d),
+            host: d.host.clone(),
+            id: d.id.clone(),
         };
-        if let Err(source) = actions::request(&root, &a.domain, &req) {
+        if let Err(source) = actions::request(&root, name, &req) {
             // Give back what this command took (unplugging the group
-            // members already added); a reservation made earlier stays
+            // members already added): to the host driver, or to the
+            // prepared state it was in; a reservation made earlier stays
             // (the domain's end gives it back).
-            if !out.already {
-                m.release(bdf, &mut |r| hot_unplug_from_running_owner(&m, r, false))?;
+            if out.claimed {
+                for g in m.give_back_owned(name, Some(&[bdf]), &mut |r| {
+                    hot_unplug_from_running_owner(&m, r, false)
+                }) {
+                    if let Err(e) = g.result {
+                        eprintln!("pvio: warning: {}", crate::cli::error_line(&e));
+                    }
+                }
             }
             return Err(PciError::Attach {
-                bdf: *d,
-                domain: a.domain.clone(),
-                given_back: !out.already,
+                bdf: parse(&d.host)?,
+                domain: name.clone(),
+                given_back: out.claimed,
                 source,
             });
         }
         println!(
-            "{d} is assigned to `{}` and hot-plugged as {}",
-            a.domain,
-            qmp_id(*d)
+            "{} is assigned to `{name}` and hot-plugged as {}",
+            d.host, d.id
         );
     }
     if missing.is_empty() {
-        println!("{bdf} is already assigned to `{}`", a.domain);
+        println!("{bdf} is already assigned to `{name}`");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -395,10 +418,6 @@ mod tests {
         let bdf: Bdf = "0000:03:00.0".parse().unwrap();
         assert_eq!(qmp_id(bdf), "pt-0000-03-00.0");
         assert_eq!(
-            qmp_device_add(bdf).to_string(),
-            r#"{"arguments":{"driver":"vfio-pci","host":"0000:03:00.0","id":"pt-0000-03-00.0"},"execute":"device_add"}"#
-        );
-        assert_eq!(
             qmp_device_del(&qmp_id(bdf))["arguments"]["id"],
             "pt-0000-03-00.0"
         );
@@ -445,6 +464,25 @@ mod tests {
             "{text}"
         );
         assert!(device_lines(&status(State::Host, vec![])).ends_with("assignable\n"));
+        let text = device_lines(&status(State::Stale, vec![]));
+        assert!(
+            text.contains("STALE: assigning 0000:01:00.0 to `win`")
+                && text.contains("`pvio release 0000:01:00.0` clears the record"),
+            "{text}"
+        );
+        let owned = Refusal::GroupOwned {
+            group: 7,
+            member: "0000:01:00.1".parse().unwrap(),
+            owner: "domA".into(),
+        };
+        let text = device_lines(&status(State::Prepared, vec![owned]));
+        assert!(
+            text.contains(
+                "prepared for guests, but not assignable: IOMMU group 7 belongs to `domA`"
+            ),
+            "{text}"
+        );
+        assert!(device_lines(&status(State::Prepared, vec![])).ends_with(", prepared for guests\n"));
     }
 
     #[test]
@@ -457,5 +495,13 @@ mod tests {
         let cli = crate::cli::try_parse_from(["pvio", "release", "--dry-run", "zz"]).unwrap();
         let line = crate::cli::error_line(&crate::cli::run(cli).unwrap_err());
         assert!(line.contains("not a PCI address"), "{line}");
+        // A domain name the runtime would refuse is an error, not a
+        // reservation.
+        for name in ["../etc", ".hidden", "web server", ""] {
+            let cli = crate::cli::try_parse_from(["pvio", "assign", "--dry-run", "03:00.0", name])
+                .unwrap();
+            let line = crate::cli::error_line(&crate::cli::run(cli).unwrap_err());
+            assert!(line.contains("cannot name a domain"), "{name}: {line}");
+        }
     }
 }
