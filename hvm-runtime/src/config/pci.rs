@@ -5,77 +5,23 @@
 //! `msitranslate`, `power_mgmt` and `rdm_policy` are Xen-specific and are
 //! accepted with a note: QEMU's vfio-pci has its own config space policy.
 
-use std::fmt;
-
 use serde::Serialize;
 
 use super::suggest::did_you_mean;
 
-/// A PCI address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-pub struct Bdf {
-    /// The PCI segment (domain).
-    pub domain: u16,
-    /// The bus.
-    pub bus: u8,
-    /// The device (slot), 0 to 31.
-    pub device: u8,
-    /// The function, 0 to 7.
-    pub function: u8,
-}
+/// A PCI address: the passthrough manager's, with its parser and its
+/// per-field errors (`pvio_passthrough::BdfError`).
+pub use pvio_passthrough::Bdf;
 
-impl Bdf {
-    /// Parses `[DDDD:]BB:DD.F`.
-    pub fn parse(s: &str) -> Result<Bdf, String> {
-        let bad = || format!("'{s}' is not a PCI address ([DDDD:]BB:DD.F, such as 0000:03:00.0)");
-        let parts: Vec<&str> = s.split(':').collect();
-        let (domain, bus, devfn) = match parts.as_slice() {
-            [d, b, df] => (*d, *b, *df),
-            [b, df] => ("0", *b, *df),
-            _ => return Err(bad()),
-        };
-        let (dev, func) = devfn.split_once('.').ok_or_else(bad)?;
-        let hex = |t: &str, max_len: usize| {
-            if t.is_empty() || t.len() > max_len {
-                None
-            } else {
-                u16::from_str_radix(t, 16).ok()
-            }
-        };
-        let domain = hex(domain, 4).ok_or_else(bad)?;
-        let bus = hex(bus, 2)
-            .and_then(|b| u8::try_from(b).ok())
-            .ok_or_else(bad)?;
-        let device = hex(dev, 2)
-            .and_then(|d| u8::try_from(d).ok())
-            .filter(|d| *d < 32)
-            .ok_or_else(bad)?;
-        if func == "*" {
-            return Err(format!(
-                "{s}: all functions at once ('*') is not supported; list each function"
-            ));
-        }
-        let function = hex(func, 1)
-            .and_then(|f| u8::try_from(f).ok())
-            .filter(|f| *f < 8)
-            .ok_or_else(bad)?;
-        Ok(Bdf {
-            domain,
-            bus,
-            device,
-            function,
-        })
+/// Parses the address of a spec: `[DDDD:]BB:DD.F`, in hex.
+fn parse_address(s: &str) -> Result<Bdf, String> {
+    if let Some(head) = s.strip_suffix(".*") {
+        return Err(format!(
+            "{head}.*: all functions at once ('*') is not supported; list each function"
+        ));
     }
-}
-
-impl fmt::Display for Bdf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{:04x}:{:02x}:{:02x}.{:x}",
-            self.domain, self.bus, self.device, self.function
-        )
-    }
+    s.parse()
+        .map_err(|e: pvio_passthrough::BdfError| e.to_string())
 }
 
 /// How reserved memory regions are handled (Xen's `rdm_policy`).
@@ -122,6 +68,11 @@ pub struct ParsedPci {
     pub notes: Vec<String>,
 }
 
+/// Why `permissive=1` (per device, or `pci_permissive = 1` for all) is
+/// warned about.
+pub const PERMISSIVE_NO_EFFECT: &str =
+    "has no effect: QEMU's vfio-pci decides which config space writes reach the device";
+
 const KEYS: &[&str] = &[
     "permissive",
     "seize",
@@ -140,7 +91,7 @@ pub fn parse(spec: &str, defaults: PciDefaults) -> Result<ParsedPci, String> {
         None => (first, None),
     };
     let mut pci = PciSpec {
-        bdf: Bdf::parse(addr)?,
+        bdf: parse_address(addr)?,
         vslot,
         seize: defaults.seize,
         permissive: defaults.permissive,
@@ -162,10 +113,7 @@ pub fn parse(spec: &str, defaults: PciDefaults) -> Result<ParsedPci, String> {
             "permissive" => {
                 pci.permissive = flag(value, key)?;
                 if pci.permissive {
-                    notes.push(format!(
-                        "{}: permissive=1 has no effect: QEMU's vfio-pci decides which config space writes reach the device",
-                        pci.bdf
-                    ));
+                    notes.push(format!("{}: permissive=1 {PERMISSIVE_NO_EFFECT}", pci.bdf));
                 }
             }
             "rdm_policy" => {
@@ -247,15 +195,42 @@ mod tests {
         assert!(!pci("03:00.0,seize=0").seize);
     }
 
+    fn address_error(spec: &str) -> String {
+        parse(spec, PciDefaults::default()).unwrap_err()
+    }
+
+    #[test]
+    fn address_errors_are_the_passthrough_managers_per_field() {
+        assert_eq!(
+            address_error("3:00"),
+            "`3:00` is not a PCI address: expected [DDDD:]BB:SS.F in hex, e.g. 0000:03:00.0"
+        );
+        assert_eq!(
+            address_error("03:20.0"),
+            "slot 0x20 in `03:20.0` is out of range: a PCI slot is 00 to 1f"
+        );
+        assert_eq!(
+            address_error("03:00.8"),
+            "function 8 in `03:00.8` is out of range: a PCI function is 0 to 7"
+        );
+        assert_eq!(
+            address_error("100:00.0"),
+            "`100` in `100:00.0` is not a valid bus: expected at most 2 hex digits"
+        );
+        // A sign is not a hex digit.
+        assert_eq!(
+            address_error("+3:00.0,seize=1"),
+            "`+3` in `+3:00.0` is not a valid bus: expected at most 2 hex digits"
+        );
+        assert_eq!(
+            address_error("0000:03:+1.0"),
+            "`+1` in `0000:03:+1.0` is not a valid slot: expected at most 2 hex digits"
+        );
+        assert!(address_error("03:00.*").contains("'*'"));
+    }
+
     #[test]
     fn errors() {
-        assert!(Bdf::parse("3:00")
-            .unwrap_err()
-            .contains("not a PCI address"));
-        assert!(Bdf::parse("03:20.0").is_err());
-        assert!(Bdf::parse("03:00.8").is_err());
-        assert!(Bdf::parse("100:00.0").is_err());
-        assert!(Bdf::parse("03:00.*").unwrap_err().contains("'*'"));
         assert!(parse("03:00.0@0", PciDefaults::default())
             .unwrap_err()
             .contains("1 to 1f"));

@@ -136,6 +136,22 @@ fn grammar_and_type_errors_come_together_in_line_order() {
 }
 
 #[test]
+fn permissive_is_warned_about_per_device_and_as_the_default() {
+    let l = load("name='x'\npci=['03:00.0,permissive=1', '04:00.0']\npci_permissive=1");
+    assert!(l.spec.pci.iter().all(|p| p.value.permissive));
+    assert_eq!(
+        warnings(&l),
+        [
+            "/etc/xen/winxp:3: key 'pci_permissive': pci_permissive=1 has no effect: QEMU's \
+             vfio-pci decides which config space writes reach the device",
+            "/etc/xen/winxp:2: key 'pci': 0000:03:00.0: permissive=1 has no effect: QEMU's \
+             vfio-pci decides which config space writes reach the device",
+        ]
+    );
+    assert!(warnings(&load("name='x'\npci=['03:00.0']\npci_permissive=0")).is_empty());
+}
+
+#[test]
 fn unknown_keys_warn_with_the_nearest_known_key() {
     let l = load("name = 'x'\nmemroy = 512\nfrobnicate = 1\nvncpassword = 'x'");
     assert_eq!(

@@ -140,6 +140,10 @@ impl Builder<'_> {
             seize: self.f.boolean("pci_seize").unwrap_or(false),
             permissive: self.f.boolean("pci_permissive").unwrap_or(false),
         };
+        if let (true, Some(s)) = (defaults.permissive, self.f.take("pci_permissive")) {
+            let note = format!("pci_permissive=1 {}", pci::PERMISSIVE_NO_EFFECT);
+            self.f.warn(&s.at, "pci_permissive", note);
+        }
         let mut out: Vec<Located<pci::PciSpec>> = Vec::new();
         for s in self.f.strings("pci").unwrap_or_default() {
             match pci::parse(&s.value, defaults) {
