@@ -4,11 +4,17 @@
 //! fixture host tree (`PVIO_HOST_ROOT`: sysfs, procfs and `/dev` laid out
 //! as the kernel lays them out) standing for the host's PCI devices.
 //!
-//! - `assign --dry-run` into a running domain prints the sysfs writes and
-//!   the QMP `device_add` with the agreed id, and changes nothing;
+//! - `assign --dry-run` into a running q35 domain prints the sysfs writes
+//!   and the QMP `device_add` exactly as the hot-plug would send it (the
+//!   agreed id, the spare root port it would use), and changes nothing;
+//! - `assign` into a running domain whose hot-plug fails (QEMU cannot open
+//!   the fixture's device: the host has no IOMMU) gives the device back to
+//!   its driver; a small stand-in for the kernel moves the fixture device
+//!   between drivers as sysfs writes ask;
 //! - `assign` to a domain that is not running reserves the device, and
 //!   `pvio create` of that domain refuses cleanly when the host has no
 //!   IOMMU: no QEMU, the reservation kept (as `docs/passthrough.md` says);
+//!   a name that cannot name a domain is refused;
 //! - a config naming a missing device fails `create` with its line.
 //!
 //! Needs the kit's guest kernel and QEMU (`.ci/run`), and
@@ -19,6 +25,9 @@ mod runtime_support;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use pvio_tests::pvio_bin;
@@ -121,11 +130,81 @@ impl FixtureHost {
         self.write("dev/vfio/7", "");
     }
 
+    /// Starts a stand-in for the kernel's side of the NIC's sysfs files,
+    /// until dropped.
+    fn start_kernel(&self) -> FakeKernel {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let host = FixtureHost {
+            root: self.root.clone(),
+        };
+        let thread = std::thread::spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                host.kernel_step();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        FakeKernel {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Takes a request (the NIC's address) written to `rel`, clearing it.
+    fn take_request(&self, rel: &str) -> bool {
+        let p = self.root.join(rel);
+        let asked = std::fs::read_to_string(&p).unwrap_or_default().trim() == NIC;
+        if asked {
+            std::fs::write(&p, "").unwrap();
+        }
+        asked
+    }
+
+    /// One look at the request files: a driver's `unbind` unbinds the NIC,
+    /// its `bind` binds it, `drivers_probe` binds the driver of its
+    /// `driver_override` (and vfio-pci makes `/dev/vfio/7`).
+    fn kernel_step(&self) {
+        for driver in ["e1000", "vfio-pci"] {
+            if self.take_request(&format!("sys/bus/pci/drivers/{driver}/unbind")) {
+                let _ = std::fs::remove_file(self.driver_link());
+            }
+            if self.take_request(&format!("sys/bus/pci/drivers/{driver}/bind")) {
+                self.bind(driver);
+            }
+        }
+        if self.take_request("sys/bus/pci/drivers_probe") {
+            let over = std::fs::read_to_string(self.device_dir().join("driver_override"))
+                .unwrap_or_default();
+            let over = over.trim();
+            if ["e1000", "vfio-pci"].contains(&over) && !self.driver_link().exists() {
+                self.bind(over);
+                if over == "vfio-pci" {
+                    self.write("dev/vfio/7", "");
+                }
+            }
+        }
+    }
+
     /// The host as if booted without its IOMMU.
     fn iommu_off(&self) {
         let groups = self.root.join("sys/kernel/iommu_groups");
         std::fs::remove_dir_all(&groups).unwrap();
         std::fs::create_dir(&groups).unwrap();
+    }
+}
+
+/// The fake kernel's thread, stopped when dropped.
+struct FakeKernel {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for FakeKernel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -171,7 +250,7 @@ fn assign_dry_run_into_a_running_domain_prints_writes_and_device_add() {
     let env = Env::new();
     let host = FixtureHost::new(&env);
     let initramfs = env.initramfs("echo GUEST-READY\nsleep 600\n");
-    let cfg = env.config("ptrun", &initramfs, "");
+    let cfg = env.config("ptrun", &initramfs, "machine = 'q35'");
     env.ok(&["create", cfg_path(&cfg)]);
     env.wait_console("ptrun", "GUEST-READY", Duration::from_secs(120));
 
@@ -189,8 +268,9 @@ fn assign_dry_run_into_a_running_domain_prints_writes_and_device_add() {
             sys.display()
         ),
         format!("write '{NIC}' > {}/bus/pci/drivers_probe", sys.display()),
+        // As the hot-plug sends it: behind the first free spare root port.
         format!(
-            r#"qmp {{"arguments":{{"driver":"vfio-pci","host":"{NIC}","id":"pt-0000-00-05.0"}},"execute":"device_add"}}"#
+            r#"qmp {{"execute":"device_add","arguments":{{"bus":"pvio-rp0","id":"pt-0000-00-05.0","driver":"vfio-pci","host":"{NIC}"}}}}"#
         ),
         "(dry run: nothing was changed)".to_owned(),
     ];
@@ -220,6 +300,42 @@ fn assign_dry_run_into_a_running_domain_prints_writes_and_device_add() {
 }
 
 #[test]
+fn a_failed_hot_plug_gives_the_device_back_to_its_driver() {
+    let env = Env::new();
+    let host = FixtureHost::new(&env);
+    let _kernel = host.start_kernel();
+    let initramfs = env.initramfs("echo GUEST-READY\nsleep 600\n");
+    let cfg = env.config("ptfail", &initramfs, "");
+    env.ok(&["create", cfg_path(&cfg)]);
+    env.wait_console("ptfail", "GUEST-READY", Duration::from_secs(120));
+
+    // pvio takes the NIC from e1000 to vfio-pci (the fixture's kernel
+    // does as asked), records it, and asks the supervisor to hot-plug it;
+    // QEMU cannot open it (this host has no IOMMU behind the fixture).
+    let out = pvio(&env, &host, &["assign", NIC, "ptfail"]);
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot hot-plug {NIC} into `ptfail`; what this command took was given back"
+        )),
+        "{err}"
+    );
+    // Given back: on e1000 again, override cleared, no record, and the
+    // domain has no such device and still runs.
+    assert_eq!(host.driver(), "e1000");
+    assert_eq!(
+        std::fs::read_to_string(host.device_dir().join("driver_override")).unwrap(),
+        "\n"
+    );
+    assert!(!record_text(&env).contains(NIC), "{}", record_text(&env));
+    let rec = env.record("ptfail");
+    assert!(rec.pci.is_empty());
+    assert_eq!(rec.state.to_string(), "running");
+    env.ok(&["destroy", "ptfail"]);
+}
+
+#[test]
 fn assign_to_a_stopped_domain_reserves_and_create_refuses_without_an_iommu() {
     let env = Env::new();
     let host = FixtureHost::new(&env);
@@ -231,12 +347,23 @@ fn assign_to_a_stopped_domain_reserves_and_create_refuses_without_an_iommu() {
     // The domain is not running: the device is reserved for it.
     let out = pvio(&env, &host, &["assign", "--dry-run", NIC, "ptres"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "qemu -device vfio-pci,host={NIC},id=pt-0000-00-05.0 (not run now: `ptres` is not \
+             running; the device would be reserved for it and added at `ptres`'s next `pvio \
+             create`)\n(dry run: nothing was changed)\n"
+        )
+    );
+    assert!(!record_text(&env).contains(NIC));
+
+    // A name that cannot name a domain is not a reservation.
+    let out = pvio(&env, &host, &["assign", NIC, "pt/res"]);
+    assert!(!out.status.success());
     assert!(
-        stdout(&out).contains(
-            r#""id":"pt-0000-00-05.0"},"execute":"device_add"} (not sent: `ptres` is not running; the device would be reserved for its next `pvio create`)"#
-        ),
+        stderr(&out).contains("'pt/res' cannot name a domain"),
         "{}",
-        stdout(&out)
+        stderr(&out)
     );
     assert!(!record_text(&env).contains(NIC));
 
@@ -244,7 +371,7 @@ fn assign_to_a_stopped_domain_reserves_and_create_refuses_without_an_iommu() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         stdout(&out).trim(),
-        format!("{NIC} is reserved for `ptres`: it is added at the domain's next `pvio create`")
+        format!("{NIC} is reserved for `ptres`; it is added at `ptres`'s next `pvio create`")
     );
     let list = stdout(&pvio(&env, &host, &["pci-assignable-list"]));
     assert!(list.contains(&format!("{NIC}  owner `ptres`")), "{list}");
