@@ -44,6 +44,10 @@ impl Wanted<'_> {
         self.inv.get(bdf).and_then(|d| d.driver.clone())
     }
 
+    fn driver_override(&self, bdf: Bdf) -> Option<String> {
+        self.inv.get(bdf).and_then(|d| d.driver_override.clone())
+    }
+
     /// Checks the record and claims the devices in it (with `dry`, only
     /// checks).
     pub fn claim(&self, records: &mut Records, dry: bool) -> Result<Claim, ManagerError> {
@@ -58,7 +62,8 @@ impl Wanted<'_> {
             let Some(r) = records.devices.get(&d) else {
                 continue;
             };
-            match claimable(r, self.owner, self.driver(d).as_deref()) {
+            let (driver, over) = (self.driver(d), self.driver_override(d));
+            match claimable(r, self.owner, driver.as_deref(), over.as_deref()) {
                 // A member's owner is named by the group refusal already.
                 Err(Refusal::Owned { .. }) if d != bdf => {}
                 Err(why) => refusals.push(why),
@@ -130,14 +135,16 @@ impl Wanted<'_> {
     }
 }
 
-/// Whether a record lets `owner` have its device, now on `driver`; `Ok`
-/// means it is prepared and the claim changes nothing on the host.
+/// Whether a record lets `owner` have its device, now on `driver` with
+/// `driver_override`; `Ok` means it is prepared and the claim changes
+/// nothing on the host.
 pub(crate) fn claimable(
     r: &Record,
     owner: Option<&str>,
     driver: Option<&str>,
+    driver_override: Option<&str>,
 ) -> Result<(), Refusal> {
-    if let Some(what) = stale(r, driver) {
+    if let Some(what) = stale(r, driver, driver_override) {
         return Err(Refusal::Stale { what });
     }
     match r.progress() {

@@ -131,9 +131,10 @@ impl Manager {
         }
         for r in &list {
             let driver = self.host.sys.driver(r.bdf).ok().flatten();
+            let over = self.host.sys.driver_override(r.bdf).ok().flatten();
             if !self.host.sys.exists(r.bdf) {
                 tracing::warn!("{} is gone from the host; dropping its record", r.bdf);
-            } else if let Some(what) = stale(r, driver.as_deref()) {
+            } else if let Some(what) = stale(r, driver.as_deref(), over.as_deref()) {
                 // Back with the host already: the record is all that is left.
                 tracing::info!("{what}; dropping its record");
             } else {

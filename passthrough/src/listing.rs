@@ -30,9 +30,13 @@ pub enum State {
 }
 
 /// Why a finished preparation no longer holds: the device is not on
-/// vfio-pci (`driver` is where it is). `None` if it holds.
-pub fn stale(r: &Record, driver: Option<&str>) -> Option<String> {
-    let holds = driver == Some(Sysfs::VFIO_PCI);
+/// vfio-pci (`driver` is where it is) and not waiting for it either (no
+/// driver, with `driver_override` still vfio-pci, is a preparation whose
+/// driver went away: giving it back clears the override). `None` if it
+/// holds.
+pub fn stale(r: &Record, driver: Option<&str>, driver_override: Option<&str>) -> Option<String> {
+    let vfio = Some(Sysfs::VFIO_PCI);
+    let holds = driver == vfio || (driver.is_none() && driver_override == vfio);
     if !r.done || r.operation != Operation::Prepare || holds {
         return None;
     }
@@ -75,7 +79,8 @@ pub(crate) fn status(
     let record = records.devices.get(&dev.bdf);
     let own = record.and_then(|r| r.owner.as_deref());
     verdict.refusals.extend(owner_refusals(dev, records, own));
-    let stale = record.and_then(|r| stale(r, dev.driver.as_deref()));
+    let stale =
+        record.and_then(|r| stale(r, dev.driver.as_deref(), dev.driver_override.as_deref()));
     let (state, operation) = match (record, stale) {
         (None, _) => (State::Host, None),
         (Some(_), Some(what)) => {

@@ -177,6 +177,11 @@ fn a_stale_record_is_shown_and_release_clears_it() {
         ..Options::default()
     };
     m.prepare_for(bdf(GPU), "win", group).unwrap();
+    // vfio-pci let go (its module unloaded, say) but the override still
+    // says vfio-pci: not stale, release gives it back as usual.
+    fx.unbind(bdf(GPU));
+    assert_eq!(m.status(bdf(GPU)).unwrap().state, State::Assigned);
+    fx.bind(bdf(GPU), Sysfs::VFIO_PCI);
     // The host rebooted: vfio-pci's override is gone and the host drivers
     // took the devices again; the record in /var/lib/pvio survived.
     for (b, d) in [(GPU, "nouveau"), (AUDIO, "snd_hda_intel")] {
