@@ -68,10 +68,7 @@ impl HostView for RealHost {
     }
 
     fn has_pci_device(&self, bdf: &Bdf) -> bool {
-        self.root
-            .join("sys/bus/pci/devices")
-            .join(bdf.to_string())
-            .exists()
+        pvio_passthrough::Sysfs::new(self.root.join("sys")).exists(*bdf)
     }
 
     fn find_program(&self, name: &Path) -> Option<PathBuf> {
