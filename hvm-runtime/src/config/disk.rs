@@ -1,11 +1,15 @@
 //! Disk specs (`disk = [ ... ]`), in xl's two forms:
 //!
 //! - positional: `[PREFIX:]TARGET,VDEV[:cdrom],ACCESS` (the legacy form,
-//!   with `file:`, `phy:`, `aio:`, `tap:aio:`, `tap:qcow2:`... prefixes)
-//!   or `TARGET,FORMAT,VDEV,ACCESS`; a positional item that is not a
-//!   format name is taken as the vdev, so both forms read the same way;
+//!   with `file:`, `phy:`, `aio:`, `ioemu:`, `tap:aio:`, `tap2:aio:`,
+//!   `tap:qcow:`, `qcow2:`... prefixes, and xend's `ioemu:hda` vdev) or
+//!   `TARGET,FORMAT,VDEV,ACCESS`; a positional item that is not a format
+//!   name is taken as the vdev, so both forms read the same way. An empty
+//!   item means the default (`/root/image.iso,,hdc,,cdrom`), as in
+//!   xl-disk-configuration(5);
 //! - `key=value`: `target=` (last, it may hold commas), `vdev=`,
-//!   `format=`, `access=`, `devtype=cdrom`, `backendtype=`.
+//!   `format=`, `access=`, `devtype=cdrom`, `backendtype=`; an empty
+//!   `format=` or `access=` is the default too.
 //!
 //! The device name decides how the guest sees the disk: `hd[a-d]` emulated
 //! IDE, `sd[a-g]` emulated SCSI, `xvd*` and `vd*` PV (pvio's block backend
@@ -128,10 +132,14 @@ const KEYS: &[&str] = &[
     "untrusted",
 ];
 
-/// Legacy target prefixes: the access method (no effect) or a format.
+/// Legacy target prefixes: the access method (no effect, as in xl) or a
+/// format.
 const PREFIXES: &[&str] = &[
-    "phy", "file", "tap", "tap2", "tapdisk", "aio", "raw", "qcow", "qcow2", "vhd", "qed",
+    "phy", "file", "tap", "tap2", "tapdisk", "aio", "ioemu", "raw", "qcow", "qcow2", "vhd", "qed",
 ];
+
+/// Legacy target prefixes that named a Xen block script.
+const SCRIPT_PREFIXES: &[&str] = &["iscsi", "nbd", "enbd", "drbd"];
 
 /// Parses one disk spec.
 pub fn parse(spec: &str) -> Result<ParsedDisk, String> {
@@ -160,10 +168,11 @@ pub fn parse(spec: &str) -> Result<ParsedDisk, String> {
             let value = value.trim();
             match key.trim() {
                 "vdev" => vdev = Some(value.to_owned()),
+                "format" if value.is_empty() => format = None,
                 "format" => {
                     format = Some(DiskFormat::parse(value).ok_or_else(|| bad_format(value))?)
                 }
-                "access" => access = Some(value.to_owned()),
+                "access" => access = (!value.is_empty()).then(|| value.to_owned()),
                 "devtype" => match value {
                     "cdrom" => cdrom = true,
                     "disk" => {}
@@ -207,7 +216,9 @@ pub fn parse(spec: &str) -> Result<ParsedDisk, String> {
                     }
                 }
                 2 => vdev = Some(item.to_owned()),
-                3 => access = Some(item.to_owned()),
+                3 => access = (!item.is_empty()).then(|| item.to_owned()),
+                // An empty item past the fourth is a default too.
+                _ if item.is_empty() => {}
                 _ => return Err(format!("too many positional items ('{item}' is the fifth)")),
             }
             slot += 1;
@@ -221,6 +232,11 @@ pub fn parse(spec: &str) -> Result<ParsedDisk, String> {
     // Legacy prefixes on the target: `phy:`, `file:`, `tap:aio:`, `qcow2:`...
     let mut target = target.unwrap_or_default();
     while let Some((prefix, after)) = target.split_once(':') {
+        if SCRIPT_PREFIXES.contains(&prefix) {
+            return Err(format!(
+                "the '{prefix}:' prefix runs a Xen block script, which pvio does not have; attach the device on the host and give its path (phy:/dev/...)"
+            ));
+        }
         if !PREFIXES.contains(&prefix) {
             break;
         }
@@ -235,6 +251,10 @@ pub fn parse(spec: &str) -> Result<ParsedDisk, String> {
     let vdev = vdev
         .filter(|v| !v.is_empty())
         .ok_or("no device name (vdev): give one such as hda, xvda or hdc:cdrom")?;
+    // xend's `ioemu:hda`: the emulated path, which the name chooses anyway.
+    let vdev = vdev
+        .strip_prefix("ioemu:")
+        .map_or(vdev.clone(), str::to_owned);
     let (vdev, devtype) = match vdev.split_once(':') {
         Some((v, t)) => (v.to_owned(), Some(t.to_owned())),
         None => (vdev, None),
@@ -420,6 +440,77 @@ mod tests {
         let d = disk("/dev/vg/guest-volume,,hda");
         assert_eq!(d.vdev, "hda");
         assert!(!d.read_only);
+    }
+
+    #[test]
+    fn empty_positional_items_are_defaults() {
+        // xl-disk-configuration(5)'s own examples, all the same CD-ROM.
+        for spec in [
+            "/root/image.iso,,hdc,cdrom",
+            "/root/image.iso,,hdc,,cdrom",
+            "/root/image.iso,raw,hdc,devtype=cdrom",
+            "format=raw, vdev=hdc, access=ro, devtype=cdrom, target=/root/image.iso",
+            "raw:/root/image.iso,hdc:cdrom,ro",
+        ] {
+            let d = disk(spec);
+            assert_eq!(d.vdev, "hdc", "{spec}");
+            assert!(d.cdrom && d.read_only, "{spec}");
+            assert_eq!(d.target, Some("/root/image.iso".into()), "{spec}");
+            assert_eq!(d.format, DiskFormat::Raw, "{spec}");
+        }
+        // And its equivalent disks.
+        for spec in [
+            "/dev/vg/guest-volume,,hda",
+            "/dev/vg/guest-volume,raw,hda,rw",
+            "/dev/vg/guest-volume,,hda,",
+            "/dev/vg/guest-volume,,hda,,",
+            "format=raw, vdev=hda, access=rw, target=/dev/vg/guest-volume",
+            "raw:/dev/vg/guest-volume,hda,w",
+        ] {
+            let d = disk(spec);
+            assert_eq!(d.vdev, "hda", "{spec}");
+            assert!(!d.read_only && !d.cdrom, "{spec}");
+            assert_eq!(d.target, Some("/dev/vg/guest-volume".into()), "{spec}");
+        }
+        // Empty named values: the defaults (raw, read-write).
+        let d = disk("format=,access=,vdev=xvda,target=/x.img");
+        assert_eq!((d.format, d.read_only), (DiskFormat::Raw, false));
+        let c = disk("access=,vdev=hdc,devtype=cdrom,target=/x.iso");
+        assert!(c.read_only, "a CD-ROM stays read-only");
+    }
+
+    #[test]
+    fn xend_ioemu_and_tap_prefixes() {
+        // xmexample.hvm's disk.
+        let d = disk("file:/var/lib/xen/images/disk.img,ioemu:hda,w");
+        assert_eq!(d.vdev, "hda");
+        assert_eq!(
+            d.bus,
+            DiskBus::Ide {
+                channel: 0,
+                unit: 0
+            }
+        );
+        assert_eq!(d.target, Some("/var/lib/xen/images/disk.img".into()));
+        let c = disk("file:/iso/x.iso,ioemu:hdc:cdrom,r");
+        assert!(c.cdrom && c.vdev == "hdc");
+        assert_eq!(
+            disk("ioemu:/img/a.raw,hdb,w").target,
+            Some("/img/a.raw".into())
+        );
+        let t = disk("tap2:aio:/img/a.raw,xvda,w");
+        assert_eq!(t.target, Some("/img/a.raw".into()));
+        assert_eq!(t.format, DiskFormat::Raw);
+        let q = disk("tap:qcow:/img/old.qcow,hda,w");
+        assert_eq!(q.format, DiskFormat::Qcow);
+        assert_eq!(q.target, Some("/img/old.qcow".into()));
+        let v = disk("tap:tapdisk:vhd:/img/a.vhd,hdb,w");
+        assert_eq!(v.format, DiskFormat::Vhd);
+        assert_eq!(v.target, Some("/img/a.vhd".into()));
+        assert_eq!(
+            parse("iscsi:iqn.2001-05.com.example:disk,xvda,w").unwrap_err(),
+            "the 'iscsi:' prefix runs a Xen block script, which pvio does not have; attach the device on the host and give its path (phy:/dev/...)"
+        );
     }
 
     #[test]
