@@ -189,7 +189,22 @@ impl Lexer {
                 }
                 '\\' => {
                     self.pos += 1;
-                    match self.escape() {
+                    // A backslash cannot continue a string on the next
+                    // line (xl has no line continuation either).
+                    let c = match self.peek() {
+                        None => {
+                            return Tok::Error(format!(
+                                "string not closed: a backslash ends the file before the closing {quote}"
+                            ))
+                        }
+                        Some('\n') => {
+                            return Tok::Error(format!(
+                                "string not closed: a backslash ends the line before the closing {quote} (a string cannot go on to the next line)"
+                            ))
+                        }
+                        Some(c) => c,
+                    };
+                    match self.escape(c) {
                         Ok(b) => bytes.extend_from_slice(&b),
                         Err(e) => {
                             error.get_or_insert(e);
@@ -212,14 +227,8 @@ impl Lexer {
         }
     }
 
-    /// Decodes one escape; `self.pos` is just past the backslash.
-    fn escape(&mut self) -> Result<Vec<u8>, String> {
-        let Some(c) = self.peek() else {
-            return Err("a backslash ends the file".to_owned());
-        };
-        if c == '\n' {
-            return Err("a backslash ends the line inside a string".to_owned());
-        }
+    /// Decodes one escape; `self.pos` is at `c`, just past the backslash.
+    fn escape(&mut self, c: char) -> Result<Vec<u8>, String> {
         self.pos += 1;
         let byte = match c {
             'n' => b'\n',
@@ -455,12 +464,12 @@ mod tests {
         );
         assert_eq!(
             one("'a\\"),
-            Tok::Error("string not closed: the file ends before the closing '".into())
+            Tok::Error("string not closed: a backslash ends the file before the closing '".into())
         );
         assert_eq!(
             toks("'a\\\n'"),
             vec![
-                Tok::Error("string not closed: the line ends before the closing '".into()),
+                Tok::Error("string not closed: a backslash ends the line before the closing ' (a string cannot go on to the next line)".into()),
                 Tok::Newline,
                 Tok::Error("string not closed: the file ends before the closing '".into()),
             ]
