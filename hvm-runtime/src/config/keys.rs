@@ -200,6 +200,55 @@ pub const NO_EFFECT: &[Inert] = &[
     ),
     i("extid", "no Viridian extended id"),
     i("localtime_offset", "use rtc_timeoffset"),
+    // xend-era HVM keys (xmexample.hvm and xend's image.py).
+    i(
+        "ne2000",
+        "xend's ISA NE2000 switch; choose a NIC with vif model= (ne2k_pci)",
+    ),
+    i(
+        "isa",
+        "xend's ISA-only machine; pvio's machines are pc and q35",
+    ),
+    i("vpt_align", "a Xen virtual platform timer setting"),
+    i(
+        "guest_os_type",
+        "a xend hint with no effect on the virtual hardware",
+    ),
+    i(
+        "cpuid_check",
+        "Xen CPUID policy strings do not map to QEMU CPU flags",
+    ),
+    i(
+        "on_xend_start",
+        "there is no xend; start domains with pvio create",
+    ),
+    i(
+        "on_xend_stop",
+        "there is no xend; domains run until they end",
+    ),
+    i("memory_sharing", "a Xen memory-sharing setting"),
+    i("actmem", "no memory paging: the guest gets memory MiB"),
+    i(
+        "xenpaging_file",
+        "no memory paging: the guest gets memory MiB",
+    ),
+    i(
+        "xenpaging_extra",
+        "no memory paging: the guest gets memory MiB",
+    ),
+    i(
+        "xen_extended_power_mgmt",
+        "a Xen power-management setting; QEMU's ACPI is used",
+    ),
+    i(
+        "vscsi",
+        "PV SCSI is for PV guests; give the host disk with disk = [...]",
+    ),
+    i(
+        "restart",
+        "xend's old restart policy; use on_poweroff, on_reboot and on_crash",
+    ),
+    i("s3_integrity", "a Xen TXT setting"),
 ];
 
 /// Every known key name: honoured, then no-effect.
