@@ -23,6 +23,8 @@ pub mod suggest;
 pub mod vif;
 
 #[cfg(test)]
+mod message_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
@@ -76,22 +78,23 @@ pub fn load_str(text: &str, origin: &Origin, overrides: &[String]) -> Result<Loa
         Ok(mut loaded) if parsed.errors.is_empty() => {
             let mut warnings = parsed.warnings;
             warnings.append(&mut loaded.warnings);
-            loaded.warnings = warnings;
+            loaded.warnings = sorted(warnings);
             Ok(loaded)
         }
         Ok(loaded) => Err(ConfigError::Invalid {
             errors: Diagnostics(sorted(parsed.errors)),
-            warnings: [parsed.warnings, loaded.warnings].concat(),
+            warnings: sorted([parsed.warnings, loaded.warnings].concat()),
         }),
         Err((errors, warnings)) => Err(ConfigError::Invalid {
             errors: Diagnostics(sorted([parsed.errors, errors].concat())),
-            warnings: [parsed.warnings, warnings].concat(),
+            warnings: sorted([parsed.warnings, warnings].concat()),
         }),
     }
 }
 
-/// File errors by line, then command-line errors by argument.
-fn sorted(mut d: Vec<Diagnostic>) -> Vec<Diagnostic> {
+/// File diagnostics by line, then command-line ones by argument (a stable
+/// sort: those of one line keep the order they were found in).
+pub fn sorted(mut d: Vec<Diagnostic>) -> Vec<Diagnostic> {
     d.sort_by_key(|d| (matches!(d.at.origin, Origin::CommandLine), d.at.line));
     d
 }
