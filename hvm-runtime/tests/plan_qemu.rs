@@ -52,8 +52,8 @@ fn wait(child: &mut Child, what: &str) -> std::process::ExitStatus {
     }
 }
 
-/// Starts QEMU on the plan's command line (paused, with a second QMP
-/// monitor on stdio) in a fresh network namespace, and quits it.
+/// Starts QEMU on the plan's command line (paused: the plan has `-S`),
+/// with one more QMP monitor on stdio, in a fresh network namespace, and quits it.
 fn start_and_quit(p: &DomainPlan) {
     let mut child = Command::new("unshare")
         .args([
@@ -65,7 +65,7 @@ fn start_and_quit(p: &DomainPlan) {
         ])
         .arg(&p.qemu.binary)
         .args(&p.qemu.args)
-        .args(["-S", "-qmp", "stdio"])
+        .args(["-qmp", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

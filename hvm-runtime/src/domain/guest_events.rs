@@ -1,18 +1,19 @@
 //! What a guest's stop means and which action applies.
 //!
-//! QEMU runs with `-action shutdown=pause` (added by the supervisor) and
-//! the plan's `reboot=reset|shutdown`, `panic=shutdown|pause`:
+//! The plan gives QEMU `-action reboot=reset|shutdown,shutdown=pause,
+//! panic=pause`, so QEMU never ends on its own when the guest stops:
 //!
-//! - a guest power-off stops the vCPUs and sends `SHUTDOWN` with reason
+//! - a guest power-off pauses the guest and sends `SHUTDOWN` with reason
 //!   `guest-shutdown`: `on_poweroff` applies;
 //! - a guest reboot, with `on_reboot = "restart"`, is done by QEMU itself
 //!   (a `RESET` event, counted); otherwise QEMU turns it into a `SHUTDOWN`
 //!   with reason `guest-reset` (`host-qmp-system-reset` for `pvio reboot`)
 //!   and `on_reboot` applies;
-//! - a guest panic reported through the pvpanic device gives a `SHUTDOWN`
-//!   with reason `guest-panic` (`on_crash`), or with `on_crash =
-//!   "preserve"` a `GUEST_PANICKED` and a paused guest. A guest without a
-//!   pvpanic driver that reboots on panic is seen as a reboot;
+//! - a guest panic reported through the pvpanic device (the plan always
+//!   has one; Linux's `pvpanic-mmio` driver finds it through ACPI) pauses
+//!   the guest and sends `GUEST_PANICKED`: `on_crash` applies. A guest
+//!   without a pvpanic driver that reboots on panic is seen as a reboot;
+//!   one that hangs on panic is not seen at all;
 //! - `quit`, a signal or a host error end the device model: the domain
 //!   ends with no action.
 

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::passthrough::PciLaunch;
 use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, SerialEndpoint};
-use super::rundir::{CONTROL, LAUNCH, QMP_EVENTS};
+use super::rundir::{CONTROL, LAUNCH};
 use super::DomainError;
 use crate::config::disk::DiskBus;
 use crate::config::options::{Action, Serial};
-use crate::plan::DomainPlan;
+use crate::plan::{ids, DomainPlan};
 
 /// What to do when the guest powers off, reboots or crashes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +94,13 @@ pub struct LaunchSpec {
     pub config: Option<PathBuf>,
     /// The device model.
     pub qemu_binary: PathBuf,
-    /// Its arguments, as planned.
+    /// Its arguments, as planned: the whole command line but the devices
+    /// `pvio assign` reserved, which the supervisor adds at the end
+    /// (`create --dry-run` prints them in the same place).
     pub qemu_args: Vec<String>,
     /// The plan's QMP socket (commands).
     pub qmp_socket: PathBuf,
-    /// The QMP socket the supervisor adds for events.
+    /// The plan's second QMP socket, the supervisor's for events.
     pub events_socket: PathBuf,
     /// The supervisor's control socket.
     pub control_socket: PathBuf,
@@ -224,7 +226,7 @@ impl LaunchSpec {
             qemu_binary: plan.qemu.binary.clone(),
             qemu_args: plan.qemu.args.clone(),
             qmp_socket: plan.qmp_socket.clone(),
-            events_socket: dir.join(QMP_EVENTS),
+            events_socket: plan.events_socket.clone(),
             control_socket: dir.join(CONTROL),
             blk,
             net,
@@ -298,21 +300,26 @@ impl LaunchSpec {
         })?;
         serde_json::from_slice(&text).map_err(|source| DomainError::Record { path: p, source })
     }
+}
 
-    /// QEMU's arguments: the plan's, then a second QMP socket for the
-    /// supervisor's event listener, and `-action shutdown=pause` so that
-    /// QEMU never exits on its own when the guest stops: the supervisor
-    /// applies `on_poweroff` / `on_reboot` / `on_crash` (see
-    /// `docs/architecture.md`).
-    pub fn qemu_args(&self) -> Vec<String> {
-        let mut a = self.qemu_args.clone();
-        a.push("-qmp".to_owned());
-        let path = self.events_socket.to_string_lossy().replace(',', ",,");
-        a.push(format!("unix:{path},server=on,wait=off"));
-        a.push("-action".to_owned());
-        a.push("shutdown=pause".to_owned());
-        a
-    }
+/// The `-device` arguments of the host devices `pvio assign` reserved
+/// for the domain of `plan` (those not in its config), as the supervisor
+/// adds them at the end of QEMU's command line (`Taken::extra_qemu_args`).
+/// Reads the PCI ownership record; changes nothing.
+pub fn reserved_device_args(plan: &DomainPlan) -> Result<Vec<String>, String> {
+    let records = super::passthrough::manager(true)
+        .owned_by(&plan.name)
+        .map_err(|e| crate::cli::error_line(&e))?;
+    Ok(records
+        .iter()
+        .filter(|r| {
+            !plan
+                .passthrough
+                .iter()
+                .any(|p| p.bdf.to_string() == r.bdf.to_string())
+        })
+        .flat_map(|r| ["-device".to_owned(), ids::vfio_pci_device(r.bdf, None)])
+        .collect())
 }
 
 /// `pv`, `ide`, `scsi`.
@@ -400,17 +407,25 @@ on_reboot = 'destroy'
 
     #[test]
     fn qemu_gets_an_event_socket_and_never_exits_on_a_guest_stop() {
-        let a = spec().qemu_args();
-        let tail: Vec<&str> = a[a.len() - 4..].iter().map(String::as_str).collect();
+        let s = spec();
         assert_eq!(
-            tail,
-            vec![
-                "-qmp",
-                "unix:/run/pvio/web/qmp-events.sock,server=on,wait=off",
-                "-action",
-                "shutdown=pause"
-            ]
+            s.events_socket,
+            PathBuf::from("/run/pvio/web/qmp-events.sock")
         );
+        let a = &s.qemu_args;
+        let pos = a
+            .iter()
+            .position(|x| x == "unix:/run/pvio/web/qmp-events.sock,server=on,wait=off")
+            .expect("the events socket");
+        assert_eq!(a[pos - 1], "-qmp");
+        let action = a.iter().position(|x| x == "-action").expect("-action");
+        assert_eq!(
+            a[action + 1],
+            "reboot=shutdown,shutdown=pause,panic=pause",
+            "on_reboot = 'destroy': a reboot stops the guest"
+        );
+        assert_eq!(a.iter().filter(|x| *x == "-action").count(), 1);
+        assert!(a.iter().any(|x| x == "-S"));
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub const LOG: &str = "supervisor.log";
 /// The supervisor's control socket.
 pub const CONTROL: &str = "control.sock";
 /// QEMU's second QMP socket, the one the supervisor listens to events on.
-pub const QMP_EVENTS: &str = "qmp-events.sock";
+pub const QMP_EVENTS: &str = crate::plan::EVENTS_SOCKET;
 
 /// The root of runtime state.
 #[derive(Debug, Clone)]

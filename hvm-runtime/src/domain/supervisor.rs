@@ -204,9 +204,10 @@ fn spawn_qemu(
         source,
     })?;
     let mut cmd = Command::new(&spec.qemu_binary);
-    cmd.args(spec.qemu_args())
+    // The plan's command line (with -S: QEMU starts paused), then the
+    // devices `pvio assign` reserved: what `create --dry-run` prints.
+    cmd.args(&spec.qemu_args)
         .args(extra)
-        .arg("-S")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
@@ -224,7 +225,7 @@ fn spawn_qemu(
     tracing::info!(
         "starting {} {} {}",
         spec.qemu_binary.display(),
-        spec.qemu_args().join(" "),
+        spec.qemu_args.join(" "),
         extra.join(" ")
     );
     let mut child = cmd.spawn().map_err(|source| DomainError::QemuMissing {
@@ -369,42 +370,17 @@ fn on_event(live: &LiveDomain, e: qmp::Event) -> Option<(String, String)> {
     match e {
         qmp::Event::SHUTDOWN { data, .. } => {
             let stop = GuestStop::from_reason(data.reason);
-            let Some(action) = stop.action(&live.spec) else {
+            if stop == GuestStop::Host {
                 return Some((
                     stop.cause().to_owned(),
                     format!("the host ended QEMU ({:?})", data.reason),
                 ));
-            };
-            let what = match stop {
-                GuestStop::Poweroff => "the guest powered off",
-                GuestStop::Reboot => "the guest rebooted",
-                GuestStop::Crash => "the guest crashed",
-                GuestStop::Host => "the host ended QEMU",
-            };
-            tracing::info!("{what}: on_{} = {action:?}", stop.cause());
-            match action {
-                OnEvent::Destroy => Some((stop.cause().to_owned(), what.to_owned())),
-                OnEvent::Preserve => {
-                    live.update(|r| r.state = DomainState::Preserved);
-                    None
-                }
-                OnEvent::Restart => match restart_in_place(live) {
-                    Ok(()) => {
-                        live.update(|r| r.state = DomainState::Running);
-                        None
-                    }
-                    Err(err) => Some((
-                        stop.cause().to_owned(),
-                        format!("{what} and could not be restarted: {}", error_line(&err)),
-                    )),
-                },
             }
+            apply(live, stop)
         }
-        qmp::Event::GUEST_PANICKED { .. } if live.spec.on_crash == OnEvent::Preserve => {
-            tracing::info!("the guest panicked; preserved");
-            live.update(|r| r.state = DomainState::Preserved);
-            None
-        }
+        // A panic the guest reported through pvpanic: QEMU paused it
+        // (`panic=pause`), on_crash decides.
+        qmp::Event::GUEST_PANICKED { .. } => apply(live, GuestStop::Crash),
         qmp::Event::RESET { .. } => {
             live.update(|r| r.reboots = r.reboots.saturating_add(1));
             None
@@ -429,6 +405,35 @@ fn on_event(live: &LiveDomain, e: qmp::Event) -> Option<(String, String)> {
     }
 }
 
+/// Applies the config's action to a guest stopped by `stop`.
+fn apply(live: &LiveDomain, stop: GuestStop) -> Option<(String, String)> {
+    let action = stop.action(&live.spec)?;
+    let what = match stop {
+        GuestStop::Poweroff => "the guest powered off",
+        GuestStop::Reboot => "the guest rebooted",
+        GuestStop::Crash => "the guest crashed",
+        GuestStop::Host => "the host ended QEMU",
+    };
+    tracing::info!("{what}: on_{} = {action:?}", stop.cause());
+    match action {
+        OnEvent::Destroy => Some((stop.cause().to_owned(), what.to_owned())),
+        OnEvent::Preserve => {
+            live.update(|r| r.state = DomainState::Preserved);
+            None
+        }
+        OnEvent::Restart => match restart_in_place(live) {
+            Ok(()) => {
+                live.update(|r| r.state = DomainState::Running);
+                None
+            }
+            Err(err) => Some((
+                stop.cause().to_owned(),
+                format!("{what} and could not be restarted: {}", error_line(&err)),
+            )),
+        },
+    }
+}
+
 /// Resets a guest stopped by a power-off, reboot or crash and runs it
 /// again, in the same QEMU (hot-plugged devices stay).
 fn restart_in_place(live: &LiveDomain) -> Result<(), QmpError> {
@@ -448,7 +453,12 @@ fn restart_in_place(live: &LiveDomain) -> Result<(), QmpError> {
         q.execute(&action(qmp::RebootAction::reset))?;
         q.execute(&qmp::system_reset {})?;
         let start = Instant::now();
-        while q.status()?.status == qmp::RunState::shutdown {
+        // A powered-off guest is in `shutdown`, a panicked one in
+        // `guest-panicked`; the reset takes it out of either.
+        while matches!(
+            q.status()?.status,
+            qmp::RunState::shutdown | qmp::RunState::guest_panicked
+        ) {
             if start.elapsed() > Duration::from_secs(10) {
                 return Err(QmpError::Timeout {
                     event: "the reset".to_owned(),

@@ -44,6 +44,7 @@ fn problem(at: Option<&Location>, key: &str, message: String) -> Problem {
 }
 
 /// Checks the host for `plan` (made from `spec`); empty when all is there.
+/// The problems come in config line order, those of no line last.
 pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> Vec<Problem> {
     let mut out = Vec::new();
     let file =
@@ -152,5 +153,10 @@ pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> 
             ),
         });
     }
+    // A stable sort: the problems of one line keep the order above.
+    out.sort_by_key(|p| {
+        p.at.as_ref()
+            .map_or((true, (false, 0)), |at| (false, super::location_key(at)))
+    });
     out
 }

@@ -12,6 +12,7 @@ use super::{
 };
 use crate::config::disk::{DiskBus, DiskSpec};
 use crate::config::options::Machine;
+use crate::config::vif::VifSpec;
 use crate::config::{DomainSpec, Located};
 use crate::host::accel::Accel;
 
@@ -32,7 +33,8 @@ pub(super) fn plan_devices(
     run_dir: &Path,
     accel: Accel,
     entropy: &mut dyn ids::Entropy,
-) -> Result<Devices, PlanError> {
+    errors: &mut Vec<PlanError>,
+) -> Devices {
     let mut d = Devices {
         disks: Vec::new(),
         nics: Vec::new(),
@@ -44,93 +46,14 @@ pub(super) fn plan_devices(
     };
     let mut scsi_controller = false;
     for disk in &spec.disks {
-        disk_args(disk, spec.machine, run_dir, &mut d, &mut scsi_controller)?;
+        if let Err(e) = disk_args(disk, spec.machine, run_dir, &mut d, &mut scsi_controller) {
+            errors.push(e);
+        }
     }
     for vif in &spec.vifs {
-        let v = &vif.value;
-        let tap = match &v.vifname {
-            Some(n) => n.clone(),
-            None => ids::tap_name(&spec.name, v.devid).ok_or_else(|| PlanError::Unsupported {
-                at: vif.at.clone(),
-                key: "vif",
-                message: format!(
-                    "devid {} makes the tap name too long; set vifname=",
-                    v.devid
-                ),
-            })?,
-        };
-        let (mac, random_mac) = match v.mac {
-            Some(m) => (m, false),
-            None => (ids::random_mac(entropy), true),
-        };
-        let id = format!("net{}", v.devid);
-        let sock = if v.model.is_pv() {
-            let sock = socket(run_dir, &format!("net-{}.sock", v.devid))?;
-            let mut args = vec![
-                "backend".to_owned(),
-                "net".to_owned(),
-                "--socket".to_owned(),
-                text(&sock)?,
-                "--tap".to_owned(),
-                tap.clone(),
-                "--mac".to_owned(),
-                mac.to_string(),
-            ];
-            if let Some(mtu) = v.mtu {
-                args.extend(["--mtu".to_owned(), mtu.to_string()]);
-            }
-            d.net_backends.push(BackendPlan {
-                device: id.clone(),
-                socket: sock.clone(),
-                args,
-            });
-            // One queue pair: the net backend and the netdev use one.
-            let vectors = msix::pv_nic_vectors(accel, 1);
-            let mut dev = format!(
-                "virtio-net-pci,netdev={id},id=nic{},mac={mac},vectors={vectors}",
-                v.devid
-            );
-            if let Some(mtu) = v.mtu {
-                dev.push_str(&format!(",host_mtu={mtu}"));
-            }
-            d.args.extend([
-                "-chardev".to_owned(),
-                format!("socket,id=chr-{id},path={}", qemu_path(&sock)?),
-                "-netdev".to_owned(),
-                format!("vhost-user,id={id},chardev=chr-{id}"),
-                "-device".to_owned(),
-                dev,
-            ]);
-            Some(sock)
-        } else {
-            d.args.extend([
-                "-netdev".to_owned(),
-                format!("tap,id={id},ifname={tap},script=no,downscript=no"),
-                "-device".to_owned(),
-                format!(
-                    "{},netdev={id},id=nic{},mac={mac}",
-                    v.model.qemu_device(),
-                    v.devid
-                ),
-            ]);
-            None
-        };
-        d.taps.push(TapPlan {
-            name: tap.clone(),
-            bridge: v.bridge.clone(),
-            mtu: v.mtu,
-        });
-        d.nics.push(NicPlan {
-            devid: v.devid,
-            model: v.model,
-            mac,
-            random_mac,
-            tap,
-            bridge: v.bridge.clone(),
-            mtu: v.mtu,
-            socket: sock,
-            at: vif.at.clone(),
-        });
+        if let Err(e) = vif_args(vif, &spec.name, run_dir, accel, entropy, &mut d) {
+            errors.push(e);
+        }
     }
     for pci in &spec.pci {
         let p = &pci.value;
@@ -143,7 +66,102 @@ pub(super) fn plan_devices(
             at: pci.at.clone(),
         });
     }
-    Ok(d)
+    d
+}
+
+fn vif_args(
+    vif: &Located<VifSpec>,
+    name: &str,
+    run_dir: &Path,
+    accel: Accel,
+    entropy: &mut dyn ids::Entropy,
+    d: &mut Devices,
+) -> Result<(), PlanError> {
+    let v = &vif.value;
+    let tap = match &v.vifname {
+        Some(n) => n.clone(),
+        None => ids::tap_name(name, v.devid).ok_or_else(|| PlanError::Unsupported {
+            at: vif.at.clone(),
+            key: "vif",
+            message: format!(
+                "devid {} makes the tap name too long; set vifname=",
+                v.devid
+            ),
+        })?,
+    };
+    let (mac, random_mac) = match v.mac {
+        Some(m) => (m, false),
+        None => (ids::random_mac(entropy), true),
+    };
+    let id = format!("net{}", v.devid);
+    let sock = if v.model.is_pv() {
+        let sock = socket(run_dir, &format!("net-{}.sock", v.devid))?;
+        let mut args = vec![
+            "backend".to_owned(),
+            "net".to_owned(),
+            "--socket".to_owned(),
+            text(&sock)?,
+            "--tap".to_owned(),
+            tap.clone(),
+            "--mac".to_owned(),
+            mac.to_string(),
+        ];
+        if let Some(mtu) = v.mtu {
+            args.extend(["--mtu".to_owned(), mtu.to_string()]);
+        }
+        d.net_backends.push(BackendPlan {
+            device: id.clone(),
+            socket: sock.clone(),
+            args,
+        });
+        // One queue pair: the net backend and the netdev use one.
+        let vectors = msix::pv_nic_vectors(accel, 1);
+        let mut dev = format!(
+            "virtio-net-pci,netdev={id},id=nic{},mac={mac},vectors={vectors}",
+            v.devid
+        );
+        if let Some(mtu) = v.mtu {
+            dev.push_str(&format!(",host_mtu={mtu}"));
+        }
+        d.args.extend([
+            "-chardev".to_owned(),
+            format!("socket,id=chr-{id},path={}", qemu_path(&sock)?),
+            "-netdev".to_owned(),
+            format!("vhost-user,id={id},chardev=chr-{id}"),
+            "-device".to_owned(),
+            dev,
+        ]);
+        Some(sock)
+    } else {
+        d.args.extend([
+            "-netdev".to_owned(),
+            format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+            "-device".to_owned(),
+            format!(
+                "{},netdev={id},id=nic{},mac={mac}",
+                v.model.qemu_device(),
+                v.devid
+            ),
+        ]);
+        None
+    };
+    d.taps.push(TapPlan {
+        name: tap.clone(),
+        bridge: v.bridge.clone(),
+        mtu: v.mtu,
+    });
+    d.nics.push(NicPlan {
+        devid: v.devid,
+        model: v.model,
+        mac,
+        random_mac,
+        tap,
+        bridge: v.bridge.clone(),
+        mtu: v.mtu,
+        socket: sock,
+        at: vif.at.clone(),
+    });
+    Ok(())
 }
 
 fn disk_args(

@@ -59,10 +59,50 @@ pub enum PlanError {
         /// Why.
         message: String,
     },
+    /// Several settings the plan cannot honour, every one, in config line
+    /// order.
+    #[error("{} settings cannot be planned:{}", .0.len(), .0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
+    Several(Vec<PlanError>),
     /// The host lacks what the plan needs (every problem listed).
     #[error("the host is not ready for this domain:{}", .0.iter().map(|p| format!("\n  {p}")).collect::<String>())]
     Host(Vec<Problem>),
 }
+
+impl PlanError {
+    /// The config line the error is about, if any.
+    pub fn at(&self) -> Option<&Location> {
+        match self {
+            PlanError::Unsupported { at, .. } => Some(at),
+            _ => None,
+        }
+    }
+
+    /// One error for all of `errors` (none: `Ok`): the only one, or
+    /// [`PlanError::Several`] in line order.
+    fn from_all(mut errors: Vec<PlanError>) -> Result<(), PlanError> {
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => {
+                errors.sort_by_key(|e| e.at().map(location_key));
+                Err(PlanError::Several(errors))
+            }
+        }
+    }
+}
+
+/// The order of config places: file lines first, then command-line
+/// arguments.
+pub fn location_key(at: &Location) -> (bool, u32) {
+    (
+        matches!(at.origin, crate::config::Origin::CommandLine),
+        at.line,
+    )
+}
+
+/// The file of the second QMP socket, the supervisor's for events, in
+/// the domain's run dir.
+pub const EVENTS_SOCKET: &str = "qmp-events.sock";
 
 /// What the plan needs besides the spec.
 pub struct PlanOptions<'a> {
@@ -134,6 +174,8 @@ pub struct DomainPlan {
     pub cpu_pinning: CpuAffinity,
     /// QEMU's QMP socket.
     pub qmp_socket: PathBuf,
+    /// QEMU's second QMP socket, the supervisor's for events.
+    pub events_socket: PathBuf,
     /// The VNC password to set over QMP after start (never printed).
     #[serde(skip)]
     pub vnc_password: Option<String>,
@@ -247,9 +289,19 @@ pub fn plan(spec: &DomainSpec, opts: &mut PlanOptions<'_>) -> Result<DomainPlan,
         .clone()
         .unwrap_or_else(|| ids::random_uuid(opts.entropy));
     let qmp_socket = socket(&run_dir, "qmp.sock")?;
-    let devs = devices::plan_devices(spec, &run_dir, opts.accel.accel, opts.entropy)?;
+    let events_socket = socket(&run_dir, EVENTS_SOCKET)?;
+    // Every setting the plan cannot honour is reported, not the first.
+    let mut errors = Vec::new();
+    let devs = devices::plan_devices(spec, &run_dir, opts.accel.accel, opts.entropy, &mut errors);
     let mut notes = Vec::new();
-    let qemu = qemu::command_line(spec, &devs, &run_dir, &qmp_socket, &uuid, opts, &mut notes)?;
+    let places = qemu::Places {
+        run_dir: &run_dir,
+        qmp: &qmp_socket,
+        events: &events_socket,
+    };
+    let qemu = qemu::command_line(spec, &devs, &places, &uuid, opts, &mut notes, &mut errors);
+    PlanError::from_all(errors)?;
+    let qemu = qemu?;
     Ok(DomainPlan {
         name: spec.name.clone(),
         uuid,
@@ -267,6 +319,7 @@ pub fn plan(spec: &DomainSpec, opts: &mut PlanOptions<'_>) -> Result<DomainPlan,
         taps: devs.taps,
         cpu_pinning: spec.cpus.clone(),
         qmp_socket,
+        events_socket,
         vnc_password: spec.vnc.as_ref().and_then(|v| v.password.clone()),
         on_poweroff: spec.on_poweroff,
         on_reboot: spec.on_reboot,
@@ -302,5 +355,7 @@ fn qemu_path(p: &Path) -> Result<String, PlanError> {
     Ok(text(p)?.replace(',', ",,"))
 }
 
+#[cfg(test)]
+mod error_tests;
 #[cfg(test)]
 mod tests;

@@ -18,15 +18,33 @@ use crate::host::accel::Accel;
 /// The audio backend id for sound cards (`-audiodev none`).
 const AUDIODEV: &str = "snd0";
 
+/// What an `acpi = 0` domain cannot do, for the create output.
+pub const ACPI_OFF_NOTE: &str = "acpi=0: the guest has no ACPI, so it ignores `pvio shutdown` (the ACPI power button; `pvio destroy` ends it) and cannot take PCI hot-plug (block-attach, network-attach, assign)";
+
+/// The domain's run dir and the QMP sockets QEMU listens on there.
+pub(super) struct Places<'a> {
+    /// The run dir.
+    pub run_dir: &'a Path,
+    /// The commands socket.
+    pub qmp: &'a Path,
+    /// The supervisor's events socket.
+    pub events: &'a Path,
+}
+
 pub(super) fn command_line(
     spec: &DomainSpec,
     devs: &Devices,
-    run_dir: &Path,
-    qmp: &Path,
+    places: &Places<'_>,
     uuid: &str,
     opts: &PlanOptions<'_>,
     notes: &mut Vec<String>,
+    errors: &mut Vec<PlanError>,
 ) -> Result<QemuCommand, PlanError> {
+    let Places {
+        run_dir,
+        qmp,
+        events,
+    } = *places;
     let mut a: Vec<String> = Vec::new();
     let mut push = |flag: &str, value: String| {
         a.push(flag.to_owned());
@@ -139,18 +157,17 @@ pub(super) fn command_line(
         a.push(flag.to_owned());
         a.push(value);
     };
-    if let Some(f) = &spec.fda {
-        if spec.machine == Machine::Q35 {
-            return Err(PlanError::Unsupported {
-                at: f.at.clone(),
-                key: "fda",
-                message: "q35 has no floppy controller; use machine = \"pc\"".to_owned(),
-            });
-        }
-        push(
+    match &spec.fda {
+        Some(f) if spec.machine == Machine::Q35 => errors.push(PlanError::Unsupported {
+            at: f.at.clone(),
+            key: "fda",
+            message: "q35 has no floppy controller; use machine = \"pc\"".to_owned(),
+        }),
+        Some(f) => push(
             "-drive",
             format!("file={},format=raw,if=floppy,index=0", qemu_path(&f.value)?),
-        );
+        ),
+        None => {}
     }
 
     // Display.
@@ -248,28 +265,30 @@ pub(super) fn command_line(
         "-qmp",
         format!("unix:{},server=on,wait=off", qemu_path(qmp)?),
     );
-    // QEMU resets the guest itself when on_reboot is restart; otherwise it
-    // stops and the supervisor applies the action. A paused guest is kept
-    // for `preserve`.
+    // The supervisor's own QMP connection, for events.
+    push(
+        "-qmp",
+        format!("unix:{},server=on,wait=off", qemu_path(events)?),
+    );
+    // QEMU never ends on its own when the guest stops: a power-off and a
+    // panic pause the guest and the supervisor applies on_poweroff /
+    // on_crash (docs/architecture.md). QEMU resets the guest itself when
+    // on_reboot is restart; otherwise a reboot stops it like a power-off.
     let reboot = if spec.on_reboot == Action::Restart {
         "reset"
     } else {
         "shutdown"
     };
-    let shutdown = if spec.on_poweroff == Action::Preserve {
-        "pause"
-    } else {
-        "poweroff"
-    };
-    let panic = if spec.on_crash == Action::Preserve {
-        "pause"
-    } else {
-        "shutdown"
-    };
     push(
         "-action",
-        format!("reboot={reboot},shutdown={shutdown},panic={panic}"),
+        format!("reboot={reboot},shutdown=pause,panic=pause"),
     );
+    // Start with the vCPUs stopped: the supervisor pins them and sets up
+    // VNC over QMP, then lets the guest run.
+    plain.push("-S".to_owned());
+    if !spec.acpi {
+        notes.push(ACPI_OFF_NOTE.to_owned());
+    }
 
     a.append(&mut plain);
     a.extend(spec.device_model_args.iter().cloned());

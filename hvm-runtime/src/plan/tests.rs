@@ -65,11 +65,22 @@ fn winxp_plan() {
     assert_eq!(values(&p, "-display"), ["none"]);
     assert_eq!(
         values(&p, "-qmp"),
-        ["unix:/run/pvio/winxp/qmp.sock,server=on,wait=off"]
+        [
+            "unix:/run/pvio/winxp/qmp.sock,server=on,wait=off",
+            "unix:/run/pvio/winxp/qmp-events.sock,server=on,wait=off"
+        ]
     );
     assert_eq!(
         values(&p, "-action"),
-        ["reboot=shutdown,shutdown=poweroff,panic=shutdown"]
+        ["reboot=shutdown,shutdown=pause,panic=pause"]
+    );
+    assert!(has(&p, "-S"), "QEMU starts paused");
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("acpi=0: the guest has no ACPI, so it ignores `pvio shutdown`")),
+        "{:?}",
+        p.notes
     );
     let devices = values(&p, "-device");
     assert!(
@@ -404,9 +415,9 @@ fn host_checks_name_the_config_line() {
     assert_eq!(
         problems,
         [
+            "/etc/xen/t:10: key 'vif': bridge xenbr0 does not exist; create it: ip link add xenbr0 type bridge && ip link set xenbr0 up",
             "/etc/xen/t:12: key 'disk': hda: the image /root/xenimages/winXP128.img does not exist",
             "/etc/xen/t:13: key 'disk': hdc: the CD-ROM image /root/xenimages/en_winxp_pro_with_sp2.iso does not exist",
-            "/etc/xen/t:10: key 'vif': bridge xenbr0 does not exist; create it: ip link add xenbr0 type bridge && ip link set xenbr0 up",
             "the device model qemu-system-x86_64 is not found; install it: apt-get install qemu-system-x86",
         ]
     );
@@ -435,12 +446,12 @@ fn host_checks_for_firmware_kernel_pci_keymap() {
     assert_eq!(
         problems,
         [
+            "/etc/xen/t:2: key 'firmware': UEFI needs OVMF, and /usr/share/ovmf/OVMF.fd does not exist; install it: apt-get install ovmf",
             "/etc/xen/t:3: key 'kernel': the kernel /k does not exist",
             "/etc/xen/t:4: key 'ramdisk': the ramdisk /r does not exist",
-            "/etc/xen/t:2: key 'firmware': UEFI needs OVMF, and /usr/share/ovmf/OVMF.fd does not exist; install it: apt-get install ovmf",
             "/etc/xen/t:5: key 'pci': the host has no PCI device 0000:03:00.0; `pvio pci-list` shows what it has",
-            "key 'keymap': QEMU has no keymap 'xx' (no /usr/share/qemu/keymaps/xx)",
             "/etc/xen/t:7: key 'device_model_override': the device model /q is not found; check device_model_override",
+            "key 'keymap': QEMU has no keymap 'xx' (no /usr/share/qemu/keymaps/xx)",
         ]
     );
 }
