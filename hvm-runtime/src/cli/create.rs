@@ -7,6 +7,12 @@
 //! errors (all of them) and exits 1. `--json` prints one object instead:
 //! `{"ok", "plan", "warnings", "problems"}` or `{"ok", "errors",
 //! "warnings"}`.
+//!
+//! The device model's command line shown (`plan.qemu` in JSON) is the one
+//! the launch gives QEMU, argument for argument: the plan makes all of it
+//! (the supervisor's QMP socket, `-action`, `-S` included), and the
+//! devices `pvio assign` reserved for the domain are added at the end,
+//! where the supervisor adds them.
 
 use std::process::ExitCode;
 
@@ -14,7 +20,8 @@ use serde::Serialize;
 
 use super::args::CreateArgs;
 use super::error_line;
-use crate::config::{self, ConfigError, Diagnostic};
+use crate::config::{self, ConfigError};
+use crate::domain::launch;
 use crate::plan::{self, render, DomainPlan, OsEntropy, PlanOptions, Problem, RealHost};
 
 #[derive(Serialize)]
@@ -36,15 +43,28 @@ struct Failed {
 pub fn dry_run(a: &CreateArgs) -> ExitCode {
     let loaded = match config::load(&a.file, &a.overrides) {
         Ok(l) => l,
-        Err(e) => return failed(a.json, &e, e_warnings(&e)),
+        Err(e) => {
+            let (warnings, no_effect) = e.warning_lines();
+            return failed(a.json, &e, warnings, no_effect);
+        }
     };
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
     let host = RealHost::new();
     let mut entropy = OsEntropy;
     let mut opts = PlanOptions::for_host(&host, &mut entropy);
-    let plan = match plan::plan(&loaded.spec, &mut opts) {
+    let mut plan = match plan::plan(&loaded.spec, &mut opts) {
         Ok(p) => p,
-        Err(e) => return failed(a.json, &e, &loaded.warnings),
+        Err(e) => return failed(a.json, &e, warnings, loaded.no_effect_line()),
     };
+    // The devices `pvio assign` reserved for the domain: the supervisor
+    // adds them at the end of the command line; so does the dry run, and
+    // the command line shown is the one QEMU gets.
+    match launch::reserved_device_args(&plan) {
+        Ok(args) => plan.qemu.args.extend(args),
+        Err(why) => plan.notes.push(format!(
+            "devices reserved by `pvio assign` are not shown: {why}"
+        )),
+    }
     let problems = plan::check_host(&loaded.spec, &plan, &host);
     let code = if problems.is_empty() {
         ExitCode::SUCCESS
@@ -52,7 +72,7 @@ pub fn dry_run(a: &CreateArgs) -> ExitCode {
         ExitCode::FAILURE
     };
     if a.json {
-        let mut warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        let mut warnings = warnings;
         warnings.extend(loaded.no_effect_line());
         warnings.extend(plan.notes.iter().cloned());
         print_json(&DryRun {
@@ -76,14 +96,12 @@ pub fn dry_run(a: &CreateArgs) -> ExitCode {
     }
 }
 
-fn e_warnings(e: &ConfigError) -> &[Diagnostic] {
-    match e {
-        ConfigError::Invalid { warnings, .. } => warnings,
-        ConfigError::Read { .. } => &[],
-    }
-}
-
-fn failed(json: bool, e: &(dyn std::error::Error + 'static), warnings: &[Diagnostic]) -> ExitCode {
+fn failed(
+    json: bool,
+    e: &(dyn std::error::Error + 'static),
+    mut warnings: Vec<String>,
+    no_effect: Option<String>,
+) -> ExitCode {
     if json {
         let errors = match e.downcast_ref::<ConfigError>() {
             Some(ConfigError::Invalid { errors, .. }) => {
@@ -91,15 +109,14 @@ fn failed(json: bool, e: &(dyn std::error::Error + 'static), warnings: &[Diagnos
             }
             _ => vec![error_line(e)],
         };
+        warnings.extend(no_effect);
         let _ = print_json(&Failed {
             ok: false,
             errors,
-            warnings: warnings.iter().map(ToString::to_string).collect(),
+            warnings,
         });
     } else {
-        for w in warnings {
-            eprintln!("pvio: warning: {w}");
-        }
+        super::domain::print_config_warnings(&warnings, no_effect.as_deref());
         eprintln!("pvio: {}", error_line(e));
     }
     ExitCode::FAILURE

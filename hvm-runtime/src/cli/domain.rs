@@ -57,13 +57,20 @@ pub struct SuperviseArgs {
 }
 
 /// `pvio create FILE` without `--dry-run`: load, plan, check the host,
-/// start.
+/// start. What the user should know (warnings, the keys with no effect,
+/// the plan's notes) is printed first, whether the start goes on or not.
 pub fn create(a: &CreateArgs) -> Result<ExitCode> {
-    let loaded = config::load(&a.file, &a.overrides)?;
+    let loaded = config::load(&a.file, &a.overrides).inspect_err(|e| {
+        let (warnings, no_effect) = e.warning_lines();
+        print_config_warnings(&warnings, no_effect.as_deref());
+    })?;
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    print_config_warnings(&warnings, loaded.no_effect_line().as_deref());
     let mut entropy = OsEntropy;
     let host = RealHost::new();
     let mut opts = PlanOptions::for_host(&host, &mut entropy);
     let plan = plan::plan(&loaded.spec, &mut opts)?;
+    print_plan_notes(&plan);
     let problems = plan::check_host(&loaded.spec, &plan, &host);
     if !problems.is_empty() {
         return Err(PlanError::Host(problems).into());
@@ -71,15 +78,18 @@ pub fn create(a: &CreateArgs) -> Result<ExitCode> {
     start_planned(&loaded, &plan, a)
 }
 
-/// Starts the domain of a checked plan, prints what the user should know,
-/// and attaches the console with `-c`.
-pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Result<ExitCode> {
-    for w in &loaded.warnings {
+/// The config's warnings and its no-effect line, one line each on stderr.
+pub fn print_config_warnings(warnings: &[String], no_effect: Option<&str>) {
+    for w in warnings {
         eprintln!("pvio: warning: {w}");
     }
-    if let Some(line) = loaded.no_effect_line() {
+    if let Some(line) = no_effect {
         eprintln!("pvio: note: {line}");
     }
+}
+
+/// The accelerator warning and the plan's notes, one line each on stderr.
+fn print_plan_notes(plan: &DomainPlan) {
     if plan.accel.accel == Accel::Tcg {
         eprintln!(
             "pvio: warning: {} runs under TCG, not KVM ({}): correct but slow",
@@ -89,6 +99,11 @@ pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Resu
     for n in plan.notes.iter().filter(|n| !n.starts_with("accelerator:")) {
         eprintln!("pvio: note: {n}");
     }
+}
+
+/// Starts the domain of a checked plan (its warnings printed), prints
+/// the result, and attaches the console with `-c`.
+pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Result<ExitCode> {
     let record = start::start(
         plan,
         loaded.spec.source.as_deref(),
@@ -119,26 +134,50 @@ pub fn list(json: bool) -> Result<ExitCode> {
         eprintln!("pvio: note: {d}; it was cleaned up");
     }
     if json {
-        let rows: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| {
-                serde_json::json!({
-                    "name": r.name,
-                    "id": r.id,
-                    "uuid": r.uuid,
-                    "memory_mib": r.memory_mib,
-                    "vcpus": r.vcpus,
-                    "state": r.state,
-                    "uptime_secs": r.uptime_secs(),
-                    "accel": r.accel,
-                })
-            })
-            .collect();
+        let rows: Vec<ListEntry<'_>> = records.iter().map(ListEntry::of).collect();
         print_json(&rows)?;
     } else {
         print!("{}", table(&records));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One domain in `pvio list --json`: a stable shape, documented in
+/// `docs/commands.md`; fields are only ever added.
+#[derive(Debug, serde::Serialize)]
+pub struct ListEntry<'a> {
+    /// The domain's name.
+    pub name: &'a str,
+    /// Its id.
+    pub id: u32,
+    /// Its UUID.
+    pub uuid: &'a str,
+    /// RAM in MiB.
+    pub memory: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// `starting`, `running`, `paused`, `preserved`, `stopping`.
+    pub state: crate::domain::DomainState,
+    /// Seconds since it was created.
+    pub uptime: u64,
+    /// `kvm` or `tcg`.
+    pub accelerator: &'a str,
+}
+
+impl ListEntry<'_> {
+    /// The entry of `r`.
+    pub fn of(r: &DomainRecord) -> ListEntry<'_> {
+        ListEntry {
+            name: &r.name,
+            id: r.id,
+            uuid: &r.uuid,
+            memory: r.memory_mib,
+            vcpus: r.vcpus,
+            state: r.state,
+            uptime: r.uptime_secs(),
+            accelerator: &r.accel,
+        }
+    }
 }
 
 /// The `pvio list` table.
@@ -250,6 +289,36 @@ pub fn print_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<()> {
 mod tests {
     use super::*;
     use crate::domain::record::sample;
+
+    #[test]
+    fn the_list_json_has_the_documented_fields() {
+        let mut r = sample("web");
+        r.started_at = r.started_at.saturating_sub(90);
+        let v = serde_json::to_value(ListEntry::of(&r)).unwrap();
+        let obj = v.as_object().unwrap();
+        let mut keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "accelerator",
+                "id",
+                "memory",
+                "name",
+                "state",
+                "uptime",
+                "uuid",
+                "vcpus"
+            ]
+        );
+        assert_eq!(v["name"], "web");
+        assert_eq!(v["id"], 1);
+        assert_eq!(v["memory"], 256);
+        assert_eq!(v["vcpus"], 1);
+        assert_eq!(v["state"], "running");
+        assert!(v["uptime"].as_u64().unwrap() >= 90);
+        assert_eq!(v["accelerator"], "tcg");
+    }
 
     #[test]
     fn the_list_table_has_xl_columns() {

@@ -50,9 +50,29 @@ pub enum ConfigError {
     Invalid {
         /// The errors.
         errors: Diagnostics,
-        /// The warnings found alongside.
+        /// The warnings found alongside, in line order.
         warnings: Vec<Diagnostic>,
+        /// The line naming the keys with no effect, if any.
+        no_effect: Option<String>,
     },
+}
+
+impl ConfigError {
+    /// The warnings, then the no-effect line, of a config with errors:
+    /// what a user reads before the errors.
+    pub fn warning_lines(&self) -> (Vec<String>, Option<String>) {
+        match self {
+            ConfigError::Invalid {
+                warnings,
+                no_effect,
+                ..
+            } => (
+                warnings.iter().map(ToString::to_string).collect(),
+                no_effect.clone(),
+            ),
+            ConfigError::Read { .. } => (Vec::new(), None),
+        }
+    }
 }
 
 /// Reads the config at `path`, applies the `key=value` overrides and builds
@@ -83,11 +103,19 @@ pub fn load_str(text: &str, origin: &Origin, overrides: &[String]) -> Result<Loa
         }
         Ok(loaded) => Err(ConfigError::Invalid {
             errors: Diagnostics(sorted(parsed.errors)),
+            no_effect: loaded.no_effect_line(),
             warnings: sorted([parsed.warnings, loaded.warnings].concat()),
         }),
-        Err((errors, warnings)) => Err(ConfigError::Invalid {
-            errors: Diagnostics(sorted([parsed.errors, errors].concat())),
-            warnings: sorted([parsed.warnings, warnings].concat()),
+        Err(failed) => Err(ConfigError::Invalid {
+            errors: Diagnostics(sorted([parsed.errors, failed.errors].concat())),
+            warnings: sorted([parsed.warnings, failed.warnings].concat()),
+            no_effect: spec::no_effect_line(
+                match origin {
+                    Origin::File(p) => Some(p.as_path()),
+                    Origin::CommandLine => None,
+                },
+                &failed.no_effect,
+            ),
         }),
     }
 }

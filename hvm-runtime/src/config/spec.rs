@@ -145,25 +145,26 @@ impl Loaded {
     /// One line naming every key with no effect, or `None` when there are
     /// none: `/etc/xen/winxp: keys with no effect under pvio: ...`.
     pub fn no_effect_line(&self) -> Option<String> {
-        if self.no_effect.is_empty() {
-            return None;
-        }
-        let items: Vec<String> = self
-            .no_effect
-            .iter()
-            .map(|n| match &n.at.origin {
-                Origin::File(_) => format!("{} (line {})", n.shown, n.at.line),
-                Origin::CommandLine => format!("{} ({})", n.shown, n.at),
-            })
-            .collect();
-        let file = self
-            .spec
-            .source
-            .as_ref()
-            .map_or_else(|| "config".to_owned(), |p| p.display().to_string());
-        Some(format!(
-            "{file}: keys with no effect under pvio (see docs/config.md): {}",
-            items.join(", ")
-        ))
+        no_effect_line(self.spec.source.as_deref(), &self.no_effect)
     }
+}
+
+/// The no-effect line of `items` found in `source` (`None` when there are
+/// none).
+pub fn no_effect_line(source: Option<&std::path::Path>, items: &[NoEffect]) -> Option<String> {
+    if items.is_empty() {
+        return None;
+    }
+    let items: Vec<String> = items
+        .iter()
+        .map(|n| match &n.at.origin {
+            Origin::File(_) => format!("{} (line {})", n.shown, n.at.line),
+            Origin::CommandLine => format!("{} ({})", n.shown, n.at),
+        })
+        .collect();
+    let file = source.map_or_else(|| "config".to_owned(), |p| p.display().to_string());
+    Some(format!(
+        "{file}: keys with no effect under pvio (see docs/config.md): {}",
+        items.join(", ")
+    ))
 }

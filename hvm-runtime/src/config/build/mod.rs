@@ -26,11 +26,20 @@ pub const MAX_MEMORY_MIB: i64 = 4 * 1024 * 1024;
 /// The most vCPUs QEMU's pc machine takes.
 pub const MAX_VCPUS: i64 = 255;
 
-/// Builds the spec; on failure returns the errors and the warnings.
-pub fn build(
-    file: &ConfigFile,
-    origin: &Origin,
-) -> Result<Loaded, (Vec<Diagnostic>, Vec<Diagnostic>)> {
+/// What a config that cannot be built still tells: its errors, its
+/// warnings and its keys with no effect.
+#[derive(Debug)]
+pub struct Failed {
+    /// The errors.
+    pub errors: Vec<Diagnostic>,
+    /// The warnings.
+    pub warnings: Vec<Diagnostic>,
+    /// The keys with no effect, in line order.
+    pub no_effect: Vec<NoEffect>,
+}
+
+/// Builds the spec; on failure returns everything found.
+pub fn build(file: &ConfigFile, origin: &Origin) -> Result<Loaded, Failed> {
     let mut b = Builder {
         f: Fields::new(file),
         no_effect: Vec::new(),
@@ -45,7 +54,11 @@ pub fn build(
             warnings: f.warnings,
             no_effect,
         }),
-        _ => Err((f.errors, f.warnings)),
+        _ => Err(Failed {
+            errors: f.errors,
+            warnings: f.warnings,
+            no_effect,
+        }),
     }
 }
 
