@@ -9,16 +9,28 @@ use runtime_support::Env;
 #[test]
 fn an_unknown_domain_is_a_clear_error() {
     let env = Env::new();
+    // cd-insert checks its ISO before it asks the domain: give it one.
+    let iso = env.image("x.iso", 1);
+    let iso = iso.to_str().unwrap();
+    // Every command that names a domain.
     for args in [
         &["shutdown", "nosuch"][..],
+        &["shutdown", "-w", "nosuch"],
+        &["reboot", "nosuch"],
         &["destroy", "nosuch"],
         &["pause", "nosuch"],
+        &["unpause", "nosuch"],
         &["console", "nosuch"],
         &["vncviewer", "nosuch"],
         &["block-list", "nosuch"],
         &["block-attach", "nosuch", "file:/tmp/x.img,xvdb,w"],
+        &["block-detach", "nosuch", "xvdb"],
+        &["cd-insert", "nosuch", "hdc", iso],
         &["cd-eject", "nosuch", "hdc"],
         &["network-list", "nosuch"],
+        &["network-attach", "nosuch", "bridge=xenbr0", "model=e1000"],
+        &["network-detach", "nosuch", "1"],
+        &["network-detach", "nosuch", "00:16:3e:00:00:01"],
     ] {
         let err = env.fails(args);
         assert_eq!(
@@ -28,6 +40,7 @@ fn an_unknown_domain_is_a_clear_error() {
         );
     }
     assert_eq!(env.ok(&["list"]).lines().count(), 1, "only the header");
+    assert_eq!(env.ok(&["list", "--json"]).trim(), "[]");
 }
 
 #[test]

@@ -130,11 +130,17 @@ impl Env {
     /// An initramfs running `script` (after the power-button handler and
     /// the wait helpers).
     pub fn initramfs(&self, script: &str) -> PathBuf {
+        self.initramfs_with(script, &[])
+    }
+
+    /// An initramfs like [`Env::initramfs`] that also loads `modules`.
+    pub fn initramfs_with(&self, script: &str, modules: &[&str]) -> PathBuf {
         let kernel = GuestKernel::get().expect("guest kernel");
         let body = format!("{POWER_BUTTON}{WAIT_HELPERS}{script}");
+        let all: Vec<&str> = MODULES.iter().chain(modules).copied().collect();
         Initramfs::builder()
             .kernel(kernel)
-            .modules(MODULES)
+            .modules(&all)
             .script(&body)
             .build(&self.path("initramfs.cpio"))
             .expect("initramfs")
@@ -180,6 +186,41 @@ impl Env {
             if start.elapsed() > timeout {
                 panic!(
                     "no '{pattern}' on the console of {name} within {timeout:?}; console:\n{text}\nsupervisor log:\n{}",
+                    self.log(name)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// How many console lines of `name` contain `pattern`.
+    pub fn count_console(&self, name: &str, pattern: &str) -> usize {
+        std::fs::read_to_string(self.console_path(name))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(pattern))
+            .count()
+    }
+
+    /// Waits until the record of `name` satisfies `done`; returns it.
+    pub fn wait_record(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&DomainRecord) -> bool,
+    ) -> DomainRecord {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = DomainRecord::load(&self.run_dir.join(name).join("domain.json")) {
+                if done(&r) {
+                    return r;
+                }
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "{name}: {what} not seen within {timeout:?}; console:\n{}\nlogs:\n{}",
+                    std::fs::read_to_string(self.console_path(name)).unwrap_or_default(),
                     self.log(name)
                 );
             }
