@@ -110,7 +110,7 @@ fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
     );
     let json = env.ok(&["list", "--json"]);
     assert!(
-        json.contains("\"name\": \"rt1\"") && json.contains("\"accel\""),
+        json.contains("\"name\": \"rt1\"") && json.contains("\"accelerator\""),
         "{json}"
     );
 
