@@ -139,3 +139,27 @@ fn every_plan_error_is_reported_after_the_warnings() {
         );
     }
 }
+
+#[test]
+fn the_dry_run_json_lists_each_plan_error() {
+    let host = Host::new();
+    let cfg = host.cfg(
+        "name = 'pl'\nmachine = 'q35'\nvif = [ 'bridge=xenbr0,devid=1234567' ]\nfda = '/f.img'\n",
+    );
+    let out = host.pvio(&["create", "-n", "--json", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    let errors: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0]
+        .ends_with(":3: key 'vif': devid 1234567 makes the tap name too long; set vifname="));
+    assert!(
+        errors[1].ends_with(":4: key 'fda': q35 has no floppy controller; use machine = \"pc\"")
+    );
+}

@@ -22,7 +22,7 @@ use super::args::CreateArgs;
 use super::error_line;
 use crate::config::{self, ConfigError};
 use crate::domain::launch;
-use crate::plan::{self, render, DomainPlan, OsEntropy, PlanOptions, Problem, RealHost};
+use crate::plan::{self, render, DomainPlan, OsEntropy, PlanError, PlanOptions, Problem, RealHost};
 
 #[derive(Serialize)]
 struct DryRun<'a> {
@@ -103,10 +103,14 @@ fn failed(
     no_effect: Option<String>,
 ) -> ExitCode {
     if json {
-        let errors = match e.downcast_ref::<ConfigError>() {
-            Some(ConfigError::Invalid { errors, .. }) => {
+        let errors = match (
+            e.downcast_ref::<ConfigError>(),
+            e.downcast_ref::<PlanError>(),
+        ) {
+            (Some(ConfigError::Invalid { errors, .. }), _) => {
                 errors.0.iter().map(ToString::to_string).collect()
             }
+            (_, Some(PlanError::Several(all))) => all.iter().map(|p| error_line(p)).collect(),
             _ => vec![error_line(e)],
         };
         warnings.extend(no_effect);
