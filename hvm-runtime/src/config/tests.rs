@@ -142,9 +142,9 @@ fn permissive_is_warned_about_per_device_and_as_the_default() {
     assert_eq!(
         warnings(&l),
         [
-            "/etc/xen/winxp:3: key 'pci_permissive': pci_permissive=1 has no effect: QEMU's \
-             vfio-pci decides which config space writes reach the device",
             "/etc/xen/winxp:2: key 'pci': 0000:03:00.0: permissive=1 has no effect: QEMU's \
+             vfio-pci decides which config space writes reach the device",
+            "/etc/xen/winxp:3: key 'pci_permissive': pci_permissive=1 has no effect: QEMU's \
              vfio-pci decides which config space writes reach the device",
         ]
     );
