@@ -107,6 +107,16 @@ impl BlkDevice {
     }
 }
 
+impl BlkDevice {
+    /// Back to the write cache mode of a device reset (writeback): a driver
+    /// that turned CONFIG_WCE off must not leave the next one write-through.
+    fn reset_write_cache(&self) {
+        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
+        config.writeback = 1;
+        self.writethrough.store(false, Ordering::Relaxed);
+    }
+}
+
 fn lock(q: &Mutex<QueueWorker>) -> MutexGuard<'_, QueueWorker> {
     q.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -142,9 +152,7 @@ impl VhostUserBackend for BlkDevice {
         for q in &self.queues {
             lock(q).stop();
         }
-        let mut config = self.config.lock().unwrap_or_else(PoisonError::into_inner);
-        config.writeback = 1;
-        self.writethrough.store(false, Ordering::Relaxed);
+        self.reset_write_cache();
     }
 
     fn set_event_idx(&self, _enabled: bool) {
@@ -252,9 +260,71 @@ impl Device for Arc<BlkDevice> {
         for q in &self.queues {
             lock(q).detach();
         }
+        // The next frontend starts from a reset device.
+        self.reset_write_cache();
         let counts = self.metrics.snapshot();
         if !counts.is_empty() {
             tracing::info!("guest errors so far: {counts:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Arc<BlkDevice> {
+        let disk = DiskInfo {
+            sectors: 8,
+            read_only: false,
+            logical_block: 512,
+            physical_block: 4096,
+            num_queues: 2,
+            queue_size: 16,
+            serial: None,
+        };
+        let file = Arc::new(tempfile::tempfile().unwrap());
+        Arc::new(BlkDevice::new(disk, file, EngineKind::Sync))
+    }
+
+    fn writeback_byte(d: &BlkDevice) -> u8 {
+        let offset = u32::try_from(BlkConfig::WRITEBACK_OFFSET).unwrap();
+        d.get_config(offset, 1)[0]
+    }
+
+    fn turn_the_write_cache_off(d: &BlkDevice) {
+        d.set_config(u32::try_from(BlkConfig::WRITEBACK_OFFSET).unwrap(), &[0])
+            .unwrap();
+        assert_eq!(writeback_byte(d), 0);
+        assert!(d.writethrough.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn spec_5_2_5_write_cache_mode_does_not_outlive_its_frontend() {
+        let d = device();
+        assert_eq!(writeback_byte(&d), 1, "writeback at start");
+        turn_the_write_cache_off(&d);
+        // The frontend goes away: the next one sees a device as after reset.
+        Device::detach(&d);
+        assert_eq!(writeback_byte(&d), 1);
+        assert!(!d.writethrough.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn spec_5_2_5_reset_restores_writeback() {
+        let d = device();
+        turn_the_write_cache_off(&d);
+        d.reset_device();
+        assert_eq!(writeback_byte(&d), 1);
+        assert!(!d.writethrough.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn only_the_writeback_byte_is_writable() {
+        let d = device();
+        assert!(d.set_config(0, &[0; 8]).is_err());
+        let offset = u32::try_from(BlkConfig::WRITEBACK_OFFSET).unwrap();
+        assert!(d.set_config(offset, &[0, 0]).is_err());
+        assert_eq!(writeback_byte(&d), 1);
     }
 }
