@@ -122,6 +122,15 @@ impl Metrics {
         }
     }
 
+    /// Counts one event and always logs it, whatever the rate limit: for
+    /// changes of state that happen at most once per driver reset (a queue
+    /// that stops), which an operator must see even right after a burst of
+    /// other errors. It neither uses nor moves the rate limiter's window.
+    pub fn record_unlimited(&self, kind: GuestError, queue: usize, detail: &dyn fmt::Display) {
+        self.counts[kind as usize].fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("queue {queue}: {}: {detail}", kind.name());
+    }
+
     /// How many events of `kind` were counted.
     pub fn count(&self, kind: GuestError) -> u64 {
         self.counts[kind as usize].load(Ordering::Relaxed)
@@ -144,6 +153,35 @@ fn now_ms() -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Runs `f` with a subscriber that keeps the warn lines logged on this
+/// thread, and returns them.
+#[cfg(test)]
+pub(crate) fn capture_warnings(f: impl FnOnce()) -> String {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Sink(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let sink = Sink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = sink.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +196,25 @@ mod tests {
         // One line went out; the rest wait for the next interval.
         assert_eq!(m.suppressed.load(Ordering::Relaxed), 999);
         assert_eq!(m.snapshot(), vec![("out_of_range", 1000)]);
+    }
+
+    #[test]
+    fn a_queue_stopping_is_logged_even_inside_the_rate_limit_window() {
+        let m = Metrics::new();
+        let log = capture_warnings(|| {
+            m.record(GuestError::MalformedChain, 0, &"loop");
+            m.record(GuestError::BadAddress, 0, &"hole");
+            m.record_unlimited(GuestError::QueueNeedsReset, 0, &"stopped");
+            m.record(GuestError::OutOfRange, 0, &"past the end");
+        });
+        assert!(log.contains("malformed_chain: loop"), "{log}");
+        assert!(log.contains("queue_needs_reset: stopped"), "{log}");
+        // The others stay within the one line a second.
+        assert!(!log.contains("bad_address"), "{log}");
+        assert!(!log.contains("out_of_range"), "{log}");
+        assert_eq!(log.lines().count(), 2, "{log}");
+        assert_eq!(m.count(GuestError::QueueNeedsReset), 1);
+        // Both suppressed lines are still owed to the next window.
+        assert_eq!(m.suppressed.load(Ordering::Relaxed), 2);
     }
 }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use vhost_user_backend::{VringState, VringT};
-use virtio_queue::QueueT;
+use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryMmap};
 
 use pvio_frontend_protocol::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
@@ -22,7 +22,7 @@ use super::config::DiskInfo;
 use super::engine::{Completion, Engine, Op};
 use super::metrics::{GuestError, Metrics};
 use super::poll::Poller;
-use super::request::{parse, Action, Request};
+use super::request::{parse, Action, ChainError, Request};
 use super::slot::{Slot, SlotOp};
 use crate::vhost_user::{Vring, GM};
 
@@ -202,12 +202,33 @@ impl QueueWorker {
                 self.throttled = true;
                 return;
             }
-            let Some(chain) = state.get_queue_mut().pop_descriptor_chain(&**mem) else {
+            let queue = state.get_queue_mut();
+            // An avail index more than a ring ahead, or an avail ring that
+            // cannot be read, is a broken driver: without stopping here the
+            // polling loop would see work it can never pop and spin forever.
+            let mut avail = match queue.iter(&**mem) {
+                Ok(avail) => avail,
+                Err(e) => {
+                    self.needs_reset(&format!("the avail ring is invalid: {e}"));
+                    return;
+                }
+            };
+            let Some(chain) = avail.next() else {
+                let pending = queue
+                    .avail_idx(&**mem, Ordering::Acquire)
+                    .map(|idx| idx.0 != queue.next_avail());
+                if pending.unwrap_or(true) {
+                    self.needs_reset("cannot read the avail ring");
+                }
                 return;
             };
             if let Err(e) = parse(chain, mem, &self.disk, &mut self.request) {
-                self.metrics
-                    .record(GuestError::MalformedChain, self.index, &e);
+                let kind = match e {
+                    ChainError::Truncated => GuestError::MalformedChain,
+                    ChainError::NoStatus => GuestError::NoStatus,
+                    ChainError::StatusOutsideMemory => GuestError::BadAddress,
+                };
+                self.metrics.record(kind, self.index, &e);
                 self.needs_reset(&e.to_string());
                 return;
             }
@@ -481,7 +502,8 @@ impl QueueWorker {
     fn needs_reset(&mut self, why: &str) {
         if !self.broken {
             self.broken = true;
-            self.metrics.record(
+            // A change of state, once per reset: never rate limited.
+            self.metrics.record_unlimited(
                 GuestError::QueueNeedsReset,
                 self.index,
                 &format_args!("{why}; the queue stops until the driver resets it"),
@@ -559,3 +581,6 @@ impl QueueWorker {
         self.poller = Poller::new();
     }
 }
+
+#[cfg(test)]
+mod tests;
