@@ -266,31 +266,42 @@ fn stop_while_connected_returns_and_removes_the_socket() {
 }
 
 #[test]
-fn qcow2_image_is_refused_naming_qemu_img_convert() {
+fn images_qemu_img_makes_are_refused_naming_their_format() {
     let dir = tempfile::tempdir().unwrap();
-    let image = dir.path().join("disk.qcow2");
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2"])
-        .arg(&image)
-        .arg("16M")
-        .output()
-        .expect("qemu-img (package qemu-utils) is needed by this test");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let socket = dir.path().join("blk.sock");
-    let err = BlkServer::new(&BlkOptions::new(&socket, &image))
-        .err()
-        .expect("qcow2 image accepted");
-    let msg = err.to_string();
-    assert!(msg.contains("qcow2"), "{msg}");
-    assert!(msg.contains("qemu-img convert -O raw"), "{msg}");
-    assert!(
-        !socket.exists(),
-        "socket created before the image was checked"
-    );
+    for (format, named) in [
+        ("qcow", "a qcow image"),
+        ("qcow2", "a qcow2 image"),
+        ("qed", "a qed image"),
+        ("vmdk", "a vmdk image"),
+        ("vdi", "a vdi image"),
+        ("vhdx", "a vhdx image"),
+        ("vpc", "a vpc (VHD) image"),
+        ("parallels", "a parallels image"),
+    ] {
+        let image = dir.path().join(format!("disk.{format}"));
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", format])
+            .arg(&image)
+            .arg("16M")
+            .output()
+            .expect("qemu-img (package qemu-utils) is needed by this test");
+        assert!(
+            out.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let err = BlkServer::new(&BlkOptions::new(&socket, &image))
+            .err()
+            .unwrap_or_else(|| panic!("{format} image accepted"));
+        let msg = err.to_string();
+        assert!(msg.contains(named), "{format}: {msg}");
+        assert!(msg.contains("qemu-img convert -O raw"), "{msg}");
+        assert!(
+            !socket.exists(),
+            "socket created before the image was checked"
+        );
+    }
 }
 
 #[test]

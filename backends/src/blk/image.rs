@@ -250,10 +250,10 @@ fn open_error(path: &Path, e: io::Error, read_only: bool, direct: bool) -> Image
     }
 }
 
-/// The formats refused, by the magic at the start of the file.
+/// The formats refused, each by its full magic where qemu-img writes it.
+/// qcow and qcow2 share a magic and are told apart by their version (see
+/// [`qcow_format`]).
 const MAGICS: &[(usize, &[u8], &str)] = &[
-    (0, b"QFI\xfb", "qcow2"),
-    (0, b"QFI", "qcow"),
     (0, b"QED\0", "qed"),
     (0, b"KDMV", "vmdk"),
     (0, b"COWD", "vmdk"),
@@ -261,7 +261,22 @@ const MAGICS: &[(usize, &[u8], &str)] = &[
     (0x40, &[0x7f, 0x10, 0xda, 0xbe], "vdi"),
     (0, b"vhdxfile", "vhdx"),
     (0, b"conectix", "vpc (VHD)"),
+    (0, b"WithoutFreeSpace", "parallels"),
+    (0, b"WithouFreSpacExt", "parallels"),
+    (0, b"Bochs Virtual HD Image\0", "bochs"),
 ];
+
+/// The qcow family: the magic `QFI\xfb`, then a big-endian version, 1 for
+/// qcow and 2 or 3 for qcow2. Anything else (a raw disk that happens to
+/// start with "QFI") is not one.
+fn qcow_format(head: &[u8]) -> Option<&'static str> {
+    let version = head.strip_prefix(b"QFI\xfb")?.get(..4)?;
+    match u32::from_be_bytes(version.try_into().ok()?) {
+        1 => Some("qcow"),
+        2 | 3 => Some("qcow2"),
+        _ => None,
+    }
+}
 
 /// Reads the first bytes of an image and names its format if it is a known
 /// non-raw one.
@@ -277,10 +292,13 @@ pub fn detect_format<R: Read>(image: &mut R) -> io::Result<Option<&'static str>>
         }
     }
     let head = &head[..len];
-    Ok(MAGICS.iter().find_map(|&(offset, magic, name)| {
-        let end = offset.checked_add(magic.len())?;
-        (head.get(offset..end)? == magic).then_some(name)
-    }))
+    let by_magic = || {
+        MAGICS.iter().find_map(|&(offset, magic, name)| {
+            let end = offset.checked_add(magic.len())?;
+            (head.get(offset..end)? == magic).then_some(name)
+        })
+    };
+    Ok(qcow_format(head).or_else(by_magic))
 }
 
 /// `BLKSSZGET`: the logical block size, `int`.
@@ -356,14 +374,54 @@ mod tests {
     }
 
     #[test]
-    fn vdi_vmdk_vhdx_magics_are_detected() {
+    fn qcow_and_qcow2_are_told_apart_by_version() {
+        let v = |n: u8| [b'Q', b'F', b'I', 0xfb, 0, 0, 0, n, 0, 0];
+        assert_eq!(detect_format(&mut &v(1)[..]).unwrap(), Some("qcow"));
+        assert_eq!(detect_format(&mut &v(2)[..]).unwrap(), Some("qcow2"));
+        assert_eq!(detect_format(&mut &v(3)[..]).unwrap(), Some("qcow2"));
+        // Not a version either format has, or cut short: raw.
+        assert_eq!(detect_format(&mut &v(0)[..]).unwrap(), None);
+        assert_eq!(detect_format(&mut &v(9)[..]).unwrap(), None);
+        assert_eq!(detect_format(&mut &b"QFI\xfb\0\0"[..]).unwrap(), None);
+    }
+
+    #[test]
+    fn raw_disk_starting_with_qfi_is_served() {
+        let f = image_with(b"QFI is just text on this disk", 1 << 16);
+        assert_eq!(detect_format(&mut f.reopen().unwrap()).unwrap(), None);
+        let img = Image::open(&opts(f.path(), false)).unwrap();
+        assert_eq!(img.size(), 1 << 16);
+    }
+
+    #[test]
+    fn qcow_v1_is_refused_as_qcow() {
+        let f = image_with(b"QFI\xfb\0\0\0\x01", 1 << 16);
+        let msg = Image::open(&opts(f.path(), false)).unwrap_err().to_string();
+        assert!(msg.contains("is a qcow image"), "{msg}");
+        assert!(msg.contains("qemu-img convert -O raw"), "{msg}");
+    }
+
+    #[test]
+    fn other_formats_are_detected_by_their_full_magic() {
         let mut vdi = [0u8; 0x44];
         vdi[0x40..].copy_from_slice(&[0x7f, 0x10, 0xda, 0xbe]);
         assert_eq!(detect_format(&mut &vdi[..]).unwrap(), Some("vdi"));
-        assert_eq!(detect_format(&mut &b"KDMV...."[..]).unwrap(), Some("vmdk"));
-        assert_eq!(detect_format(&mut &b"vhdxfile"[..]).unwrap(), Some("vhdx"));
-        assert_eq!(detect_format(&mut &[0u8; 512][..]).unwrap(), None);
-        assert_eq!(detect_format(&mut &b""[..]).unwrap(), None);
+        for (magic, name) in [
+            (&b"QED\0...."[..], "qed"),
+            (b"KDMV....", "vmdk"),
+            (b"COWD....", "vmdk"),
+            (b"# Disk DescriptorFile\n", "vmdk"),
+            (b"vhdxfile", "vhdx"),
+            (b"conectix", "vpc (VHD)"),
+            (b"WithouFreSpacExt", "parallels"),
+            (b"Bochs Virtual HD Image\0", "bochs"),
+        ] {
+            assert_eq!(detect_format(&mut &magic[..]).unwrap(), Some(name));
+        }
+        // A prefix of a magic is not the magic.
+        for raw in [&b"QED"[..], b"KDM", b"vhdx", b"conect", b"QFI"] {
+            assert_eq!(detect_format(&mut &raw[..]).unwrap(), None, "{raw:?}");
+        }
     }
 
     #[test]
