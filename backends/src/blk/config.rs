@@ -117,20 +117,33 @@ mod tests {
     }
 
     #[test]
-    fn spec_5_2_3_ro_offered_only_for_read_only_disks() {
-        assert_eq!(features(&disk(false)) & VIRTIO_BLK_F_RO, 0);
-        assert_ne!(features(&disk(true)) & VIRTIO_BLK_F_RO, 0);
-        let f = features(&disk(false));
-        for bit in [
-            VIRTIO_F_VERSION_1,
-            VIRTIO_F_EVENT_IDX,
-            VIRTIO_BLK_F_FLUSH,
-            VIRTIO_BLK_F_MQ,
-            VIRTIO_BLK_F_DISCARD,
-            VIRTIO_BLK_F_WRITE_ZEROES,
-            VIRTIO_BLK_F_CONFIG_WCE,
-        ] {
-            assert_ne!(f & bit, 0, "{bit:#x}");
+    fn spec_5_2_3_every_feature_is_offered_and_ro_only_for_read_only_disks() {
+        let offered = [
+            ("VERSION_1", VIRTIO_F_VERSION_1),
+            ("SEG_MAX", VIRTIO_BLK_F_SEG_MAX),
+            ("SIZE_MAX", VIRTIO_BLK_F_SIZE_MAX),
+            ("BLK_SIZE", VIRTIO_BLK_F_BLK_SIZE),
+            ("TOPOLOGY", VIRTIO_BLK_F_TOPOLOGY),
+            ("FLUSH", VIRTIO_BLK_F_FLUSH),
+            ("CONFIG_WCE", VIRTIO_BLK_F_CONFIG_WCE),
+            ("DISCARD", VIRTIO_BLK_F_DISCARD),
+            ("WRITE_ZEROES", VIRTIO_BLK_F_WRITE_ZEROES),
+            ("MQ", VIRTIO_BLK_F_MQ),
+            ("EVENT_IDX", VIRTIO_F_EVENT_IDX),
+            ("INDIRECT_DESC", VIRTIO_F_INDIRECT_DESC),
+            ("PROTOCOL_FEATURES", VHOST_USER_F_PROTOCOL_FEATURES),
+        ];
+        let all = offered.iter().fold(0, |acc, &(_, bit)| acc | bit);
+        for read_only in [false, true] {
+            let f = features(&disk(read_only));
+            for (name, bit) in offered {
+                assert_ne!(f & bit, 0, "{name} not offered");
+            }
+            assert_eq!(f & VIRTIO_BLK_F_RO != 0, read_only, "RO");
+            // Nothing else: no bit a driver could ack that the device does
+            // not implement.
+            let ro = if read_only { VIRTIO_BLK_F_RO } else { 0 };
+            assert_eq!(f, all | ro, "unexpected bits {:#x}", f & !(all | ro));
         }
     }
 

@@ -320,6 +320,21 @@ mod tests {
     }
 
     #[test]
+    fn vhost_user_protocol_features_include_config_and_mq() {
+        let p = device().protocol_features();
+        assert!(p.contains(VhostUserProtocolFeatures::CONFIG));
+        assert!(p.contains(VhostUserProtocolFeatures::MQ));
+        let want = VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS;
+        assert_eq!(p, want);
+        // And the virtio features are the config module's.
+        let d = device();
+        assert_eq!(d.features(), features(d.disk()));
+    }
+
+    #[test]
     fn only_the_writeback_byte_is_writable() {
         let d = device();
         assert!(d.set_config(0, &[0; 8]).is_err());
