@@ -2,7 +2,9 @@
 //! `vhost-user-blk-pci` on the socket of `pvio backend blk` (the real
 //! binary), guest RAM from a shared memfd. Inside, the guest's own virtio_blk
 //! driver writes with dd, syncs and reads back; the host then checks the
-//! image byte for byte.
+//! image byte for byte. Also the command itself with no guest: SIGTERM and
+//! SIGINT (with and without a libblkio frontend connected), and the one-line
+//! errors for images it cannot serve.
 //!
 //! Nothing is skipped: a missing QEMU, kernel package or `pvio` binary fails
 //! the test with what to do. The guests run one at a time.
@@ -42,6 +44,11 @@ impl Backend {
             .stdin(Stdio::null())
             .spawn()
             .expect("cannot start pvio backend blk");
+        Self::from_child(child, socket)
+    }
+
+    /// Waits for `child` to create `socket`.
+    fn from_child(child: Child, socket: &Path) -> Self {
         let backend = Self {
             child: Some(child),
             socket: socket.to_owned(),
@@ -59,12 +66,25 @@ impl Backend {
     }
 
     /// SIGTERM, then the exit status must be success and the socket gone.
-    fn stop(mut self) {
+    fn stop(self) {
+        self.stop_with(libc::SIGTERM);
+    }
+
+    /// Sends `sig`; the process must exit 0 within 10 s and remove its
+    /// socket.
+    fn stop_with(mut self, sig: libc::c_int) {
         let mut child = self.child.take().unwrap();
-        terminate(&child);
+        send(&child, sig);
         let status = wait_timeout(&mut child, Duration::from_secs(10));
-        assert!(status.success(), "pvio backend blk exited with {status}");
-        assert!(!self.socket.exists(), "socket left behind after SIGTERM");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "pvio backend blk after signal {sig}"
+        );
+        assert!(
+            !self.socket.exists(),
+            "socket left behind after signal {sig}"
+        );
     }
 }
 
@@ -77,11 +97,11 @@ impl Drop for Backend {
     }
 }
 
-fn terminate(child: &Child) {
+fn send(child: &Child, sig: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).unwrap();
     // SAFETY: kill only sends a signal to our own child process.
-    let ret = unsafe { libc::kill(pid, libc::SIGTERM) };
-    assert_eq!(ret, 0, "kill -TERM {pid}");
+    let ret = unsafe { libc::kill(pid, sig) };
+    assert_eq!(ret, 0, "kill -{sig} {pid}");
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
@@ -92,7 +112,7 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatu
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("pvio backend blk did not stop within {timeout:?} of SIGTERM");
+            panic!("pvio backend blk did not stop within {timeout:?} of the signal");
         }
         thread::sleep(Duration::from_millis(20));
     }
@@ -302,4 +322,162 @@ dd if=/dev/vda bs=4k count=1 skip=3 2>/dev/null | od -An -tx1 -N16
         .map(|b| format!("{b:02x}"))
         .collect();
     assert_eq!(read, want, "console:\n{}", out.console);
+}
+
+/// A libblkio vhost-user-blk frontend on `socket`: writes `data` at 0,
+/// flushes and reads it back, and stays connected while it lives.
+struct Frontend {
+    _blkio: blkio::Blkio,
+}
+
+fn connect_and_write(socket: &Path, data: &[u8]) -> Frontend {
+    use blkio::{Blkio, Blkioq, ReqFlags};
+    let mut b = Blkio::new("virtio-blk-vhost-user").unwrap();
+    b.set_str("path", socket.to_str().unwrap()).unwrap();
+    b.connect().unwrap();
+    b.set_i32("num-queues", 1).unwrap();
+    let mut started = b.start().unwrap();
+    let region = b.alloc_mem_region(2 * data.len()).unwrap();
+    b.map_mem_region(&region).unwrap();
+    let base = region.addr as *mut u8;
+    let len = data.len();
+    // SAFETY: the region is a live mapping of `2 * len` bytes owned by the
+    // client; no request is in flight while the slice is used.
+    unsafe { std::slice::from_raw_parts_mut(base, len) }.copy_from_slice(data);
+    // One request at a time: virtio does not order requests in flight.
+    let wait_one = |q: &mut Blkioq, what: &str| {
+        let mut done = [const { std::mem::MaybeUninit::uninit() }; 1];
+        let mut timeout = Duration::from_secs(10);
+        let n = q.do_io(&mut done, 1, Some(&mut timeout), None).unwrap();
+        assert_eq!(n, 1, "{what} did not complete within 10 s");
+        // SAFETY: do_io filled one completion.
+        let c = unsafe { done[0].assume_init_read() };
+        assert_eq!(c.ret, 0, "{what} failed");
+    };
+    let q = &mut started.queues[0];
+    q.write(0, base, len, 1, ReqFlags::empty());
+    wait_one(q, "write");
+    q.flush(2, ReqFlags::empty());
+    wait_one(q, "flush");
+    // SAFETY: the second half of the same region.
+    let back = unsafe { base.add(len) };
+    q.read(0, back, len, 3, ReqFlags::empty());
+    wait_one(q, "read");
+    // SAFETY: as above; the read has completed.
+    let got = unsafe { std::slice::from_raw_parts(back, len) };
+    assert!(got == data, "read back differs");
+    Frontend { _blkio: b }
+}
+
+#[test]
+fn sigterm_and_sigint_stop_the_backend_cleanly_with_or_without_a_frontend() {
+    for (sig, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        for connected in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let image = new_image(dir.path(), &vec![0u8; MIB]);
+            let socket = dir.path().join("blk.sock");
+            let backend = Backend::start(&socket, &image, &[]);
+            let data = pattern(u64::try_from(sig).unwrap(), 64 * 1024);
+            let frontend = connected.then(|| connect_and_write(&socket, &data));
+            // The frontend is still connected when the signal arrives.
+            backend.stop_with(sig);
+            drop(frontend);
+            if connected {
+                let got = fs::read(&image).unwrap();
+                assert!(got[..data.len()] == data[..], "{name}: image differs");
+            }
+        }
+    }
+}
+
+/// Runs `pvio backend blk` to its end with `args` and a socket in `dir`;
+/// returns (exit code, stderr lines, whether the socket was left).
+fn run_to_failure(dir: &Path, program: &mut Command) -> (Option<i32>, Vec<String>, bool) {
+    let out = program
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run pvio backend blk");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines = stderr.lines().map(String::from).collect();
+    (out.status.code(), lines, dir.join("blk.sock").exists())
+}
+
+fn backend_blk(socket: &Path, image: &Path) -> Command {
+    let mut c = Command::new(pvio_bin());
+    c.args(["backend", "blk", "--socket"])
+        .arg(socket)
+        .arg("--image")
+        .arg(image);
+    c
+}
+
+#[test]
+fn bad_images_are_one_error_line_exit_1_and_no_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("blk.sock");
+    let qcow2 = dir.path().join("disk.qcow2");
+    let made = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(&qcow2)
+        .arg("1M")
+        .status()
+        .expect("qemu-img (package qemu-utils) is needed by this test");
+    assert!(made.success());
+    let missing = dir.path().join("none.img");
+    for (image, says) in [
+        (&missing, "does not exist"),
+        (&qcow2, "is a qcow2 image; pvio serves raw images only"),
+    ] {
+        let (code, lines, socket_left) =
+            run_to_failure(dir.path(), &mut backend_blk(&socket, image));
+        assert_eq!(code, Some(1), "{lines:?}");
+        assert_eq!(lines.len(), 1, "one stderr line: {lines:?}");
+        assert!(lines[0].starts_with("pvio: "), "{lines:?}");
+        assert!(lines[0].contains(says), "{lines:?}");
+        assert!(!socket_left, "socket created for {}", image.display());
+    }
+}
+
+/// A real image the process cannot open for writing, even as root: its
+/// directory is bind-mounted read-only in a private mount namespace made
+/// for the command (`unshare -m`), so nothing outside the test sees it.
+#[test]
+fn image_on_a_read_only_mount_needs_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ro = dir.path().join("ro");
+    fs::create_dir(&ro).unwrap();
+    let before = pattern(9, MIB);
+    let image = new_image(&ro, &before);
+    let socket = dir.path().join("blk.sock");
+    let in_read_only_mount = |extra: &str| {
+        let script = format!(
+            "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && exec \"$2\" backend blk --socket \"$3\" --image \"$4\" {extra}"
+        );
+        let mut c = Command::new("unshare");
+        c.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
+            .arg(&ro)
+            .arg(pvio_bin())
+            .arg(&socket)
+            .arg(&image);
+        c
+    };
+    let (code, lines, socket_left) = run_to_failure(dir.path(), &mut in_read_only_mount(""));
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert_eq!(lines.len(), 1, "one stderr line: {lines:?}");
+    assert!(
+        lines[0].contains("cannot be opened for writing; pass --read-only"),
+        "{lines:?}"
+    );
+    assert!(!socket_left);
+    // With --read-only the same image is served (read-only), and stops
+    // cleanly.
+    let child = in_read_only_mount("--read-only")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("cannot start unshare");
+    let backend = Backend::from_child(child, &socket);
+    backend.stop();
+    assert!(fs::read(&image).unwrap() == before);
 }
