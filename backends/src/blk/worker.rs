@@ -123,6 +123,13 @@ impl QueueWorker {
         };
         let mut guard = vring.get_mut();
         let state = &mut *guard;
+        // A ring being stopped (GET_VRING_BASE) is no longer ready: what is
+        // in flight is finished by `stop`, and nothing may be popped. A
+        // completion event handled now must neither spin on the avail ring
+        // nor mark the queue broken.
+        if !state.get_queue().ready() {
+            return;
+        }
         let mut used = false;
         loop {
             if !self.broken {
@@ -206,20 +213,25 @@ impl QueueWorker {
             // An avail index more than a ring ahead, or an avail ring that
             // cannot be read, is a broken driver: without stopping here the
             // polling loop would see work it can never pop and spin forever.
-            let mut avail = match queue.iter(&**mem) {
-                Ok(avail) => avail,
+            // (The index is read first: a chain published between two reads
+            // must not look like an unreadable ring.)
+            match queue.avail_idx(&**mem, Ordering::Acquire) {
+                Ok(idx) if idx.0 == queue.next_avail() => return,
+                Ok(_) => {}
+                Err(e) => {
+                    self.needs_reset(&format!("cannot read the avail ring: {e}"));
+                    return;
+                }
+            }
+            let chain = match queue.iter(&**mem) {
+                Ok(mut avail) => avail.next(),
                 Err(e) => {
                     self.needs_reset(&format!("the avail ring is invalid: {e}"));
                     return;
                 }
             };
-            let Some(chain) = avail.next() else {
-                let pending = queue
-                    .avail_idx(&**mem, Ordering::Acquire)
-                    .map(|idx| idx.0 != queue.next_avail());
-                if pending.unwrap_or(true) {
-                    self.needs_reset("cannot read the avail ring");
-                }
+            let Some(chain) = chain else {
+                self.needs_reset("cannot read the avail ring");
                 return;
             };
             if let Err(e) = parse(chain, mem, &self.disk, &mut self.request) {
