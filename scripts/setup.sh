@@ -3,8 +3,9 @@
 # a second run with everything present takes well under a second.
 #
 # Debian packages only; the guest kernel is fetched by the test-guest kit
-# itself (apt-get download into a cache, no installation), and Rust crates by
-# cargo. Needs root or sudo only when a package is missing.
+# itself (apt-get download into a cache, no installation), Rust crates by
+# cargo, and cargo-fuzz by `cargo install`. Needs root or sudo only when a
+# package is missing.
 set -euo pipefail
 
 # One package a line; other scripts and the docs point here.
@@ -63,4 +64,10 @@ for comp in rustfmt clippy; do
     fi
   fi
 done
+# cargo-fuzz builds the block parser's fuzz target (backends/fuzz) in CI.
+# Installed from crates.io only when missing (a minute or two, once).
+if ! cargo fuzz --version >/dev/null 2>&1; then
+  say "installing cargo-fuzz"
+  cargo install cargo-fuzz --locked --quiet
+fi
 say "ready"
