@@ -87,16 +87,22 @@ impl Daemon {
     }
 
     /// SIGTERM, then waits for the exit (killed after 10 s, an error).
-    pub fn stop(mut self) -> Result<ExitStatus, String> {
+    pub fn stop(self) -> Result<ExitStatus, String> {
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal`, then waits for the exit (killed after 10 s, an
+    /// error).
+    pub fn stop_with(mut self, signal: libc::c_int) -> Result<ExitStatus, String> {
         let Some(mut child) = self.child.take() else {
             return Err(format!("{} is not running", self.name));
         };
         let pid = libc::pid_t::try_from(child.id()).map_err(|e| e.to_string())?;
         // SAFETY: kill only sends a signal to our own child, not yet reaped.
-        let ret = unsafe { libc::kill(pid, libc::SIGTERM) };
+        let ret = unsafe { libc::kill(pid, signal) };
         if ret != 0 {
             return Err(format!(
-                "kill -TERM {pid}: {}",
+                "kill -{signal} {pid}: {}",
                 std::io::Error::last_os_error()
             ));
         }
@@ -112,7 +118,7 @@ impl Daemon {
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(format!(
-                        "{} did not stop within {READY:?} of SIGTERM",
+                        "{} did not stop within {READY:?} of signal {signal}",
                         self.name
                     ));
                 }

@@ -11,11 +11,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use pvio_tests::daemon::Daemon;
 use pvio_tests::{pvio_bin, strict, Guest, GuestBuilder};
 
 const MIB: usize = 1 << 20;
@@ -27,42 +27,19 @@ const PATTERN_LEN: usize = MIB;
 /// One guest at a time on this 2-core machine.
 static ONE_GUEST: Mutex<()> = Mutex::new(());
 
-/// `pvio backend blk` running as a child process; stopped with SIGTERM.
-struct Backend {
-    child: Option<Child>,
-    socket: PathBuf,
-}
+/// `pvio backend blk` running as a child process; stopped with a signal.
+struct Backend(Daemon);
 
 impl Backend {
     fn start(socket: &Path, image: &Path, extra: &[&str]) -> Self {
-        let child = Command::new(pvio_bin())
-            .args(["backend", "blk", "--socket"])
-            .arg(socket)
-            .arg("--image")
-            .arg(image)
-            .args(extra)
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("cannot start pvio backend blk");
-        Self::from_child(child, socket)
+        let mut cmd = backend_blk(socket, image);
+        cmd.args(extra);
+        Self::from_command(cmd, socket)
     }
 
-    /// Waits for `child` to create `socket`.
-    fn from_child(child: Child, socket: &Path) -> Self {
-        let backend = Self {
-            child: Some(child),
-            socket: socket.to_owned(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(
-                Instant::now() < deadline,
-                "the backend did not create {}",
-                socket.display()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        backend
+    /// Runs `cmd` and waits for it to create `socket`.
+    fn from_command(cmd: Command, socket: &Path) -> Self {
+        Self(Daemon::spawn("pvio", cmd, socket).unwrap_or_else(|e| panic!("{e}")))
     }
 
     /// SIGTERM, then the exit status must be success and the socket gone.
@@ -72,49 +49,15 @@ impl Backend {
 
     /// Sends `sig`; the process must exit 0 within 10 s and remove its
     /// socket.
-    fn stop_with(mut self, sig: libc::c_int) {
-        let mut child = self.child.take().unwrap();
-        send(&child, sig);
-        let status = wait_timeout(&mut child, Duration::from_secs(10));
+    fn stop_with(self, sig: libc::c_int) {
+        let socket = self.0.socket().to_owned();
+        let status = self.0.stop_with(sig).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             status.code(),
             Some(0),
             "pvio backend blk after signal {sig}"
         );
-        assert!(
-            !self.socket.exists(),
-            "socket left behind after signal {sig}"
-        );
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn send(child: &Child, sig: libc::c_int) {
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    // SAFETY: kill only sends a signal to our own child process.
-    let ret = unsafe { libc::kill(pid, sig) };
-    assert_eq!(ret, 0, "kill -{sig} {pid}");
-}
-
-fn wait_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("pvio backend blk did not stop within {timeout:?} of the signal");
-        }
-        thread::sleep(Duration::from_millis(20));
+        assert!(!socket.exists(), "socket left behind after signal {sig}");
     }
 }
 
@@ -472,12 +415,9 @@ fn image_on_a_read_only_mount_needs_read_only() {
     assert!(!socket_left);
     // With --read-only the same image is served (read-only), and stops
     // cleanly.
-    let child = in_read_only_mount("--read-only")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("cannot start unshare");
-    let backend = Backend::from_child(child, &socket);
+    let mut cmd = in_read_only_mount("--read-only");
+    cmd.env_remove("RUST_LOG");
+    let backend = Backend::from_command(cmd, &socket);
     backend.stop();
     assert!(fs::read(&image).unwrap() == before);
 }
