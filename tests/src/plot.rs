@@ -5,6 +5,7 @@
 //! show up in a diff next to the tables they draw.
 
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 /// One measurement: a bar per contender.
 #[derive(Debug, Clone)]
@@ -17,6 +18,24 @@ pub struct Panel {
     pub lower_is_better: bool,
     /// (label, value), drawn in this order.
     pub bars: Vec<(String, f64)>,
+}
+
+/// Where the benchmarks write their figures (JSON) and charts (SVG):
+/// `PVIO_BENCH_OUT`, default `target/bench` in the workspace.
+pub fn bench_out_dir() -> PathBuf {
+    std::env::var_os("PVIO_BENCH_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench"))
+}
+
+/// Writes `name` (a chart or the figures) into [`bench_out_dir`]; returns
+/// its path.
+pub fn write_bench_file(name: &str, contents: &str) -> std::io::Result<PathBuf> {
+    let dir = bench_out_dir();
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, contents)?;
+    Ok(path)
 }
 
 const WIDTH: f64 = 820.0;

@@ -24,7 +24,7 @@
 //! `PVIO_BENCH_SECONDS` sets the seconds per workload (default 3).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -62,16 +62,6 @@ fn seconds() -> u32 {
         .and_then(|s| s.parse().ok())
         .filter(|s| *s > 0)
         .unwrap_or(3)
-}
-
-fn out_dir() -> PathBuf {
-    std::env::var_os("PVIO_BENCH_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/bench")
-                .to_owned()
-        })
 }
 
 /// The guest script: every workload on `dev`, one `RESULT i {json}` line
@@ -298,10 +288,7 @@ fn report(rows: &[Row]) {
         "pvio",
         &panels,
     );
-    let dir = out_dir();
-    std::fs::create_dir_all(&dir).expect("create the output directory");
-    let svg_path = dir.join("blk-guest.svg");
-    std::fs::write(&svg_path, svg).expect("write the chart");
+    let svg_path = plot::write_bench_file("blk-guest.svg", &svg).expect("write the chart");
     let mut json = String::from("[");
     for (ri, r) in rows.iter().enumerate() {
         for (i, w) in WORKLOADS.iter().enumerate() {
@@ -315,6 +302,6 @@ fn report(rows: &[Row]) {
         }
     }
     json.push_str("\n]\n");
-    std::fs::write(dir.join("blk-guest.json"), json).expect("write the figures");
+    plot::write_bench_file("blk-guest.json", &json).expect("write the figures");
     println!("chart: {}", svg_path.display());
 }

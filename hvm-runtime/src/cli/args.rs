@@ -226,8 +226,9 @@ pub struct NetBackendArgs {
 /// `pvio bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// PV block backend against qemu-storage-daemon and the null engine.
-    Blk,
+    /// PV block backend against qemu-storage-daemon and the null engine
+    /// (`--json`: the table on stderr, the figures as JSON on stdout).
+    Blk(JsonArg),
     /// PV net backend against QEMU's virtio-net and the emulated NICs.
     Net,
 }

@@ -1,0 +1,82 @@
+//! The block backend alone (not a test: `#[ignore]`, run by hand):
+//!
+//! ```text
+//! cargo build --release --workspace --bins
+//! cargo test --release -p pvio-tests --test blk_backend_bench -- --ignored --nocapture
+//! ```
+//!
+//! Runs `pvio bench blk --json` (pvio, qemu-storage-daemon and pvio's null
+//! engine driven by the same libblkio client, no VM; see
+//! `backends/src/blk/bench/`), prints its table, and writes the figures and
+//! a chart to `PVIO_BENCH_OUT` (default `target/bench`) as
+//! `blk-backend.json` and `blk-backend.svg`.
+
+use std::process::{Command, Stdio};
+
+use pvio_tests::plot::{self, Panel};
+use pvio_tests::pvio_bin;
+
+#[test]
+#[ignore = "a benchmark: run by hand, see the file's doc"]
+fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
+    let out = Command::new(pvio_bin())
+        .args(["bench", "blk", "--json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run pvio bench blk");
+    assert!(out.status.success(), "pvio bench blk failed");
+    let json = String::from_utf8(out.stdout).expect("UTF-8");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&json).expect("JSON rows");
+    assert!(!rows.is_empty(), "no figures");
+    plot::write_bench_file("blk-backend.json", &json).expect("write the figures");
+
+    // One panel per (queues, workload) in the order measured, one bar per
+    // backend: IOPS for 4 KiB, MB/s for larger requests; and QD1 latency.
+    let mut panels: Vec<Panel> = Vec::new();
+    for r in &rows {
+        let queues = r["queues"].as_u64().unwrap_or(0);
+        let workload = r["workload"].as_str().unwrap_or("?");
+        let backend = r["backend"].as_str().unwrap_or("?").to_owned();
+        let large = r["block"].as_u64().unwrap_or(0) > 4096;
+        let (unit, value) = if large {
+            ("MB/s", r["mbs"].as_f64().unwrap_or(0.0))
+        } else {
+            ("IOPS", r["iops"].as_f64().unwrap_or(0.0))
+        };
+        let mut push = |title: String, unit: &str, lower: bool, v: f64| match panels
+            .iter_mut()
+            .find(|p| p.title == title)
+        {
+            Some(p) => p.bars.push((backend.clone(), v)),
+            None => panels.push(Panel {
+                title,
+                unit: unit.to_owned(),
+                lower_is_better: lower,
+                bars: vec![(backend.clone(), v)],
+            }),
+        };
+        let q = if queues == 1 { "queue" } else { "queues" };
+        push(format!("{workload}, {queues} {q}"), unit, false, value);
+        if r["depth"].as_u64() == Some(1) {
+            push(
+                format!("{workload}, {queues} {q}: median latency"),
+                "µs",
+                true,
+                r["median_us"].as_f64().unwrap_or(0.0),
+            );
+        }
+    }
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let svg = plot::svg(
+        "Block backends over vhost-user, no VM",
+        &format!("libblkio client, image on tmpfs, no accelerator involved; {date}"),
+        "pvio",
+        &panels,
+    );
+    let path = plot::write_bench_file("blk-backend.svg", &svg).expect("write the chart");
+    println!("chart: {}", path.display());
+}
