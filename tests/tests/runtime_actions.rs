@@ -2,7 +2,9 @@
 //! reported through the pvpanic device ends the domain (`destroy`) or
 //! keeps it paused as it died (`preserve`, until `pvio destroy`); a
 //! power-off with `on_poweroff = 'restart'` boots the guest again in the
-//! same QEMU; a guest reboot with `on_reboot = 'destroy'` ends the domain.
+//! same QEMU; a guest reboot with `on_reboot = 'destroy'` ends the domain;
+//! `pvio reboot` asks the guest (its clean power-off becomes a reboot) and
+//! `pvio reboot -F` resets it at once.
 
 mod runtime_support;
 
@@ -127,5 +129,49 @@ fn on_reboot_destroy_ends_the_domain_when_the_guest_reboots() {
         1,
         "it did not boot again"
     );
+    assert!(!alive(qemu));
+}
+
+#[test]
+fn reboot_asks_the_guest_and_restarts_it_after_its_clean_shutdown() {
+    let env = Env::new();
+    // The guest stays up until its power-button handler powers it off.
+    let initramfs = env.initramfs("echo GUEST-BOOT\nsleep 600\n");
+    let cfg = env.config(
+        "rbg",
+        &initramfs,
+        "on_reboot = 'restart'\non_poweroff = 'destroy'",
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    let qemu = qemu_pid(&env, "rbg");
+    let boots = |n: usize| {
+        let start = std::time::Instant::now();
+        while env.count_console("rbg", "GUEST-BOOT") < n {
+            assert!(
+                start.elapsed() < T,
+                "boot {n} did not come:\n{}",
+                env.log("rbg")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    boots(1);
+    // `pvio reboot`: the guest sees the power button, shuts down, and its
+    // power-off becomes a reboot (on_reboot = restart), not a destroy.
+    let out = env.ok(&["reboot", "rbg"]);
+    assert!(out.contains("asked to reboot"), "{out}");
+    boots(2);
+    assert_eq!(env.count_console("rbg", "GUEST-POWER-BUTTON"), 1);
+    let rec = env.record("rbg");
+    assert!(rec.ended.is_none(), "{:?}", rec.ended);
+    assert_eq!(rec.qemu_pid.map(u64::from), Some(qemu), "the same QEMU");
+    // `reboot -F` resets at once, without asking the guest.
+    let out = env.ok(&["reboot", "-F", "rbg"]);
+    assert!(out.contains("reset"), "{out}");
+    boots(3);
+    assert_eq!(env.count_console("rbg", "GUEST-POWER-BUTTON"), 1);
+    // And a plain shutdown now ends it (on_poweroff = destroy).
+    env.ok(&["shutdown", "-w", "rbg"]);
+    assert_eq!(env.record("rbg").ended.unwrap().cause, "poweroff");
     assert!(!alive(qemu));
 }

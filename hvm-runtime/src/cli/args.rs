@@ -40,6 +40,17 @@ pub struct ShutdownArgs {
     pub name: String,
 }
 
+/// `pvio reboot`.
+#[derive(Debug, Args)]
+pub struct RebootArgs {
+    /// Reset the machine at once instead of asking the guest (as `xl reboot
+    /// -F`); needed for guests that ignore the ACPI power button.
+    #[arg(short = 'F', long)]
+    pub force: bool,
+    /// The domain's name.
+    pub name: String,
+}
+
 /// `pvio list`, `pvio pci-list` and other listings.
 #[derive(Debug, Args)]
 pub struct JsonArg {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::args::{CreateArgs, DomainArg, ShutdownArgs};
+use super::args::{CreateArgs, DomainArg, RebootArgs, ShutdownArgs};
 use crate::config::{self, ConfigError, Loaded};
 use crate::domain::control::Request;
 use crate::domain::record::{format_uptime, DomainRecord};
@@ -229,6 +229,21 @@ pub fn destroy(a: &DomainArg) -> Result<ExitCode> {
 pub fn simple(a: &DomainArg, req: Request, done: &str) -> Result<ExitCode> {
     actions::request(&RunRoot::from_env(), &a.name, &req)?;
     println!("{}: {done}", a.name);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio reboot [-F] NAME`.
+pub fn reboot(a: &RebootArgs) -> Result<ExitCode> {
+    let req = Request::Reboot { force: a.force };
+    actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    if a.force {
+        println!("{}: reset", a.name);
+    } else {
+        println!(
+            "{}: asked to reboot (ACPI power button); it restarts once the guest has shut down",
+            a.name
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

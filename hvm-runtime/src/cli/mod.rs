@@ -39,8 +39,8 @@ pub enum Command {
     List(JsonArg),
     /// Ask a domain to power off (ACPI power button).
     Shutdown(ShutdownArgs),
-    /// Ask a domain to reboot.
-    Reboot(DomainArg),
+    /// Ask a domain to reboot (ACPI power button; -F resets at once).
+    Reboot(RebootArgs),
     /// Stop a domain at once, as pulling the plug.
     Destroy(DomainArg),
     /// Pause a domain's vCPUs.

@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::Create(a) => Ok(domain::create(&a)?),
         C::List(a) => Ok(domain::list(a.json)?),
         C::Shutdown(a) => Ok(domain::shutdown(&a)?),
-        C::Reboot(a) => Ok(domain::simple(&a, Request::Reboot, "reset")?),
+        C::Reboot(a) => Ok(domain::reboot(&a)?),
         C::Destroy(a) => Ok(domain::destroy(&a)?),
         C::Pause(a) => Ok(domain::simple(&a, Request::Pause, "paused")?),
         C::Unpause(a) => Ok(domain::simple(&a, Request::Unpause, "running")?),

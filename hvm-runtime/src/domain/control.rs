@@ -24,8 +24,14 @@ pub enum Request {
     Status,
     /// Press the ACPI power button.
     Shutdown,
-    /// Reset the guest (`on_reboot` applies).
-    Reboot,
+    /// Reboot the guest: with `force`, reset it at once; otherwise press
+    /// the ACPI power button and treat the power-off that follows as a
+    /// reboot. `on_reboot` applies either way.
+    Reboot {
+        /// Reset at once, without asking the guest.
+        #[serde(default)]
+        force: bool,
+    },
     /// End the domain now.
     Destroy,
     /// Stop the vCPUs.

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -96,6 +97,9 @@ pub struct LiveDomain {
     pub backends: Mutex<Backends>,
     /// Serialises hot-plug operations.
     pub hotplug: Mutex<()>,
+    /// `pvio reboot` pressed the power button: the guest's next power-off
+    /// is a reboot (cleared by it, or by any reset).
+    pub reboot_requested: AtomicBool,
     tx: Mutex<Sender<Msg>>,
 }
 
@@ -115,6 +119,7 @@ impl LiveDomain {
             events: EventBus::default(),
             backends: Mutex::new(Backends::default()),
             hotplug: Mutex::new(()),
+            reboot_requested: AtomicBool::new(false),
             tx: Mutex::new(tx),
         }
     }

@@ -3,6 +3,7 @@
 //! [`crate::hotplug`].
 
 use serde_json::{json, Value};
+use std::sync::atomic::Ordering;
 
 use super::control::Request;
 use super::live::{LiveDomain, Msg};
@@ -41,7 +42,7 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
             live.send(Msg::Destroy);
             Ok(Value::Null)
         }
-        Request::Shutdown => {
+        Request::Shutdown | Request::Reboot { force: false } => {
             if state == DomainState::Paused {
                 return Err(
                     "the domain is paused; `pvio unpause` it first, or `pvio destroy` it"
@@ -53,11 +54,16 @@ pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
                     "the guest has stopped and is preserved; `pvio destroy` ends it".to_owned(),
                 );
             }
+            if matches!(req, Request::Reboot { .. }) {
+                // The guest shuts down cleanly; its power-off is then a
+                // reboot (see `supervisor::on_event`).
+                live.reboot_requested.store(true, Ordering::SeqCst);
+            }
             live.qmp(|q| q.execute(&qmp::system_powerdown {}))
                 .map_err(qmp_err)?;
             Ok(Value::Null)
         }
-        Request::Reboot => {
+        Request::Reboot { force: true } => {
             live.qmp(|q| q.execute(&qmp::system_reset {}))
                 .map_err(qmp_err)?;
             Ok(Value::Null)

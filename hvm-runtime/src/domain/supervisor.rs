@@ -369,7 +369,11 @@ fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
 fn on_event(live: &LiveDomain, e: qmp::Event) -> Option<(String, String)> {
     match e {
         qmp::Event::SHUTDOWN { data, .. } => {
-            let stop = GuestStop::from_reason(data.reason);
+            let mut stop = GuestStop::from_reason(data.reason);
+            if live.reboot_requested.swap(false, Ordering::SeqCst) && stop == GuestStop::Poweroff {
+                // `pvio reboot` asked for it with the power button.
+                stop = GuestStop::Reboot;
+            }
             if stop == GuestStop::Host {
                 return Some((
                     stop.cause().to_owned(),
@@ -382,6 +386,7 @@ fn on_event(live: &LiveDomain, e: qmp::Event) -> Option<(String, String)> {
         // (`panic=pause`), on_crash decides.
         qmp::Event::GUEST_PANICKED { .. } => apply(live, GuestStop::Crash),
         qmp::Event::RESET { .. } => {
+            live.reboot_requested.store(false, Ordering::SeqCst);
             live.update(|r| r.reboots = r.reboots.saturating_add(1));
             None
         }
