@@ -73,6 +73,10 @@ pub struct DriverQueue {
     avail_idx: u16,
     last_used: u16,
     free: Vec<u16>,
+    /// Heads of the chains the device has and has not used yet: a used
+    /// element naming anything else is a device bug (Linux says "id is not
+    /// a head").
+    outstanding: Vec<bool>,
 }
 
 impl DriverQueue {
@@ -96,6 +100,7 @@ impl DriverQueue {
             avail_idx: 0,
             last_used: 0,
             free: (0..size).rev().collect(),
+            outstanding: vec![false; usize::from(size)],
         };
         Ok((q, end))
     }
@@ -137,6 +142,9 @@ impl DriverQueue {
             )?;
         }
         let head = ids[0];
+        if let Some(o) = self.outstanding.get_mut(usize::from(head)) {
+            *o = true;
+        }
         let slot = self.avail_idx % self.size;
         mem.write_slice(
             &head.to_le_bytes(),
@@ -170,7 +178,9 @@ impl DriverQueue {
         Ok(())
     }
 
-    /// The next used element, if the device published one.
+    /// The next used element, if the device published one. An element that
+    /// does not name a chain the device holds (one it already used, or
+    /// never got) is an error, as it is for Linux.
     pub fn pop_used(
         &mut self,
         mem: &GuestMemoryMmap,
@@ -184,7 +194,22 @@ impl DriverQueue {
         let slot = self.last_used % self.size;
         mem.read_slice(&mut raw, at(self.used, used_ring_elem_offset(slot)))?;
         self.last_used = self.last_used.wrapping_add(1);
-        Ok(VirtqUsedElem::read_from_bytes(&raw).ok())
+        let elem = VirtqUsedElem::read_from_bytes(&raw)
+            .map_err(|_| DriverError::Protocol("used element".into()))?;
+        let held = usize::try_from(elem.id())
+            .ok()
+            .and_then(|id| self.outstanding.get_mut(id))
+            .filter(|o| **o);
+        match held {
+            Some(o) => *o = false,
+            None => {
+                return Err(DriverError::Protocol(format!(
+                    "used id {} is not a head the device holds",
+                    elem.id()
+                )))
+            }
+        }
+        Ok(Some(elem))
     }
 
     /// Whether the device published used elements not popped yet.
