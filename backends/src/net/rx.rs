@@ -6,50 +6,144 @@
 //! as it needs, `num_buffers` is written into the first header, and the
 //! chains it did not use stay held for the next frame. Chains still held
 //! when the batch ends go back to the ring, so each is popped once per batch
-//! however large the largest frame. When the guest has posted less room
-//! than the largest frame, the frame is read into a bounce buffer and
-//! copied; if it does not fit yet it is held until the guest posts more.
-//! When the guest has no buffers at all, the tap is left unread (see
-//! `worker.rs`).
+//! however large the largest frame.
+//!
+//! When the held chains have less room than the largest frame, or need more
+//! iovecs than one `readv` takes, the frame is read into a bounce buffer and
+//! copied (segment by segment: no iovec limit); if it does not fit yet it is
+//! held until the guest posts more. When the guest has no buffers at all,
+//! the tap is left unread (see `worker.rs`).
+//!
+//! Guest input is untrusted. A bad chain is completed empty on the spot, so
+//! the held chains, which can only go back to the ring as the last ones
+//! popped, are completed empty before it (they hold no data yet): a guest
+//! that mixes bad chains into its receive ring loses the good buffers posted
+//! just before each one (counted in `rx_returned_empty`), and no chain is
+//! ever completed twice.
 
 use std::io;
+use std::sync::Arc;
 
 use vhost_user_backend::VringT;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryMmap};
 
-use super::chain::{self, ChainError, Direction};
+use super::chain::{self, ChainError, Direction, Seg};
 use super::merge::{num_buffers_le, spread, NUM_BUFFERS_OFFSET};
-use super::stats::{guest_warn, PairStats};
+use super::offload::MAX_FRAME_LEN;
+use super::stats::{guest_warn, PairStats, RateLimit};
 use super::sys::IOV_MAX;
-use super::worker::{QueuePair, RxChain};
+use super::tap::TapQueue;
+use super::worker::{Negotiated, PairShared, QueuePair};
 use crate::vhost_user::Vring;
+
+#[cfg(test)]
+mod tests;
 
 /// Most frames moved per event, so that transmit on the same thread gets its
 /// turn (the tap stays readable and epoll comes back).
 const RX_BUDGET: usize = 64;
 
+/// Where received frames come from: a tap queue (a stand-in in tests).
+pub(super) trait FrameSource {
+    /// Reads one frame into `iov`. Returns the frame's length, which (as
+    /// tun does) may be more than `iov` holds when the frame was cut short.
+    ///
+    /// # Safety
+    ///
+    /// Every iovec must be mapped, writable memory not behind a live Rust
+    /// reference, for the duration of the call.
+    unsafe fn read_frame_vectored(&self, iov: &[libc::iovec]) -> io::Result<usize>;
+
+    /// Reads one frame into `buf`; the length as for
+    /// [`read_frame_vectored`](Self::read_frame_vectored).
+    fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize>;
+}
+
+impl FrameSource for TapQueue {
+    unsafe fn read_frame_vectored(&self, iov: &[libc::iovec]) -> io::Result<usize> {
+        // SAFETY: the contract is the caller's, the same as `read_vectored`'s.
+        unsafe { self.read_vectored(iov) }
+    }
+
+    fn read_frame(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf)
+    }
+}
+
 /// How one round of the receive loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Round {
     /// A frame was delivered (or dropped): go on.
     Frame,
+    /// The guest posted buffers since the ring was last seen empty: look
+    /// again.
+    Retry,
     /// The tap has nothing more.
     Drained,
-    /// The guest has no buffers.
-    NoBuffers,
-    /// The guest has too little room for a held frame; a kick was asked for.
-    TooLittleRoom,
+    /// The guest has no buffers, or too little room for a held frame; a
+    /// kick was asked for.
+    Wait,
     /// Something failed; try again on the next event.
     Stop,
+    /// The tap queue is detached: stop polling it.
+    Detached,
+}
+
+/// How a receive batch ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct BatchEnd {
+    /// Used entries added (the guest needs an interrupt if > 0).
+    pub used: usize,
+    /// The guest lacks buffers: stop polling the tap until it kicks.
+    pub pause: bool,
+}
+
+/// A receive chain collected for a frame.
+#[derive(Debug, Clone)]
+struct RxChain {
+    /// Head descriptor index.
+    head: u16,
+    /// Writable bytes.
+    cap: usize,
+    /// Its segments in `Receiver::segs`.
+    segs: std::ops::Range<usize>,
+    /// Its iovecs in the batch's iovec list, if it got any (once the list is
+    /// full, later chains get none until every held chain is used).
+    iovs: Option<std::ops::Range<usize>>,
 }
 
 /// What a receive batch works with: the queue, guest memory, the iovecs of
-/// the held chains, and the used entries added.
+/// the held chains, and what was done.
 struct Batch<'a> {
     q: &'a mut Queue,
     mem: &'a GuestMemoryMmap,
     iov: Vec<libc::iovec>,
+    /// No more iovecs for the held chains (`IOV_MAX` reached).
+    iov_full: bool,
     used: usize,
+    popped: usize,
+}
+
+/// The receive side of a queue pair: held chains, the bounce buffer and a
+/// frame waiting in it, reused from batch to batch.
+#[derive(Debug)]
+pub(super) struct Receiver {
+    index: usize,
+    neg: Negotiated,
+    shared: Arc<PairShared>,
+    log: RateLimit,
+    /// Segments of the chains popped in this batch.
+    segs: Vec<Seg>,
+    /// Chains popped in this batch; those from `first` on are held (not
+    /// used yet) and go back to the ring when the batch ends.
+    chains: Vec<RxChain>,
+    first: usize,
+    /// A frame read from the tap that did not fit the guest's buffers yet
+    /// (`pending` bytes, header included); delivered before anything else is
+    /// read.
+    bounce: Vec<u8>,
+    pending: Option<usize>,
 }
 
 impl QueuePair {
@@ -65,49 +159,16 @@ impl QueuePair {
             return;
         };
         let mem = gm.memory();
-        let mut state = rx.get_mut();
-        let mut b = Batch {
-            q: state.get_queue_mut(),
-            mem: &mem,
-            iov: Vec::with_capacity(64),
-            used: 0,
+        let tap = Arc::clone(&self.tap);
+        let Some(source) = tap.queues().get(self.index) else {
+            return;
         };
-        // The tap drives receiving: no kick per posted buffer while it is
-        // polled (a no-op with EVENT_IDX, whose event index stays behind).
-        let _ = b.q.disable_notification(b.mem);
-        self.segs.clear();
-        self.chains.clear();
-        self.first = 0;
-        for _ in 0..RX_BUDGET {
-            match self.receive_one(&mut b) {
-                Round::Frame => continue,
-                Round::Drained | Round::Stop => break,
-                Round::TooLittleRoom => {
-                    PairStats::inc(&self.shared.stats.rx_no_buffers);
-                    self.pause_tap();
-                    break;
-                }
-                Round::NoBuffers => {
-                    PairStats::inc(&self.shared.stats.rx_no_buffers);
-                    // Ask for a kick when buffers come; if some came
-                    // meanwhile, go on instead of pausing.
-                    match b.q.enable_notification(b.mem) {
-                        Ok(true) => continue,
-                        _ => {
-                            self.pause_tap();
-                            break;
-                        }
-                    }
-                }
-            }
+        let mut state = rx.get_mut();
+        let end = self.rx.run(state.get_queue_mut(), &mem, source);
+        if end.pause {
+            self.pause_tap();
         }
-        // Chains popped but not used go back (they are the last popped).
-        for _ in self.first..self.chains.len() {
-            b.q.go_to_previous_position();
-        }
-        let used = b.used;
-        drop(b);
-        if used > 0 {
+        if end.used > 0 {
             let notify = state
                 .get_queue_mut()
                 .needs_notification(&*mem)
@@ -123,6 +184,102 @@ impl QueuePair {
             }
         }
     }
+}
+
+impl Receiver {
+    /// The receive side of pair `index`, counting into `shared`.
+    pub(super) fn new(index: usize, neg: Negotiated, shared: Arc<PairShared>) -> Self {
+        Self {
+            index,
+            neg,
+            shared,
+            log: RateLimit::default(),
+            segs: Vec::new(),
+            chains: Vec::new(),
+            first: 0,
+            bounce: Vec::new(),
+            pending: None,
+        }
+    }
+
+    /// The guest acknowledged features.
+    pub(super) fn set_negotiated(&mut self, neg: Negotiated) {
+        self.neg = neg;
+    }
+
+    /// Forgets a frame held for a frontend that went away.
+    pub(super) fn reset(&mut self) {
+        self.pending = None;
+        self.chains.clear();
+        self.segs.clear();
+        self.first = 0;
+    }
+
+    /// Whether a frame waits in the bounce buffer.
+    #[cfg(test)]
+    pub(super) fn has_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// One batch: frames from `source` into `q` until the source is empty,
+    /// the guest runs out of room, or the budget is spent. Unused chains go
+    /// back to the ring.
+    pub(super) fn run<S: FrameSource + ?Sized>(
+        &mut self,
+        q: &mut Queue,
+        mem: &GuestMemoryMmap,
+        source: &S,
+    ) -> BatchEnd {
+        let mut b = Batch {
+            q,
+            mem,
+            iov: Vec::with_capacity(64),
+            iov_full: false,
+            used: 0,
+            popped: 0,
+        };
+        // The tap drives receiving: no kick per posted buffer while it is
+        // polled (a no-op with EVENT_IDX, whose event index stays behind).
+        let _ = b.q.disable_notification(b.mem);
+        self.segs.clear();
+        self.chains.clear();
+        self.first = 0;
+        let mut pause = false;
+        // Chains popped when the last retry was decided: a retry that pops
+        // nothing twice in a row means the ring cannot be read (a broken
+        // available index), so wait for a kick instead of spinning.
+        let mut retried_at = None;
+        for _ in 0..RX_BUDGET {
+            match self.receive_one(&mut b, source) {
+                Round::Frame => {}
+                Round::Retry => {
+                    if retried_at == Some(b.popped) {
+                        pause = true;
+                        break;
+                    }
+                    retried_at = Some(b.popped);
+                }
+                Round::Drained | Round::Stop => break,
+                Round::Detached => {
+                    pause = true;
+                    break;
+                }
+                Round::Wait => {
+                    PairStats::inc(&self.shared.stats.rx_no_buffers);
+                    pause = true;
+                    break;
+                }
+            }
+        }
+        // Chains popped but not used go back (they are the last popped).
+        for _ in self.first..self.chains.len() {
+            b.q.go_to_previous_position();
+        }
+        BatchEnd {
+            used: b.used,
+            pause,
+        }
+    }
 
     /// Held chains not used yet.
     fn held(&self) -> &[RxChain] {
@@ -134,8 +291,26 @@ impl QueuePair {
         self.held().iter().map(|c| c.cap).sum()
     }
 
+    /// Room in the held chains that have iovecs (a prefix of them).
+    fn held_iov_cap(&self) -> usize {
+        self.held()
+            .iter()
+            .take_while(|c| c.iovs.is_some())
+            .map(|c| c.cap)
+            .sum()
+    }
+
+    /// Asks for a kick when the guest posts more buffers: `Retry` if some
+    /// came meanwhile, else `Wait`.
+    fn ask_for_buffers(b: &mut Batch<'_>) -> Round {
+        match b.q.enable_notification(b.mem) {
+            Ok(true) => Round::Retry,
+            _ => Round::Wait,
+        }
+    }
+
     /// Delivers one frame (a held one first).
-    fn receive_one(&mut self, b: &mut Batch<'_>) -> Round {
+    fn receive_one<S: FrameSource + ?Sized>(&mut self, b: &mut Batch<'_>, source: &S) -> Round {
         let hdr = self.neg.hdr_len;
         let need = self.pending.unwrap_or(hdr + self.neg.limits.rx);
         let max_chains = if self.neg.mrg {
@@ -145,40 +320,46 @@ impl QueuePair {
         };
         let cap = self.top_up(b, need, max_chains);
         if self.held().is_empty() {
-            return Round::NoBuffers;
+            return Self::ask_for_buffers(b);
         }
         if let Some(len) = self.pending {
             return self.deliver_pending(b, len, cap);
         }
-        if cap >= need {
-            let start = self.held()[0].iovs.start;
+        if self.held_iov_cap() >= need {
+            let start = self.held()[0].iovs.as_ref().map_or(0, |r| r.start);
+            let end = self
+                .held()
+                .iter()
+                .map_while(|c| c.iovs.as_ref())
+                .last()
+                .map_or(start, |r| r.end);
             // SAFETY: the iovecs point into the guest memory `b.mem` maps,
             // which stays mapped while the guard is held, and no Rust
             // reference to guest memory exists.
-            let read = unsafe { self.tap_queue().read_vectored(&b.iov[start..]) };
-            self.after_direct_read(b, read, cap)
+            let read = unsafe { source.read_frame_vectored(&b.iov[start..end]) };
+            self.after_direct_read(b, read, self.held_iov_cap())
         } else {
-            self.read_into_bounce(b, cap)
+            self.read_into_bounce(b, source, cap)
         }
     }
 
     /// Pops receive chains until the held ones have `need` bytes of room,
-    /// `max_chains` are held, the ring is empty or the iovec limit is
-    /// reached. Bad chains are completed empty and counted. Returns the room.
+    /// `max_chains` are held or the ring is empty. Returns the room.
     fn top_up(&mut self, b: &mut Batch<'_>, need: usize, max_chains: usize) -> usize {
+        if self.held().is_empty() {
+            // Every chain popped so far is used: start the iovecs afresh.
+            b.iov.clear();
+            b.iov_full = false;
+        }
         let mut cap = self.held_cap();
         let max_len = usize::try_from(u32::MAX).unwrap_or(usize::MAX);
         while cap < need && self.held().len() < max_chains {
             let Some(desc_chain) = b.q.pop_descriptor_chain(b.mem) else {
                 break;
             };
+            b.popped += 1;
             let head = desc_chain.head_index();
             let seg_start = self.segs.len();
-            let iov_start = b.iov.len();
-            let iov_room = match self.held().first() {
-                Some(c) => IOV_MAX.saturating_sub(iov_start - c.iovs.start),
-                None => IOV_MAX,
-            };
             let result = chain::collect(
                 desc_chain,
                 Direction::Writable,
@@ -191,45 +372,78 @@ impl QueuePair {
                     // virtio 1.2 §5.1.6.3.1: every buffer holds a header.
                     return Err(ChainError::Empty);
                 }
-                chain::push_iovecs(
-                    b.mem,
-                    &self.segs[seg_start..],
-                    &mut b.iov,
-                    iov_start + iov_room,
-                )
-                .map(|()| len)
+                Ok(len)
             });
             match result {
                 Ok(len) => {
+                    let iovs = self.push_iovecs(b, seg_start);
                     self.chains.push(RxChain {
                         head,
                         cap: len,
                         segs: seg_start..self.segs.len(),
-                        iovs: iov_start..b.iov.len(),
+                        iovs,
                     });
                     cap += len;
                 }
-                Err(ChainError::TooManySegments(_)) if !self.held().is_empty() => {
-                    // A later frame starts with it.
-                    self.segs.truncate(seg_start);
-                    b.q.go_to_previous_position();
-                    break;
-                }
                 Err(e) => {
                     self.segs.truncate(seg_start);
-                    PairStats::inc(&self.shared.stats.bad_chains);
-                    guest_warn!(
-                        self.log,
-                        "queue pair {}: bad receive chain {head}: {e}",
-                        self.index
-                    );
-                    if b.q.add_used(b.mem, head, 0).is_ok() {
-                        b.used += 1;
-                    }
+                    self.bad_chain(b, head, e);
+                    cap = 0;
                 }
             }
         }
         cap
+    }
+
+    /// The iovecs of the chain whose segments start at `seg_start`, unless
+    /// the held chains already have all the iovecs one `readv` takes.
+    fn push_iovecs(&self, b: &mut Batch<'_>, seg_start: usize) -> Option<std::ops::Range<usize>> {
+        if b.iov_full {
+            return None;
+        }
+        let iov_start = b.iov.len();
+        let held_start = self
+            .held()
+            .first()
+            .and_then(|c| c.iovs.as_ref())
+            .map_or(iov_start, |r| r.start);
+        let limit = held_start + IOV_MAX;
+        match chain::push_iovecs(b.mem, &self.segs[seg_start..], &mut b.iov, limit) {
+            Ok(()) => Some(iov_start..b.iov.len()),
+            Err(_) => {
+                // Too many pieces (or, in theory, a segment that left guest
+                // memory since `collect` checked it): this and later chains
+                // take frames through the bounce buffer.
+                b.iov_full = true;
+                None
+            }
+        }
+    }
+
+    /// A bad chain: the held chains are completed empty first (they hold no
+    /// data yet, and could not go back to the ring past the bad one), then
+    /// the bad one.
+    fn bad_chain(&mut self, b: &mut Batch<'_>, head: u16, e: ChainError) {
+        let stats = &self.shared.stats;
+        PairStats::inc(&stats.bad_chains);
+        guest_warn!(
+            self.log,
+            "queue pair {}: bad receive chain {head}: {e}",
+            self.index
+        );
+        for c in &self.chains[self.first..] {
+            PairStats::inc(&stats.rx_returned_empty);
+            if b.q.add_used(b.mem, c.head, 0).is_ok() {
+                b.used += 1;
+            }
+        }
+        self.first = self.chains.len();
+        if b.q.add_used(b.mem, head, 0).is_ok() {
+            b.used += 1;
+        }
+        // No held chain refers to the iovecs any more.
+        b.iov.clear();
+        b.iov_full = false;
     }
 
     /// Completes the first held chains for a frame of `len` bytes (header
@@ -276,16 +490,20 @@ impl QueuePair {
             Ok(n) => {
                 // Cut short by the kernel (larger than the limit), or no
                 // frame; the held chains are used again.
-                PairStats::inc(&self.shared.stats.rx_dropped);
-                guest_warn!(
-                    self.log,
-                    "queue pair {}: dropped a {n}-byte frame from the tap (room {cap})",
-                    self.index
-                );
+                self.dropped(n, cap);
                 Round::Frame
             }
             Err(e) => self.read_error(e),
         }
+    }
+
+    fn dropped(&mut self, n: usize, room: usize) {
+        PairStats::inc(&self.shared.stats.rx_dropped);
+        guest_warn!(
+            self.log,
+            "queue pair {}: dropped a {n}-byte frame from the tap (room {room})",
+            self.index
+        );
     }
 
     fn read_error(&mut self, e: io::Error) -> Round {
@@ -302,22 +520,31 @@ impl QueuePair {
             self.index
         );
         if e.raw_os_error() == Some(libc::EBADFD) {
-            // Detached queue.
-            self.pause_tap();
+            return Round::Detached;
         }
         Round::Stop
     }
 
-    /// The guest posted less room than the largest frame: read the frame
-    /// into the bounce buffer, then copy it if it fits.
-    fn read_into_bounce(&mut self, b: &mut Batch<'_>, cap: usize) -> Round {
-        let read = {
-            let tap = std::sync::Arc::clone(&self.tap);
-            let index = self.index;
-            let buf = self.bounce_buf();
-            tap.queues()[index].read(buf)
-        };
-        match read {
+    /// The held chains have less room than the largest frame (or too many
+    /// pieces for one `readv`): read the frame into the bounce buffer, then
+    /// copy it if it fits.
+    fn read_into_bounce<S: FrameSource + ?Sized>(
+        &mut self,
+        b: &mut Batch<'_>,
+        source: &S,
+        cap: usize,
+    ) -> Round {
+        let len = MAX_FRAME_LEN + self.neg.hdr_len;
+        if self.bounce.len() < len {
+            self.bounce.resize(len, 0);
+        }
+        let buf = &mut self.bounce[..len];
+        match source.read_frame(buf) {
+            Ok(n) if n > len => {
+                // Cut short: longer than any frame pvio takes.
+                self.dropped(n, len);
+                Round::Frame
+            }
             Ok(n) if n > self.neg.hdr_len => {
                 self.pending = Some(n);
                 self.deliver_pending(b, n, cap)
@@ -330,6 +557,11 @@ impl QueuePair {
     /// Copies the held frame of `len` bytes into the held chains (`cap`
     /// bytes of room), or keeps holding it.
     fn deliver_pending(&mut self, b: &mut Batch<'_>, len: usize, cap: usize) -> Round {
+        let Some(frame) = self.bounce.get(..len) else {
+            // Not reached: `read_into_bounce` bounds `len`.
+            self.pending = None;
+            return Round::Frame;
+        };
         if cap >= len {
             let mut done = 0;
             for c in &self.chains[self.first..] {
@@ -337,14 +569,14 @@ impl QueuePair {
                     break;
                 }
                 let segs = &self.segs[c.segs.clone()];
-                match chain::copy_into(b.mem, segs, &self.bounce[done..len]) {
+                match chain::copy_into(b.mem, segs, &frame[done..]) {
                     Ok(n) => done += n,
                     Err(_) => break,
                 }
             }
             self.pending = None;
             if done < len {
-                PairStats::inc(&self.shared.stats.rx_dropped);
+                self.dropped(len, done);
                 return Round::Frame;
             }
             return self.complete_frame(b, len);
@@ -365,9 +597,6 @@ impl QueuePair {
         // Every available chain is held, so the event index now points past
         // the last one: the guest kicks when it posts the next (the held
         // chains go back when the batch ends).
-        match b.q.enable_notification(b.mem) {
-            Ok(true) => Round::Frame,
-            _ => Round::TooLittleRoom,
-        }
+        Self::ask_for_buffers(b)
     }
 }

@@ -21,8 +21,12 @@ pub struct PairStats {
     /// Times the guest had no receive buffer and the tap was left unread
     /// until it posted more.
     pub rx_no_buffers: AtomicU64,
-    /// Frames dropped on receive (too large for what the guest posted).
+    /// Frames dropped on receive (too large for what the guest posted, or
+    /// for any frame pvio takes).
     pub rx_dropped: AtomicU64,
+    /// Good receive buffers completed empty because the guest posted a bad
+    /// chain after them (they could not go back to the ring past it).
+    pub rx_returned_empty: AtomicU64,
     /// Transmit frames the tap refused (bad offload header, link down).
     pub tx_dropped: AtomicU64,
     /// Malformed descriptor chains (wrong direction, outside guest memory,
@@ -53,6 +57,8 @@ pub struct StatsSnapshot {
     pub rx_no_buffers: u64,
     /// See [`PairStats::rx_dropped`].
     pub rx_dropped: u64,
+    /// See [`PairStats::rx_returned_empty`].
+    pub rx_returned_empty: u64,
     /// See [`PairStats::tx_dropped`].
     pub tx_dropped: u64,
     /// See [`PairStats::bad_chains`].
@@ -86,6 +92,7 @@ impl PairStats {
             tx_bytes: get(&self.tx_bytes),
             rx_no_buffers: get(&self.rx_no_buffers),
             rx_dropped: get(&self.rx_dropped),
+            rx_returned_empty: get(&self.rx_returned_empty),
             tx_dropped: get(&self.tx_dropped),
             bad_chains: get(&self.bad_chains),
             bad_frame_len: get(&self.bad_frame_len),
@@ -106,6 +113,7 @@ impl StatsSnapshot {
             tx_bytes: self.tx_bytes + o.tx_bytes,
             rx_no_buffers: self.rx_no_buffers + o.rx_no_buffers,
             rx_dropped: self.rx_dropped + o.rx_dropped,
+            rx_returned_empty: self.rx_returned_empty + o.rx_returned_empty,
             tx_dropped: self.tx_dropped + o.tx_dropped,
             bad_chains: self.bad_chains + o.bad_chains,
             bad_frame_len: self.bad_frame_len + o.bad_frame_len,

@@ -23,6 +23,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use super::chain::Seg;
 use super::device::NetBackend;
 use super::offload::{frame_limits, hdr_len, mergeable_rx, FrameLimits, MAX_FRAME_LEN};
+use super::rx::Receiver;
 use super::stats::{PairStats, RateLimit};
 use super::tap::Tap;
 use crate::vhost_user::{Vring, GM};
@@ -117,19 +118,6 @@ impl PairShared {
     }
 }
 
-/// A receive chain collected for one frame.
-#[derive(Debug, Clone)]
-pub(super) struct RxChain {
-    /// Head descriptor index.
-    pub head: u16,
-    /// Writable bytes.
-    pub cap: usize,
-    /// Its segments in the worker's `segs`.
-    pub segs: std::ops::Range<usize>,
-    /// Its iovecs in the receive batch's iovec list.
-    pub iovs: std::ops::Range<usize>,
-}
-
 /// The worker of one queue pair.
 pub struct QueuePair {
     pub(super) index: usize,
@@ -141,17 +129,12 @@ pub struct QueuePair {
     tap_event: u64,
     wake_event: u64,
     tap_polled: bool,
-    /// Segments of the chains being handled (reused).
+    /// The receive side: held chains and a frame waiting for room.
+    pub(super) rx: Receiver,
+    /// Segments of the transmit chain being sent (reused).
     pub(super) segs: Vec<Seg>,
-    /// Receive chains popped during a receive batch (reused); those from
-    /// `first` on are not used yet and go back to the ring when the batch
-    /// ends.
-    pub(super) chains: Vec<RxChain>,
-    pub(super) first: usize,
-    /// A frame read from the tap that did not fit the guest's buffers yet,
-    /// with its length; delivered before anything else is read.
+    /// Where a transmit chain of too many pieces is gathered.
     pub(super) bounce: Vec<u8>,
-    pub(super) pending: Option<usize>,
     pub(super) log: RateLimit,
 }
 
@@ -171,16 +154,14 @@ impl QueuePair {
             tap,
             mem: None,
             neg,
+            rx: Receiver::new(index, neg, Arc::clone(&shared)),
             shared,
             handler: Weak::new(),
             tap_event,
             wake_event,
             tap_polled: false,
             segs: Vec::new(),
-            chains: Vec::new(),
-            first: 0,
             bounce: Vec::new(),
-            pending: None,
             log: RateLimit::default(),
         }
     }
@@ -193,6 +174,7 @@ impl QueuePair {
     /// The guest acknowledged features.
     pub fn set_negotiated(&mut self, neg: Negotiated) {
         self.neg = neg;
+        self.rx.set_negotiated(neg);
     }
 
     /// Hooks the pair into its thread's epoll loop: the wake eventfd for
@@ -298,7 +280,7 @@ impl QueuePair {
         state.get_queue().ready() && state.is_enabled()
     }
 
-    /// The bounce buffer, grown to the largest frame on first use.
+    /// The transmit bounce buffer, grown to the largest frame on first use.
     pub(super) fn bounce_buf(&mut self) -> &mut [u8] {
         let len = MAX_FRAME_LEN + self.neg.hdr_len;
         if self.bounce.len() < len {
@@ -313,6 +295,6 @@ impl QueuePair {
         self.pause_tap();
         self.handler = Weak::new();
         self.mem = None;
-        self.pending = None;
+        self.rx.reset();
     }
 }
