@@ -28,6 +28,11 @@ use crate::vhost_user::{Vring, GM};
 /// The longest control command pvio reads (header and data).
 const MAX_COMMAND: usize = 4096;
 
+/// Most commands answered per event: a guest flooding the control queue
+/// must not keep queue pair 0's thread from its frames (the pair's wake
+/// eventfd brings it back for the rest).
+pub const CTRL_BUDGET: usize = 32;
+
 /// The control queue's state (used by the thread of queue pair 0).
 pub struct Ctrl {
     mem: Option<GM>,
@@ -35,6 +40,12 @@ pub struct Ctrl {
     tap: Arc<Tap>,
     pairs: Vec<Arc<PairShared>>,
     log: RateLimit,
+    /// Log lines about what the guest asked for, rate-limited too.
+    info: RateLimit,
+    /// The pair count last set, logged only when it changes.
+    in_use: Option<usize>,
+    /// Commands were left for the next wake-up.
+    more: bool,
 }
 
 impl Ctrl {
@@ -46,7 +57,15 @@ impl Ctrl {
             tap,
             pairs,
             log: RateLimit::default(),
+            info: RateLimit::default(),
+            in_use: None,
+            more: false,
         }
+    }
+
+    /// Whether commands were left after a budget ran out.
+    pub fn has_more(&self) -> bool {
+        self.more
     }
 
     /// The guest memory changed.
@@ -59,8 +78,10 @@ impl Ctrl {
         self.acked = acked;
     }
 
-    /// Answers the commands queued on `vring`.
+    /// Answers up to [`CTRL_BUDGET`] commands queued on `vring`; if more
+    /// are left, wakes queue pair 0's thread to come back for them.
     pub fn process(&mut self, vring: &Vring) {
+        self.more = false;
         let Some(gm) = self.mem.clone() else {
             return;
         };
@@ -68,11 +89,20 @@ impl Ctrl {
         let mut state = vring.get_mut();
         let q = state.get_queue_mut();
         let mut done = 0;
+        let mut taken = 0;
         while let Some(desc_chain) = q.pop_descriptor_chain(&*mem) {
             let head = desc_chain.head_index();
             let len = self.command(desc_chain, &mem);
             if q.add_used(&*mem, head, len).is_ok() {
                 done += 1;
+            }
+            taken += 1;
+            if taken >= CTRL_BUDGET {
+                self.more = true;
+                if let Some(p) = self.pairs.first() {
+                    p.wake();
+                }
+                break;
             }
         }
         if done > 0 && q.needs_notification(&*mem).unwrap_or(true) {
@@ -111,11 +141,14 @@ impl Ctrl {
                 }
             }
             Some(h) => {
-                tracing::debug!(
-                    "control command class {} cmd {} not supported",
-                    h.class,
-                    h.cmd
-                );
+                if let Some(suppressed) = self.info.check(std::time::Instant::now()) {
+                    tracing::debug!(
+                        "control command class {} cmd {} not supported{}",
+                        h.class,
+                        h.cmd,
+                        also(suppressed)
+                    );
+                }
                 VIRTIO_NET_ERR
             }
             None => VIRTIO_NET_ERR,
@@ -146,7 +179,12 @@ impl Ctrl {
                 shared.set_attached(&self.tap, i, i < n);
             }
         }
-        tracing::info!("guest uses {n} queue pair(s)");
+        if self.in_use != Some(n) {
+            self.in_use = Some(n);
+            if let Some(suppressed) = self.info.check(std::time::Instant::now()) {
+                tracing::info!("guest uses {n} queue pair(s){}", also(suppressed));
+            }
+        }
         VIRTIO_NET_OK
     }
 
@@ -155,6 +193,15 @@ impl Ctrl {
             PairStats::inc(&p.stats.bad_chains);
         }
         guest_warn!(self.log, "control queue: {what}");
+    }
+}
+
+/// " (N more not logged)" after a rate-limited line, when N > 0.
+fn also(suppressed: u64) -> String {
+    if suppressed == 0 {
+        String::new()
+    } else {
+        format!(" ({suppressed} more not logged)")
     }
 }
 
@@ -199,4 +246,116 @@ where
         return Err(ChainError::Empty);
     }
     Ok((readable, writable))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use pvio_frontend_protocol::net::{
+        NetCtrlMq, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_CTRL_RX,
+        VIRTIO_NET_F_MQ, VIRTIO_NET_OK,
+    };
+    use pvio_frontend_protocol::zerocopy::IntoBytes;
+    use vhost_user_backend::{VringRwLock, VringT};
+    use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+
+    use super::*;
+    use crate::net::driver::{Buf, DriverQueue};
+
+    /// Moves the calling thread into a network namespace of its own, where
+    /// it may create taps.
+    fn own_network_namespace() {
+        // SAFETY: unshare takes a flag and changes only this thread's
+        // network namespace.
+        let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "unshare: {}", std::io::Error::last_os_error());
+    }
+
+    #[test]
+    fn spec_5_1_6_5_commands_are_answered_a_budget_at_a_time() {
+        std::thread::spawn(|| {
+            own_network_namespace();
+            let tap = Arc::new(Tap::open("pvioctl0", 2).unwrap());
+            let pairs: Vec<_> = (0..2)
+                .map(|_| Arc::new(PairShared::new().unwrap()))
+                .collect();
+            let (mut dq, end) = DriverQueue::new(0x1000, 256, 64).unwrap();
+            let mem =
+                GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(end).unwrap())])
+                    .unwrap();
+            let gm = GuestMemoryAtomic::new(mem.clone());
+            let vring = VringRwLock::new(gm.clone(), 256).unwrap();
+            vring.set_queue_size(256);
+            vring
+                .set_queue_info(dq.desc.0, dq.avail.0, dq.used.0)
+                .unwrap();
+            vring.set_queue_ready(true);
+            vring.set_enabled(true);
+            let mut ctrl = Ctrl::new(Arc::clone(&tap), pairs.clone());
+            ctrl.set_memory(gm);
+            ctrl.set_acked(VIRTIO_NET_F_MQ);
+
+            // 80 commands: pairs set to 1 and 2 in turn, and an unsupported
+            // one now and then.
+            let n: usize = 80;
+            for i in 0..n {
+                let mut cmd = if i % 10 == 9 {
+                    NetCtrlHdr::new(VIRTIO_NET_CTRL_RX, 0).as_bytes().to_vec()
+                } else {
+                    NetCtrlHdr::new(VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET)
+                        .as_bytes()
+                        .to_vec()
+                };
+                cmd.extend_from_slice(NetCtrlMq::new(1 + u16::from(i % 2 == 0)).as_bytes());
+                let bufs = [
+                    Buf::Slot {
+                        len: u32::try_from(cmd.len()).unwrap(),
+                        write: false,
+                    },
+                    Buf::Slot {
+                        len: 1,
+                        write: true,
+                    },
+                ];
+                let head = dq.add(&mem, &bufs).unwrap().unwrap();
+                dq.write_slot(&mem, head, &cmd).unwrap();
+            }
+            let wake = pairs[0].wake.as_raw_fd();
+            let mut answered = Vec::new();
+            let mut events = 0;
+            loop {
+                ctrl.process(&vring);
+                events += 1;
+                let before = answered.len();
+                while let Some(e) = dq.pop_used(&mem).unwrap() {
+                    let ids = dq.free_chain(&mem, u16::try_from(e.id()).unwrap()).unwrap();
+                    let mut ack = [0u8];
+                    dq.read_slot(&mem, ids[1], &mut ack).unwrap();
+                    answered.push(ack[0]);
+                }
+                assert!(answered.len() - before <= CTRL_BUDGET);
+                // The thread is woken for the rest, and only then.
+                let woken = pairs[0].wake.read().is_ok();
+                assert_eq!(woken, ctrl.has_more(), "wake fd {wake}");
+                if !ctrl.has_more() {
+                    break;
+                }
+            }
+            assert_eq!(events, n.div_ceil(CTRL_BUDGET));
+            assert_eq!(answered.len(), n);
+            for (i, ack) in answered.iter().enumerate() {
+                let want = if i % 10 == 9 {
+                    VIRTIO_NET_ERR
+                } else {
+                    VIRTIO_NET_OK
+                };
+                assert_eq!(*ack, want, "command {i}");
+            }
+            // The last VQ_PAIRS_SET (command 78) asked for two pairs.
+            assert!(pairs[1].in_use.load(Ordering::Acquire));
+        })
+        .join()
+        .unwrap();
+    }
 }

@@ -282,7 +282,17 @@ impl VhostUserBackend for NetBackend {
                 }
             }
             _ if event == event_id(num_queues, 1) => lock(worker).on_tap(rx),
-            _ if event == event_id(num_queues, 2) => lock(worker).on_wake(rx, tx),
+            _ if event == event_id(num_queues, 2) => {
+                lock(worker).on_wake(rx, tx);
+                if thread_id == 0 {
+                    let mut ctrl = lock(&self.inner.ctrl);
+                    if ctrl.has_more() {
+                        if let Some(cq) = vrings.get(2) {
+                            ctrl.process(cq);
+                        }
+                    }
+                }
+            }
             _ => {}
         }
         // Errors are the guest's or the tap's: counted, never fatal to the
