@@ -140,3 +140,19 @@ fn without_cap_net_admin_the_error_says_so() {
         assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
     });
 }
+
+#[test]
+fn an_existing_tap_opens_without_cap_net_admin_but_its_mtu_and_link_need_it() {
+    let ns = NetNs::new("tapm");
+    ns.ip(&[
+        "tuntap", "add", "mode", "tap", "name", "pvioown", "user", "0",
+    ]);
+    ns.run(|| {
+        net_support::drop_net_admin_in_this_thread();
+        let tap = Tap::open("pvioown", 1).expect("the owner may open its tap");
+        for err in [tap.set_mtu(1400).unwrap_err(), tap.set_up().unwrap_err()] {
+            assert!(matches!(err, TapError::ConfigPermission { .. }), "{err}");
+            assert!(err.to_string().contains("CAP_NET_ADMIN"), "{err}");
+        }
+    });
+}

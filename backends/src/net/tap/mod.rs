@@ -9,7 +9,9 @@
 //! the interface. Every failure names what to do next.
 //!
 //! It must not know about virtqueues or guest memory: the raw calls are in
-//! `sys.rs`, the feature mapping in `offload.rs`.
+//! `sys.rs`, the feature mapping in `offload.rs`. Here: opening and
+//! configuring the tap; `queue.rs`: reading and writing frames; `error.rs`:
+//! the errors and how a refusal is diagnosed.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -24,108 +26,12 @@ use super::sys;
 /// Where the tun driver's control device lives.
 pub const TUN_PATH: &str = "/dev/net/tun";
 
-/// Errors of opening and configuring a tap device.
-#[derive(Debug, thiserror::Error)]
-pub enum TapError {
-    /// The tap name cannot be an interface name.
-    #[error("invalid tap name {name:?}: {why}; use 1-15 bytes without '/', ':' or whitespace")]
-    InvalidName {
-        /// The name as given.
-        name: String,
-        /// What is wrong with it.
-        why: &'static str,
-    },
-    /// `/dev/net/tun` does not exist.
-    #[error("{TUN_PATH} is missing: load the tun driver (modprobe tun) or create the node (mknod /dev/net/tun c 10 200)")]
-    TunMissing,
-    /// `/dev/net/tun` exists but cannot be opened.
-    #[error("cannot open {TUN_PATH}; run pvio as root or with CAP_NET_ADMIN")]
-    OpenTun(#[source] io::Error),
-    /// The kernel's tun driver lacks a flag pvio needs.
-    #[error("the kernel's tun driver does not support {0}")]
-    Unsupported(&'static str),
-    /// Creating or attaching the tap needs `CAP_NET_ADMIN`.
-    #[error("no permission to create or open tap {name}: run pvio as root or with CAP_NET_ADMIN (or use a tap owned by this user)")]
-    Permission {
-        /// The tap name.
-        name: String,
-    },
-    /// The name is taken by an interface that is not a tap device.
-    #[error("interface {name} exists and is not a tap device ({kind}); choose another --tap name or delete it")]
-    NotATap {
-        /// The interface name.
-        name: String,
-        /// What it is, as far as pvio can tell.
-        kind: String,
-    },
-    /// The tap exists with the other multi-queue setting.
-    #[error("tap {name} exists {existing}, but {wanted} queue pair(s) were asked for; delete it (ip link del {name}) or change --num-queue-pairs")]
-    MultiQueueMismatch {
-        /// The interface name.
-        name: String,
-        /// "as a multi-queue tap" or "as a single-queue tap".
-        existing: &'static str,
-        /// The number of queue pairs asked for.
-        wanted: u16,
-    },
-    /// Another process has the (single-queue) tap open.
-    #[error("tap {name} is in use by another process; stop it or choose another --tap name")]
-    Busy {
-        /// The interface name.
-        name: String,
-    },
-    /// `TUNSETIFF` failed for another reason.
-    #[error("cannot create or attach to tap {name}")]
-    Attach {
-        /// The interface name.
-        name: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The vnet header length was refused.
-    #[error("tap {name} refuses a {len}-byte virtio-net header")]
-    VnetHdr {
-        /// The interface name.
-        name: String,
-        /// The header length.
-        len: usize,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The kernel refused the offload flags, even the basic ones.
-    #[error("tap {name} refuses offload flags {flags:#x}")]
-    Offload {
-        /// The interface name.
-        name: String,
-        /// The `TUN_F_*` flags.
-        flags: c_uint,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The interface MTU could not be read or set.
-    #[error("cannot set the MTU of {name} to {mtu}")]
-    Mtu {
-        /// The interface name.
-        name: String,
-        /// The MTU.
-        mtu: u16,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-    /// The interface could not be brought up (or its state read).
-    #[error("cannot bring {name} up")]
-    Up {
-        /// The interface name.
-        name: String,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
-}
+mod error;
+mod queue;
+
+pub use error::TapError;
+use error::{diagnose, Diagnosis};
+pub use queue::TapQueue;
 
 /// Local result type.
 pub type Result<T> = std::result::Result<T, TapError>;
@@ -155,65 +61,6 @@ pub fn validate_name(name: &str) -> Result<CString> {
         return Err(bad("it contains whitespace"));
     }
     CString::new(name).map_err(|_| bad("it contains a NUL byte"))
-}
-
-/// One queue of the tap: a non-blocking `/dev/net/tun` file attached to it.
-/// Each frame read or written starts with the virtio-net header.
-#[derive(Debug)]
-pub struct TapQueue {
-    fd: OwnedFd,
-}
-
-impl TapQueue {
-    /// Reads one frame into `iov`. `WouldBlock` when the tap has nothing.
-    /// A frame longer than `iov` is cut short by the kernel (the rest is
-    /// lost), so `iov` must hold the largest frame the tap can deliver.
-    ///
-    /// # Safety
-    ///
-    /// See [`sys::readv`]: every iovec must be mapped, writable memory not
-    /// behind a live Rust reference, for the duration of the call.
-    pub unsafe fn read_vectored(&self, iov: &[libc::iovec]) -> io::Result<usize> {
-        // SAFETY: the contract is this function's own.
-        unsafe { sys::readv(self.fd.as_fd(), iov) }
-    }
-
-    /// Writes one frame gathered from `iov`.
-    ///
-    /// # Safety
-    ///
-    /// See [`sys::writev`]: every iovec must be mapped, readable memory for
-    /// the duration of the call.
-    pub unsafe fn write_vectored(&self, iov: &[libc::iovec]) -> io::Result<usize> {
-        // SAFETY: the contract is this function's own.
-        unsafe { sys::writev(self.fd.as_fd(), iov) }
-    }
-
-    /// Reads one frame into `buf`.
-    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let iov = [libc::iovec {
-            iov_base: buf.as_mut_ptr().cast(),
-            iov_len: buf.len(),
-        }];
-        // SAFETY: the iovec is `buf`, a live exclusive borrow for the call.
-        unsafe { sys::readv(self.fd.as_fd(), &iov) }
-    }
-
-    /// Writes one frame from `buf`.
-    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        let iov = [libc::iovec {
-            iov_base: buf.as_ptr().cast_mut().cast(),
-            iov_len: buf.len(),
-        }];
-        // SAFETY: the iovec is `buf`, live for the call; writev only reads it.
-        unsafe { sys::writev(self.fd.as_fd(), &iov) }
-    }
-}
-
-impl AsFd for TapQueue {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
-    }
 }
 
 /// An open tap device with one [`TapQueue`] per queue pair.
@@ -384,10 +231,12 @@ impl Tap {
 
     /// Sets the interface MTU.
     pub fn set_mtu(&self, mtu: u16) -> Result<()> {
-        let err = |source| TapError::Mtu {
-            name: self.name.clone(),
-            mtu,
-            source,
+        let err = |source| {
+            TapError::unless_denied(&self.name, "set the MTU", source, |source| TapError::Mtu {
+                name: self.name.clone(),
+                mtu,
+                source,
+            })
         };
         let sock = sys::ioctl_socket().map_err(err)?;
         sys::if_set_mtu(sock.as_fd(), &self.cname, c_int::from(mtu)).map_err(err)
@@ -395,9 +244,13 @@ impl Tap {
 
     /// Brings the interface up (`IFF_UP`), as `ip link set NAME up` does.
     pub fn set_up(&self) -> Result<()> {
-        let err = |source| TapError::Up {
-            name: self.name.clone(),
-            source,
+        let err = |source| {
+            TapError::unless_denied(&self.name, "bring up the link", source, |source| {
+                TapError::Up {
+                    name: self.name.clone(),
+                    source,
+                }
+            })
         };
         let sock = sys::ioctl_socket().map_err(err)?;
         let flags = sys::if_get_flags(sock.as_fd(), &self.cname).map_err(err)?;
@@ -446,93 +299,6 @@ fn attach(fd: &OwnedFd, name: &CStr, multi_queue: bool) -> io::Result<()> {
     sys::tun_set_iff(fd.as_fd(), name, flags).map(drop)
 }
 
-/// Why `TUNSETIFF` failed.
-#[derive(Debug)]
-enum Diagnosis {
-    /// The tap exists as a multi-queue tap and one queue was asked for:
-    /// retry as multi-queue.
-    SingleQueueWanted,
-    /// A plain error.
-    Error(TapError),
-}
-
-impl Diagnosis {
-    fn into_error(self) -> TapError {
-        match self {
-            Self::Error(e) => e,
-            // Only reached if the multi-queue retry fails the same way.
-            Self::SingleQueueWanted => TapError::Attach {
-                name: String::new(),
-                source: io::Error::from_raw_os_error(libc::EINVAL),
-            },
-        }
-    }
-}
-
-/// Explains a failed `TUNSETIFF`. EINVAL on an existing name means a device
-/// that is not a tap, or a tap with the other multi-queue setting: the
-/// interface's driver (asked over ethtool, in the caller's network
-/// namespace) tells which.
-fn diagnose(name: &str, cname: &CStr, e: io::Error, multi_queue: bool, wanted: u16) -> Diagnosis {
-    let owned = || name.to_owned();
-    let err = match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => TapError::Permission { name: owned() },
-        Some(libc::EBUSY) => TapError::Busy { name: owned() },
-        Some(libc::EINVAL) => match driver_of(cname) {
-            Some((driver, bus)) if driver == "tun" && bus == "tap" => {
-                if multi_queue {
-                    TapError::MultiQueueMismatch {
-                        name: owned(),
-                        existing: "as a single-queue tap",
-                        wanted,
-                    }
-                } else {
-                    return Diagnosis::SingleQueueWanted;
-                }
-            }
-            Some((driver, bus)) if driver == "tun" && bus == "tun" => TapError::NotATap {
-                name: owned(),
-                kind: "a tun (layer 3) device".to_owned(),
-            },
-            Some((driver, _)) => TapError::NotATap {
-                name: owned(),
-                kind: format!("driver {driver}"),
-            },
-            None => TapError::Attach {
-                name: owned(),
-                source: e,
-            },
-        },
-        _ => TapError::Attach {
-            name: owned(),
-            source: e,
-        },
-    };
-    Diagnosis::Error(err)
-}
-
-/// The driver and bus info of an existing interface, or `None` when there is
-/// no such interface (or it does not answer ethtool).
-fn driver_of(name: &CStr) -> Option<(String, String)> {
-    sys::if_index(name)?;
-    let sock = sys::ioctl_socket().ok()?;
-    match sys::if_driver(sock.as_fd(), name) {
-        Ok(info) => Some(info),
-        // Some virtual devices (loopback among them) do not implement
-        // ethtool's driver info.
-        Err(_) => {
-            let flags = sys::if_get_flags(sock.as_fd(), name).unwrap_or(0);
-            let lo = c_short::try_from(libc::IFF_LOOPBACK).unwrap_or(0);
-            let kind = if flags & lo != 0 {
-                "loopback"
-            } else {
-                "unknown"
-            };
-            Some((kind.to_owned(), String::new()))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,34 +337,5 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = Tap::open_at(&dir.path().join("tun"), "no/slash", 1).unwrap_err();
         assert!(matches!(err, TapError::InvalidName { .. }), "{err}");
-    }
-
-    #[test]
-    fn permission_and_busy_errors_name_the_cause() {
-        let e = |n| io::Error::from_raw_os_error(n);
-        let name = c"pvio-nonexist9";
-        let eperm = diagnose("t0", name, e(libc::EPERM), false, 1).into_error();
-        assert!(matches!(eperm, TapError::Permission { .. }));
-        assert!(eperm.to_string().contains("CAP_NET_ADMIN"), "{eperm}");
-        let ebusy = diagnose("t0", name, e(libc::EBUSY), false, 1).into_error();
-        assert!(matches!(ebusy, TapError::Busy { .. }));
-        // No such interface: the raw error is kept.
-        let einval = diagnose("t0", name, e(libc::EINVAL), false, 1).into_error();
-        assert!(matches!(einval, TapError::Attach { .. }), "{einval}");
-    }
-
-    #[test]
-    fn loopback_is_not_a_tap() {
-        // `lo` exists in every network namespace and is no tun device.
-        let err = diagnose(
-            "lo",
-            c"lo",
-            io::Error::from_raw_os_error(libc::EINVAL),
-            false,
-            1,
-        )
-        .into_error();
-        assert!(matches!(err, TapError::NotATap { .. }), "{err}");
-        assert!(err.to_string().contains("not a tap"), "{err}");
     }
 }
