@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use pvio_frontend_protocol::config_space::config_window;
 use pvio_frontend_protocol::features::{feature_names, COMMON_FEATURE_NAMES};
-use pvio_frontend_protocol::net::{NetConfig, NET_FEATURE_NAMES};
+use pvio_frontend_protocol::net::{NetConfig, NET_FEATURE_NAMES, NET_HDR_LEN};
 use pvio_frontend_protocol::zerocopy::IntoBytes;
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::VhostUserBackend;
@@ -332,12 +332,27 @@ impl Device for Arc<NetDevice> {
                 lock(w).detach();
             }
         }
-        // The next guest starts with every tap queue attached.
+        // The next guest starts with every tap queue attached, and gets
+        // what a freshly reset NIC gets: no offloaded frames until it
+        // negotiates them, and none of the frames queued for the old guest
+        // (GSO frames among them, which it may not take).
         for (i, shared) in self.pairs.iter().enumerate() {
             shared
                 .in_use
                 .store(true, std::sync::atomic::Ordering::Release);
             shared.set_attached(&self.tap, i, true);
+        }
+        let reset = self
+            .tap
+            .set_offload(0)
+            .map(drop)
+            .and_then(|()| self.tap.set_vnet_hdr_len(NET_HDR_LEN));
+        if let Err(e) = reset {
+            tracing::warn!("{}", crate::net::error_chain(&e));
+        }
+        let stale = self.tap.drain();
+        if stale > 0 {
+            tracing::info!("dropped {stale} frame(s) queued in the tap for the previous guest");
         }
         for (i, p) in self.pair_stats().iter().enumerate() {
             tracing::info!(

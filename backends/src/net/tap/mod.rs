@@ -26,6 +26,9 @@ use super::sys;
 /// Where the tun driver's control device lives.
 pub const TUN_PATH: &str = "/dev/net/tun";
 
+/// Most frames [`Tap::drain`] reads from one queue.
+const MAX_DRAIN: usize = 4096;
+
 mod error;
 mod queue;
 
@@ -190,6 +193,27 @@ impl Tap {
             source,
         })?;
         Ok(flags)
+    }
+
+    /// Reads and drops every frame waiting in the tap's queues (frames
+    /// queued for a guest that went away); returns how many.
+    pub fn drain(&self) -> usize {
+        // tun consumes a frame even when it is cut short: a small buffer
+        // does.
+        let mut buf = [0u8; 256];
+        let mut dropped = 0;
+        for q in &self.queues {
+            // At most a full tun queue's worth per call, so that frames
+            // arriving as fast as they are read cannot keep it here.
+            for _ in 0..MAX_DRAIN {
+                match q.read(&mut buf) {
+                    Ok(_) => dropped += 1,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+        }
+        dropped
     }
 
     /// Attaches or detaches queue `index` of a multi-queue tap (frames are
