@@ -7,80 +7,13 @@
 
 mod net_support;
 
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use net_support::inproc::{Backend, T};
 use net_support::{is_test_frame, test_frame, NetNs, PacketSocket};
-use pvio_backends::net::driver::{Buf, DriverOptions, NetDriver};
-use pvio_backends::net::{NetDevice, NetError, NetOptions, NetServer, StatsSnapshot};
-use pvio_backends::vhost_user::StopHandle;
+use pvio_backends::net::driver::{Buf, DriverOptions};
 use pvio_frontend_protocol::features::VIRTIO_F_VERSION_1;
 use pvio_frontend_protocol::net::*;
-
-const T: Duration = Duration::from_secs(5);
-
-/// A backend serving a tap in a namespace, stopped and joined on drop.
-struct Backend {
-    stop: StopHandle,
-    device: Arc<NetDevice>,
-    thread: Option<JoinHandle<Result<(), NetError>>>,
-    socket: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Backend {
-    fn start(ns: &NetNs, tap: &str, tweak: impl FnOnce(&mut NetOptions) + Send + 'static) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("net.sock");
-        let mut opts = NetOptions::new(&socket, tap);
-        tweak(&mut opts);
-        let server = ns.run(move || NetServer::new(&opts).expect("backend starts"));
-        let stop = server.stop_handle();
-        let device = Arc::clone(server.device());
-        let thread = Some(std::thread::spawn(move || server.run()));
-        Self {
-            stop,
-            device,
-            thread,
-            socket,
-            _dir: dir,
-        }
-    }
-
-    fn connect(&self, opts: &DriverOptions) -> NetDriver {
-        NetDriver::connect(&self.socket, opts).expect("driver connects")
-    }
-
-    fn stats(&self) -> StatsSnapshot {
-        self.device.stats()
-    }
-
-    /// Waits until `f(stats)` holds.
-    fn wait_stats(&self, what: &str, f: impl Fn(&StatsSnapshot) -> bool) -> StatsSnapshot {
-        let end = Instant::now() + T;
-        loop {
-            let s = self.stats();
-            if f(&s) {
-                return s;
-            }
-            assert!(Instant::now() < end, "timed out waiting for {what}: {s:?}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.stop.stop();
-        if let Some(t) = self.thread.take() {
-            let r = t.join().expect("server thread");
-            if !std::thread::panicking() {
-                r.expect("server ends cleanly");
-            }
-        }
-    }
-}
 
 fn packet_socket(ns: &NetNs, tap: &str) -> PacketSocket {
     let tap = tap.to_owned();
@@ -423,4 +356,93 @@ fn config_space_reconnects_and_a_clean_stop() {
         assert!(Instant::now() < end, "tap still there");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits for the next test frame on pair 0, skipping the host's own
+/// traffic (IPv6 autoconfiguration and the like).
+fn recv_test_frame(drv: &mut pvio_backends::net::driver::NetDriver) -> Vec<u8> {
+    loop {
+        let r = drv.recv(0, T).unwrap();
+        if is_test_frame(&r.frame) {
+            return r.frame;
+        }
+    }
+}
+
+#[test]
+fn a_bad_receive_chain_between_good_ones_costs_buffers_never_frames() {
+    let ns = NetNs::new("netg");
+    // A 65000-byte MTU: frames as large as GSO ones, without offloads.
+    let be = Backend::start(&ns, "pvion5", |o| o.mtu = Some(65_000));
+    let sock = packet_socket(&ns, "pvion5");
+    let mut drv = be.connect(&DriverOptions::default());
+    // Good buffers, a device-readable one, more good ones; the kick makes
+    // the backend pop them all before any frame comes.
+    drv.post_rx(0, 5).unwrap();
+    drv.add_chain(
+        0,
+        &[Buf::Slot {
+            len: 100,
+            write: false,
+        }],
+    )
+    .unwrap();
+    drv.post_rx(0, 120).unwrap();
+    be.wait_stats("the bad chain", |s| s.bad_chains == 1);
+    for (i, len) in [65_014usize, 60, 30_000, 1514, 65_014, 100]
+        .into_iter()
+        .enumerate()
+    {
+        let frame = test_frame(u8::try_from(i).unwrap(), len);
+        sock.send(&frame);
+        // A used id the driver does not hold would fail here, as it fails
+        // Linux ("id is not a head").
+        assert_eq!(recv_test_frame(&mut drv), frame, "frame {i}");
+    }
+    let s = be.stats();
+    assert_eq!((s.bad_chains, s.rx_returned_empty), (1, 5), "{s:?}");
+    assert_eq!(drv.empty_rx(), 6);
+    assert_eq!(s.rx_dropped, 0, "{s:?}");
+}
+
+#[test]
+fn without_mergeable_buffers_each_frame_takes_one_buffer() {
+    let ns = NetNs::new("netn");
+    let be = Backend::start(&ns, "pvion7", |o| o.mtu = Some(9000));
+    let sock = packet_socket(&ns, "pvion7");
+    let opts = DriverOptions {
+        features: !(VIRTIO_NET_F_MRG_RXBUF
+            | VIRTIO_NET_F_GUEST_TSO4
+            | VIRTIO_NET_F_GUEST_TSO6
+            | VIRTIO_NET_F_GUEST_UFO),
+        ..DriverOptions::default()
+    };
+    let mut drv = be.connect(&opts);
+    assert_eq!(drv.acked() & VIRTIO_NET_F_MRG_RXBUF, 0);
+    assert_eq!(drv.hdr_len(), 12, "VERSION_1 keeps num_buffers");
+    drv.fill_rx(0).unwrap();
+    let mut dropped = 0;
+    for (i, len) in [60usize, 1514, 2000, 9014, 300].into_iter().enumerate() {
+        let frame = test_frame(u8::try_from(i).unwrap(), len);
+        sock.send(&frame);
+        if 12 + len > 2048 {
+            // One 2 KiB buffer cannot hold it: dropped and counted.
+            dropped += 1;
+            be.wait_stats("a drop", |s| s.rx_dropped == dropped);
+            continue;
+        }
+        let r = loop {
+            let r = drv.recv(0, T).unwrap();
+            if is_test_frame(&r.frame) {
+                break r;
+            }
+        };
+        assert_eq!(r.frame, frame, "frame {i}");
+        assert_eq!(r.buffers, 1);
+        assert_eq!(r.hdr.num_buffers(), 1, "virtio 1.2 §5.1.6.4");
+    }
+    // Transmit does not care.
+    let frame = test_frame(9, 1514);
+    drv.send(0, &plain(), &frame).unwrap();
+    assert_eq!(sock.recv_matching(is_test_frame), frame);
 }
