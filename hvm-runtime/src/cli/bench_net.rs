@@ -24,8 +24,8 @@ pub fn bench_net() -> Result<ExitCode, BenchError> {
         "pvio net backend alone (no VM; driver, backend and injector share this host's cores)"
     );
     println!(
-        "{:>6}  {:>14}  {:>14}  {:>14}",
-        "bytes", "tx frames/s", "rx frames/s", "rx offered/s"
+        "{:>6}  {:>14}  {:>14}  {:>14}  {:>12}",
+        "bytes", "tx frames/s", "rx frames/s", "rx offered/s", "rtt med. µs"
     );
     let mut lines = Vec::new();
     for len in SIZES {
