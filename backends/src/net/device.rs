@@ -274,14 +274,14 @@ impl VhostUserBackend for NetBackend {
         let num_queues = self.num_queues();
         let event = u64::from(device_event);
         match device_event {
-            0 => lock(worker).on_rx_kick(rx),
-            1 => lock(worker).on_tx_kick(tx),
+            0 => lock(worker).on_rx_kick(rx, tx),
+            1 => lock(worker).on_tx_kick(rx, tx),
             2 if thread_id == 0 => {
                 if let Some(ctrl) = vrings.get(2) {
                     lock(&self.inner.ctrl).process(ctrl);
                 }
             }
-            _ if event == event_id(num_queues, 1) => lock(worker).on_tap(rx),
+            _ if event == event_id(num_queues, 1) => lock(worker).on_tap(rx, tx),
             _ if event == event_id(num_queues, 2) => {
                 lock(worker).on_wake(rx, tx);
                 if thread_id == 0 {
@@ -356,9 +356,11 @@ impl Device for Arc<NetDevice> {
         }
         for (i, p) in self.pair_stats().iter().enumerate() {
             tracing::info!(
-                "queue pair {i}: {} frames in, {} out",
+                "queue pair {i}: {} frames in, {} out; {} receive and {} transmit interrupts",
                 p.rx_frames,
-                p.tx_frames
+                p.tx_frames,
+                p.rx_interrupts,
+                p.tx_interrupts
             );
         }
         let s = self.stats();

@@ -7,6 +7,7 @@
 //! | --- | --- |
 //! | `device.rs` | the `VhostUserBackend`: features, config space, events to workers |
 //! | `worker.rs` | one queue pair's state; when the tap is polled |
+//! | `serve.rs` | one wake-up: transmit, receive, one interrupt, poll, sleep |
 //! | `rx.rs` / `tx.rs` | receive (tap to guest) and transmit (guest to tap) |
 //! | `ctrl.rs` | the control queue (`VQ_PAIRS_SET`) |
 //! | `tap.rs` | open or create the tap, offloads, header length, MTU, link up |
@@ -33,6 +34,7 @@ pub mod hdr;
 pub mod merge;
 pub mod offload;
 mod rx;
+mod serve;
 pub mod stats;
 mod sys;
 pub mod tap;

@@ -149,19 +149,20 @@ pub(super) struct Receiver {
 impl QueuePair {
     /// Moves frames from the tap into the receive queue `rx` until the tap
     /// is empty, the guest runs out of buffers, or the budget is spent.
-    pub(super) fn receive(&mut self, rx: &Vring) {
+    /// Returns the used entries added.
+    pub(super) fn receive(&mut self, rx: &Vring) -> usize {
         if !Self::usable(rx) {
             self.rx_unusable();
-            return;
+            return 0;
         }
         let Some(gm) = self.mem.clone() else {
             self.pause_tap();
-            return;
+            return 0;
         };
         let mem = gm.memory();
         let tap = Arc::clone(&self.tap);
         let Some(source) = tap.queues().get(self.index) else {
-            return;
+            return 0;
         };
         let mut state = rx.get_mut();
         let end = self.rx.run(state.get_queue_mut(), &mem, source);
@@ -174,6 +175,7 @@ impl QueuePair {
                 .needs_notification(&*mem)
                 .unwrap_or(true);
             if notify {
+                PairStats::inc(&self.shared.stats.rx_interrupts);
                 if let Err(e) = state.signal_used_queue() {
                     guest_warn!(
                         self.log,
@@ -183,6 +185,7 @@ impl QueuePair {
                 }
             }
         }
+        end.used
     }
 }
 

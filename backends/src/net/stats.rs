@@ -40,6 +40,10 @@ pub struct PairStats {
     pub bad_headers: AtomicU64,
     /// Tap reads or writes that failed for another reason.
     pub tap_errors: AtomicU64,
+    /// Used-buffer notifications sent for the receive queue.
+    pub rx_interrupts: AtomicU64,
+    /// Used-buffer notifications sent for the transmit queue.
+    pub tx_interrupts: AtomicU64,
 }
 
 /// A plain copy of [`PairStats`] (or their sum), for reports and tests.
@@ -69,6 +73,10 @@ pub struct StatsSnapshot {
     pub bad_headers: u64,
     /// See [`PairStats::tap_errors`].
     pub tap_errors: u64,
+    /// See [`PairStats::rx_interrupts`].
+    pub rx_interrupts: u64,
+    /// See [`PairStats::tx_interrupts`].
+    pub tx_interrupts: u64,
 }
 
 impl PairStats {
@@ -98,6 +106,8 @@ impl PairStats {
             bad_frame_len: get(&self.bad_frame_len),
             bad_headers: get(&self.bad_headers),
             tap_errors: get(&self.tap_errors),
+            rx_interrupts: get(&self.rx_interrupts),
+            tx_interrupts: get(&self.tx_interrupts),
         }
     }
 }
@@ -119,6 +129,8 @@ impl StatsSnapshot {
             bad_frame_len: self.bad_frame_len + o.bad_frame_len,
             bad_headers: self.bad_headers + o.bad_headers,
             tap_errors: self.tap_errors + o.tap_errors,
+            rx_interrupts: self.rx_interrupts + o.rx_interrupts,
+            tx_interrupts: self.tx_interrupts + o.tx_interrupts,
         }
     }
 

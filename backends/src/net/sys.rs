@@ -234,6 +234,20 @@ pub fn if_index(name: &CStr) -> Option<u32> {
     (index != 0).then_some(index)
 }
 
+/// Whether `fd` is readable now (`poll(2)` with no timeout); false on any
+/// error.
+pub fn readable(fd: BorrowedFd<'_>) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one live pollfd for the call; a zero timeout never
+    // blocks.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n > 0 && pfd.revents & libc::POLLIN != 0
+}
+
 /// `readv(2)` into `iov`; returns the number of bytes read.
 ///
 /// # Safety

@@ -2,8 +2,9 @@
 //!
 //! Each chain (virtio-net header, then the frame) is checked and written
 //! with one `writev` straight from guest memory: the tap takes the same
-//! header, so nothing is copied. Chains are taken in batches and the guest
-//! is interrupted once per batch. A bad chain, header or length is counted,
+//! header, so nothing is copied. Chains are taken in batches; the guest is
+//! interrupted once per batch, by `serve.rs`, after any answer the batch
+//! brought is delivered too. A bad chain, header or length is counted,
 //! completed empty, and logged at a limited rate.
 
 use std::io;
@@ -26,59 +27,83 @@ use crate::vhost_user::Vring;
 /// events (the pair's wake eventfd brings it back).
 const TX_BUDGET: usize = 256;
 
+/// How a transmit batch ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct TxEnd {
+    /// Chains completed.
+    pub done: usize,
+    /// The guest asked to be interrupted for them (not done yet: see
+    /// `serve.rs`).
+    pub notify: bool,
+    /// The budget ran out with chains left.
+    pub more: bool,
+}
+
 impl QueuePair {
-    /// Sends the frames the guest queued on `tx`.
-    pub(super) fn transmit(&mut self, tx: &Vring) {
+    /// Sends the frames the guest queued on `tx`, up to the budget, with
+    /// the guest's kicks turned off (the caller turns them on again before
+    /// the thread sleeps). The guest is not interrupted here: the caller
+    /// does it once it has looked for frames to deliver too.
+    pub(super) fn transmit(&mut self, tx: &Vring) -> TxEnd {
+        let mut end = TxEnd::default();
         if !Self::usable(tx) {
-            return;
+            return end;
         }
         let Some(gm) = self.mem.clone() else {
-            return;
+            return end;
         };
         let mem = gm.memory();
         let mut iov = Vec::with_capacity(32);
-        let mut done = 0usize;
         let mut state = tx.get_mut();
-        'batch: loop {
-            let q = state.get_queue_mut();
-            let _ = q.disable_notification(&*mem);
-            while let Some(desc_chain) = q.pop_descriptor_chain(&*mem) {
-                let head = desc_chain.head_index();
-                self.send_chain(desc_chain, &mem, &mut iov);
-                if let Err(e) = q.add_used(&*mem, head, 0) {
-                    guest_warn!(
-                        self.log,
-                        "queue pair {}: cannot complete transmit chain {head}: {e}",
-                        self.index
-                    );
-                }
-                done += 1;
-                if done >= TX_BUDGET {
-                    // Let the thread's other events in; come back at once.
-                    self.shared.wake();
-                    break 'batch;
-                }
+        let q = state.get_queue_mut();
+        let _ = q.disable_notification(&*mem);
+        while let Some(desc_chain) = q.pop_descriptor_chain(&*mem) {
+            let head = desc_chain.head_index();
+            self.send_chain(desc_chain, &mem, &mut iov);
+            if let Err(e) = q.add_used(&*mem, head, 0) {
+                guest_warn!(
+                    self.log,
+                    "queue pair {}: cannot complete transmit chain {head}: {e}",
+                    self.index
+                );
             }
-            match q.enable_notification(&*mem) {
-                Ok(true) => continue,
-                _ => break,
+            end.done += 1;
+            if end.done >= TX_BUDGET {
+                // Let the thread's other events in; come back at once.
+                end.more = true;
+                break;
             }
         }
-        if done > 0 {
-            let notify = state
-                .get_queue_mut()
-                .needs_notification(&*mem)
-                .unwrap_or(true);
-            if notify {
-                if let Err(e) = state.signal_used_queue() {
-                    guest_warn!(
-                        self.log,
-                        "queue pair {}: cannot interrupt the guest: {e}",
-                        self.index
-                    );
-                }
-            }
+        if end.done > 0 {
+            end.notify = q.needs_notification(&*mem).unwrap_or(true);
         }
+        end
+    }
+
+    /// Interrupts the guest for the transmit queue.
+    pub(super) fn signal_tx(&mut self, tx: &Vring) {
+        PairStats::inc(&self.shared.stats.tx_interrupts);
+        if let Err(e) = tx.get_ref().signal_used_queue() {
+            guest_warn!(
+                self.log,
+                "queue pair {}: cannot interrupt the guest: {e}",
+                self.index
+            );
+        }
+    }
+
+    /// Turns the guest's transmit kicks on again before the thread sleeps;
+    /// true if chains came meanwhile (serve them first).
+    pub(super) fn tx_kicks_on(&mut self, tx: &Vring) -> bool {
+        if !Self::usable(tx) {
+            return false;
+        }
+        let Some(gm) = self.mem.clone() else {
+            return false;
+        };
+        let mem = gm.memory();
+        let mut state = tx.get_mut();
+        matches!(state.get_queue_mut().enable_notification(&*mem), Ok(true))
     }
 
     /// Checks one transmit chain and writes its frame to the tap.

@@ -8,7 +8,8 @@
 //! budget, or the control queue re-attached the tap queue). The tap file is
 //! polled only while the guest has receive buffers: when it runs out, pvio
 //! stops polling and waits for the next receive kick, so frames wait in the
-//! tap (no drop storm, no spin). Receiving is in `rx.rs`, sending in `tx.rs`.
+//! tap (no drop storm, no spin). Each wake-up is served by `serve.rs`;
+//! receiving is in `rx.rs`, sending in `tx.rs`.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -26,6 +27,7 @@ use super::offload::{frame_limits, hdr_len, mergeable_rx, FrameLimits, MAX_FRAME
 use super::rx::Receiver;
 use super::stats::{PairStats, RateLimit};
 use super::tap::Tap;
+use crate::blk::poll::Poller;
 use crate::vhost_user::{Vring, GM};
 
 /// The epoll loop of a queue pair's thread.
@@ -135,6 +137,8 @@ pub struct QueuePair {
     pub(super) segs: Vec<Seg>,
     /// Where a transmit chain of too many pieces is gathered.
     pub(super) bounce: Vec<u8>,
+    /// Spins a little for more work before the thread sleeps (`serve.rs`).
+    pub(super) poller: Option<Poller>,
     pub(super) log: RateLimit,
 }
 
@@ -162,6 +166,7 @@ impl QueuePair {
             tap_polled: false,
             segs: Vec::new(),
             bounce: Vec::new(),
+            poller: super::serve::poller(),
             log: RateLimit::default(),
         }
     }
@@ -228,39 +233,46 @@ impl QueuePair {
 
     /// The guest kicked the receive queue: it posted buffers (or the queue
     /// was just enabled).
-    pub fn on_rx_kick(&mut self, rx: &Vring) {
+    pub fn on_rx_kick(&mut self, rx: &Vring, tx: &Vring) {
         if self.index > 0 && Self::usable(rx) && self.shared.in_use.load(Ordering::Acquire) {
             // Enabled again (after the frontend disabled the pair).
             self.shared.set_attached(&self.tap, self.index, true);
         }
         self.resume_tap();
-        self.receive(rx);
+        self.serve(rx, tx, true);
     }
 
     /// The tap file is readable.
-    pub fn on_tap(&mut self, rx: &Vring) {
+    pub fn on_tap(&mut self, rx: &Vring, tx: &Vring) {
         if !self.shared.attached.load(Ordering::Acquire) {
             // A detached queue polls as an error: stop until re-attached.
             self.pause_tap();
             return;
         }
-        self.receive(rx);
+        self.serve(rx, tx, true);
     }
 
     /// The guest kicked the transmit queue.
-    pub fn on_tx_kick(&mut self, tx: &Vring) {
-        self.transmit(tx);
+    pub fn on_tx_kick(&mut self, rx: &Vring, tx: &Vring) {
+        self.serve(rx, tx, false);
     }
 
     /// The pair's wake eventfd fired: more transmit work, or the tap queue
     /// was re-attached.
     pub fn on_wake(&mut self, rx: &Vring, tx: &Vring) {
         let _ = self.shared.wake.read();
+        let mut rx_due = false;
         if self.shared.attached.load(Ordering::Acquire) && !self.tap_polled {
             self.resume_tap();
-            self.receive(rx);
+            rx_due = true;
         }
-        self.transmit(tx);
+        self.serve(rx, tx, rx_due);
+    }
+
+    /// Whether the tap file is in the thread's epoll (the guest has
+    /// receive buffers).
+    pub(super) fn tap_polled(&self) -> bool {
+        self.tap_polled
     }
 
     /// The receive queue cannot be used (not set up, or disabled because the

@@ -38,6 +38,11 @@ impl TapQueue {
         unsafe { sys::writev(self.fd.as_fd(), iov) }
     }
 
+    /// Whether a frame waits to be read.
+    pub fn readable(&self) -> bool {
+        sys::readable(self.fd.as_fd())
+    }
+
     /// Reads one frame into `buf`.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         let iov = [libc::iovec {
