@@ -20,7 +20,18 @@
 //! when a vhost-user virtio-net unmasks an MSI-X vector, so pvio cannot use
 //! MSI-X there; the QEMU virtio-net row with MSI-X is printed too. Then
 //! `pvio bench net` measures the backend alone (frames per second at 64 and
-//! 1500 bytes). It prints a Markdown table with the ratios pvio / each peer.
+//! 1500 bytes). It prints a Markdown table with the ratios pvio / each peer,
+//! and for each NIC the spread of its ping times (min, median, 90th
+//! percentile, max: an average hides a long tail) and the interrupts the
+//! guest took from the NIC per ping.
+//!
+//! For investigations, environment variables narrow a run:
+//! `PVIO_NET_BENCH_ROWS` takes a comma-separated list of rows to measure
+//! (`pvio`, `virtio`, `virtio-msix`, `e1000`, `rtl8139`; all by default, and
+//! `pvio bench net` only then); `PVIO_NET_BENCH_VIRTIO_OPTS` is appended to
+//! both virtio-net devices' options (for example `,event_idx=off`);
+//! `PVIO_NET_BENCH_PINGS` sets the number of pings (20 by default); and
+//! `PVIO_BIN` picks the `pvio` binary (to compare two builds).
 
 mod net_support;
 
@@ -42,6 +53,10 @@ const BYTES: usize = 64 * MIB;
 struct Row {
     name: &'static str,
     ping_avg_ms: f64,
+    /// Every ping's round trip, sorted.
+    pings_ms: Vec<f64>,
+    /// The NIC's interrupts in the guest during the pings, per ping.
+    irqs_per_ping: f64,
     to_host_mbs: f64,
     to_guest_mbs: f64,
 }
@@ -56,7 +71,9 @@ ip link set lo up
 ip link set eth0 up
 ip addr add 10.99.0.2/24 dev eth0
 ping -c 3 -W 5 10.99.0.1 >/dev/null
-ping -c 20 -i 0.2 10.99.0.1 | tail -1
+grep -E 'virtio|eth0' /proc/interrupts | sed 's/^/IRQS-BEFORE /'
+ping -c PINGS -i 0.2 10.99.0.1
+grep -E 'virtio|eth0' /proc/interrupts | sed 's/^/IRQS-AFTER /'
 mkdir -p /www
 dd if=/dev/zero of=/www/blob bs=1M count=64 2>/dev/null
 httpd -p 8080 -h /www
@@ -125,8 +142,9 @@ fn mbs(d: Duration) -> f64 {
 fn measure(name: &'static str, ns: &NetNs, guest: &GuestBuilder) -> Row {
     let to_host = pull_from_guest(ns);
     let to_guest = serve(ns, 5002, vec![0x5a; BYTES]);
+    let pings = std::env::var("PVIO_NET_BENCH_PINGS").unwrap_or_else(|_| "20".to_owned());
     let out = guest
-        .run_strict(SCRIPT)
+        .run_strict(&SCRIPT.replace("PINGS", &pings))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(
         out.output.contains("BENCH-OK"),
@@ -144,14 +162,71 @@ fn measure(name: &'static str, ns: &NetNs, guest: &GuestBuilder) -> Row {
         .and_then(|v| v.split('/').nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN);
+    // "64 bytes from 10.99.0.1: seq=0 ttl=64 time=0.912 ms"
+    let mut pings_ms: Vec<f64> = out
+        .output
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|v| v.trim_end_matches(" ms").trim().parse().ok())
+        .collect();
+    pings_ms.sort_by(f64::total_cmp);
+    let irqs = |tag: &str| -> u32 {
+        out.output
+            .lines()
+            .filter_map(|l| l.split(tag).nth(1))
+            .flat_map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .map_while(|n| n.parse::<u32>().ok())
+            })
+            .sum()
+    };
+    let pinged = u32::try_from(pings_ms.len()).unwrap_or(u32::MAX).max(1);
+    let irqs_per_ping =
+        f64::from(irqs("IRQS-AFTER ").saturating_sub(irqs("IRQS-BEFORE "))) / f64::from(pinged);
     let row = Row {
         name,
         ping_avg_ms,
+        pings_ms,
+        irqs_per_ping,
         to_host_mbs: mbs(host_took),
         to_guest_mbs: mbs(guest_took),
     };
     eprintln!("[bench] {row:?}");
     row
+}
+
+/// "min / median / p90 / max" of sorted ping times.
+fn spread(sorted: &[f64]) -> String {
+    if sorted.is_empty() {
+        return "no ping times".to_owned();
+    }
+    let at = |q: f64| {
+        let last = sorted.len() - 1;
+        // Index of quantile `q`: small non-negative numbers, no loss.
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss
+        )]
+        let i = ((last as f64) * q).round() as usize;
+        sorted[i.min(last)]
+    };
+    format!(
+        "{:.2} / {:.2} / {:.2} / {:.2} ms",
+        at(0.0),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    )
+}
+
+/// Whether row `key` is to be measured (`PVIO_NET_BENCH_ROWS`).
+fn wanted(key: &str) -> bool {
+    match std::env::var("PVIO_NET_BENCH_ROWS") {
+        Ok(list) => list.split(',').any(|k| k.trim() == key),
+        Err(_) => true,
+    }
 }
 
 #[test]
@@ -167,44 +242,68 @@ fn pvio_vs_qemu_virtio_net_vs_emulated_nics() {
     let tap_netdev = format!("tap,id=net0,ifname={TAP},script=no,downscript=no,vhost=off");
     let mut rows = Vec::new();
 
+    let virtio_opts = std::env::var("PVIO_NET_BENCH_VIRTIO_OPTS").unwrap_or_default();
+
     // pvio.
-    let socket = dir.path().join("net.sock");
-    let backend = Backend::start(&ns, TAP, &socket, &[]);
-    let chardev = format!("socket,id=n0,path={}", socket.display());
-    let pvio = base().shared_memory(true).qemu_args(&[
-        "-chardev",
-        &chardev,
-        "-netdev",
-        "vhost-user,id=net0,chardev=n0",
-        "-device",
-        "virtio-net-pci,netdev=net0,vectors=0",
-    ]);
-    rows.push(measure("pvio vhost-user-net", &ns, &pvio));
-    backend.stop();
+    if wanted("pvio") {
+        let socket = dir.path().join("net.sock");
+        let backend = Backend::start(&ns, TAP, &socket, &[]);
+        let chardev = format!("socket,id=n0,path={}", socket.display());
+        let device = format!("virtio-net-pci,netdev=net0,vectors=0{virtio_opts}");
+        let pvio = base().shared_memory(true).qemu_args(&[
+            "-chardev",
+            &chardev,
+            "-netdev",
+            "vhost-user,id=net0,chardev=n0",
+            "-device",
+            &device,
+        ]);
+        rows.push(measure("pvio vhost-user-net", &ns, &pvio));
+        backend.stop();
+    }
 
     // QEMU's own NICs on the same tap, QEMU inside the namespace.
-    for (name, device) in [
+    for (key, name, device) in [
         (
+            "virtio",
             "QEMU virtio-net (tap)",
-            "virtio-net-pci,netdev=net0,vectors=0",
+            format!("virtio-net-pci,netdev=net0,vectors=0{virtio_opts}"),
         ),
-        ("QEMU virtio-net (tap, MSI-X)", "virtio-net-pci,netdev=net0"),
-        ("e1000 (emulated)", "e1000,netdev=net0"),
-        ("rtl8139 (emulated)", "rtl8139,netdev=net0"),
+        (
+            "virtio-msix",
+            "QEMU virtio-net (tap, MSI-X)",
+            format!("virtio-net-pci,netdev=net0{virtio_opts}"),
+        ),
+        ("e1000", "e1000 (emulated)", "e1000,netdev=net0".to_owned()),
+        (
+            "rtl8139",
+            "rtl8139 (emulated)",
+            "rtl8139,netdev=net0".to_owned(),
+        ),
     ] {
+        if !wanted(key) {
+            continue;
+        }
         let g =
             base()
                 .qemu_binary(&qemu_ns)
-                .qemu_args(&["-netdev", &tap_netdev, "-device", device]);
+                .qemu_args(&["-netdev", &tap_netdev, "-device", &device]);
         rows.push(measure(name, &ns, &g));
     }
+    assert!(!rows.is_empty(), "PVIO_NET_BENCH_ROWS selects no row");
 
-    let alone = Command::new(pvio_bin())
-        .args(["bench", "net"])
-        .output()
-        .expect("pvio bench net");
-    let alone = String::from_utf8_lossy(&alone.stdout).into_owned();
+    // The backend alone, unless the run was narrowed to some rows.
+    let alone = if std::env::var_os("PVIO_NET_BENCH_ROWS").is_none() {
+        let out = Command::new(pvio_bin())
+            .args(["bench", "net"])
+            .output()
+            .expect("pvio bench net");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    } else {
+        String::new()
+    };
 
+    // Ratios are against the first row measured (pvio unless left out).
     let pvio = rows[0].clone();
     let mut t = String::new();
     let _ = writeln!(
@@ -227,5 +326,15 @@ fn pvio_vs_qemu_virtio_net_vs_emulated_nics() {
     }
     println!("\n{t}");
     println!("(ping ratio below 1 = pvio faster; throughput ratio above 1 = pvio faster)\n");
+    println!("ping min / median / p90 / max, and the NIC's guest interrupts per ping:");
+    for r in &rows {
+        println!(
+            "  {}: {}, {:.2} interrupts",
+            r.name,
+            spread(&r.pings_ms),
+            r.irqs_per_ping
+        );
+    }
+    println!();
     println!("{alone}");
 }
