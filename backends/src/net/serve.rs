@@ -14,7 +14,8 @@
 //!    neither a guest kick nor a thread wake-up;
 //! 5. turn the guest's transmit kicks on again, look once more, and sleep.
 //!
-//! `PVIO_NET_NO_POLL` in the environment turns step 4 off.
+//! `PVIO_NET_NO_POLL` in the environment turns step 4 off (as does the
+//! block backend's `PVIO_BLK_NO_POLL`, which the shared poller honours).
 
 use std::sync::atomic::Ordering;
 
