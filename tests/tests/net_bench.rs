@@ -43,7 +43,8 @@ use std::time::Duration;
 use std::io::{Read, Write};
 
 use net_support::{serve, Backend, NetNs, OneGuest, HOST_IP, MIB};
-use pvio_tests::{pvio_bin, Guest, GuestBuilder};
+use pvio_tests::plot::{self, Panel};
+use pvio_tests::{accel, pvio_bin, Guest, GuestBuilder};
 
 const TAP: &str = "pvb0";
 const BYTES: usize = 64 * MIB;
@@ -337,4 +338,55 @@ fn pvio_vs_qemu_virtio_net_vs_emulated_nics() {
     }
     println!();
     println!("{alone}");
+    chart(&rows);
+}
+
+/// The figures as JSON and a chart, in the benchmark output folder.
+fn chart(rows: &[Row]) {
+    let median = |r: &Row| r.pings_ms.get(r.pings_ms.len() / 2).copied().unwrap_or(0.0);
+    let panel = |title: &str, unit: &str, lower: bool, f: &dyn Fn(&Row) -> f64| Panel {
+        title: title.to_owned(),
+        unit: unit.to_owned(),
+        lower_is_better: lower,
+        bars: rows.iter().map(|r| (r.name.to_owned(), f(r))).collect(),
+    };
+    let panels = [
+        panel("ping guest to host, median", "ms", true, &median),
+        panel("TCP guest to host, 64 MiB", "MB/s", false, &|r| {
+            r.to_host_mbs
+        }),
+        panel("TCP host to guest, 64 MiB", "MB/s", false, &|r| {
+            r.to_guest_mbs
+        }),
+    ];
+    let accel = accel::detect().accel;
+    let date = Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let svg = plot::svg(
+        "NICs in a guest",
+        &format!("one guest per NIC, same tap and kernel; accelerator {accel}; {date}"),
+        "pvio",
+        &panels,
+    );
+    let path = plot::write_bench_file("net-guest.svg", &svg).expect("write the chart");
+    let json: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "  {{\"nic\":\"{}\",\"ping_avg_ms\":{:.3},\"ping_median_ms\":{:.3},\"irqs_per_ping\":{:.2},\"to_host_mbs\":{:.1},\"to_guest_mbs\":{:.1}}}",
+                r.name,
+                r.ping_avg_ms,
+                median(r),
+                r.irqs_per_ping,
+                r.to_host_mbs,
+                r.to_guest_mbs
+            )
+        })
+        .collect();
+    plot::write_bench_file("net-guest.json", &format!("[\n{}\n]\n", json.join(",\n")))
+        .expect("write the figures");
+    println!("chart: {}", path.display());
 }

@@ -237,9 +237,10 @@ pub struct NetBackendArgs {
 /// `pvio bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// PV block backend against qemu-storage-daemon and the null engine
-    /// (`--json`: the table on stderr, the figures as JSON on stdout).
+    /// PV block backend against qemu-storage-daemon and the null engine, no
+    /// VM (`--json`: the table on stderr, the figures as JSON on stdout).
     Blk(JsonArg),
-    /// PV net backend against QEMU's virtio-net and the emulated NICs.
+    /// PV net backend alone, no VM: frames per second each way and the
+    /// round trip (guests against QEMU's NICs: docs/benchmarks.md).
     Net,
 }
