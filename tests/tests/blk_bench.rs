@@ -48,6 +48,9 @@ struct Figures {
     iops: f64,
     mbs: f64,
     p50_us: f64,
+    /// The disk's guest interrupts per request (warm-up included in the
+    /// interrupts but not in the requests: an upper bound).
+    irqs_per_req: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -68,11 +71,17 @@ fn seconds() -> u32 {
 /// each.
 fn script(dev: &str) -> String {
     let secs = seconds();
-    let mut s = String::new();
+    // The disk's interrupts (virtio or IDE lines of /proc/interrupts, all
+    // CPUs) before and after each workload.
+    let mut s = String::from(
+        "irqs() { grep -E 'virtio|ata_piix|ide' /proc/interrupts | \
+         awk '{ for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }'; }\n",
+    );
     for (i, (_, pattern, bs, qd)) in WORKLOADS.iter().enumerate() {
         let _ = writeln!(
             s,
-            "echo \"RESULT {i} $(pvio-guest-io /dev/{dev} {pattern} {bs} {qd} {secs})\""
+            "a=$(irqs); r=$(pvio-guest-io /dev/{dev} {pattern} {bs} {qd} {secs}); \
+             b=$(irqs); echo \"RESULT {i} $r $((b - a))\""
         );
     }
     s
@@ -92,12 +101,16 @@ fn parse(output: &str) -> Vec<Figures> {
         let Some(rest) = line.strip_prefix("RESULT ") else {
             continue;
         };
-        let (i, json) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (i, rest) = rest.split_once(' ').unwrap_or((rest, ""));
         let i: usize = i.parse().expect("workload index");
+        let (json, irqs) = rest.rsplit_once("} ").unwrap_or((rest, "0"));
+        let ops = field(json, "ops").unwrap_or(0.0);
+        let irqs: f64 = irqs.trim().parse().unwrap_or(0.0);
         results[i] = Figures {
             iops: field(json, "iops").unwrap_or_else(|| panic!("no iops in {line}")),
             mbs: field(json, "mbs").unwrap_or(0.0),
             p50_us: field(json, "p50_us").unwrap_or(0.0),
+            irqs_per_req: if ops > 0.0 { irqs / ops } else { 0.0 },
         };
     }
     results
@@ -228,21 +241,22 @@ fn report(rows: &[Row]) {
     let mut t = String::new();
     let _ = writeln!(
         t,
-        "| workload | disk | IOPS | MB/s | median latency (µs) | pvio / this (IOPS) | pvio / this (latency) |"
+        "| workload | disk | IOPS | MB/s | median latency (µs) | interrupts / request | pvio / this (IOPS) | pvio / this (latency) |"
     );
-    let _ = writeln!(t, "| --- | --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(t, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (i, w) in WORKLOADS.iter().enumerate() {
         for r in rows {
             let f = r.results[i];
             let p = pvio.results[i];
             let _ = writeln!(
                 t,
-                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.2}x | {:.2}x |",
+                "| {} | {} | {:.0} | {:.1} | {:.1} | {:.2} | {:.2}x | {:.2}x |",
                 w.0,
                 r.name,
                 f.iops,
                 f.mbs,
                 f.p50_us,
+                f.irqs_per_req,
                 p.iops / f.iops,
                 p.p50_us / f.p50_us,
             );
