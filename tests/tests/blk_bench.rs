@@ -22,6 +22,15 @@
 //! table with the ratios pvio / each peer, and writes the figures as JSON
 //! and an SVG chart to `PVIO_BENCH_OUT` (default `target/bench`).
 //! `PVIO_BENCH_SECONDS` sets the seconds per workload (default 3).
+//!
+//! To narrow a run (when looking into one figure), `PVIO_BLK_BENCH_ROWS`
+//! takes a comma-separated list of disks among `pvio`, `qsd`, `virtio` and
+//! `ide` (in that order, pvio first when present: the ratios are against the
+//! first row), and `PVIO_BLK_BENCH_ONLY` a comma-separated list of workload
+//! names or parts of them (`128k`, `QD32`, `randread 4k QD1`); with
+//! `PVIO_BLK_BENCH_ROUNDS=N` the chosen disks take turns N times (pvio, qsd,
+//! pvio, qsd, ...) so that noise falls on all of them, and every round is
+//! printed.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -35,7 +44,9 @@ use pvio_tests::{accel, pvio_bin, Guest, GuestBuilder};
 const IMAGE_MIB: usize = 256;
 
 /// (name, pattern, block bytes, depth).
-const WORKLOADS: [(&str, &str, u32, u32); 4] = [
+type Workload = (&'static str, &'static str, u32, u32);
+
+const WORKLOADS: [Workload; 4] = [
     ("randread 4k QD1", "randread", 4096, 1),
     ("randwrite 4k QD1", "randwrite", 4096, 1),
     ("randread 4k QD32", "randread", 4096, 32),
@@ -59,6 +70,55 @@ struct Row {
     results: Vec<Figures>,
 }
 
+/// The workloads `PVIO_BLK_BENCH_ONLY` picks (all without it).
+fn workloads() -> Vec<Workload> {
+    let only = std::env::var("PVIO_BLK_BENCH_ONLY").unwrap_or_default();
+    let wanted: Vec<String> = only
+        .split(',')
+        .map(|w| w.trim().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let chosen: Vec<Workload> = WORKLOADS
+        .iter()
+        .copied()
+        .filter(|w| wanted.is_empty() || wanted.iter().any(|x| w.0.to_lowercase().contains(x)))
+        .collect();
+    assert!(
+        !chosen.is_empty(),
+        "PVIO_BLK_BENCH_ONLY={only} matches no workload; the workloads are {:?}",
+        WORKLOADS.map(|w| w.0)
+    );
+    chosen
+}
+
+/// The disks `PVIO_BLK_BENCH_ROWS` picks (all without it), in table order.
+fn disks() -> Vec<&'static str> {
+    const ALL: [&str; 4] = ["pvio", "qsd", "virtio", "ide"];
+    let rows = std::env::var("PVIO_BLK_BENCH_ROWS").unwrap_or_default();
+    let wanted: Vec<String> = rows
+        .split(',')
+        .map(|w| w.trim().to_lowercase())
+        .filter(|w| !w.is_empty())
+        .collect();
+    for w in &wanted {
+        assert!(
+            ALL.contains(&w.as_str()),
+            "PVIO_BLK_BENCH_ROWS: unknown disk {w}; the disks are {ALL:?}"
+        );
+    }
+    ALL.into_iter()
+        .filter(|d| wanted.is_empty() || wanted.iter().any(|w| w == d))
+        .collect()
+}
+
+fn rounds() -> u32 {
+    std::env::var("PVIO_BLK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(1)
+}
+
 fn seconds() -> u32 {
     std::env::var("PVIO_BENCH_SECONDS")
         .ok()
@@ -69,7 +129,7 @@ fn seconds() -> u32 {
 
 /// The guest script: every workload on `dev`, one `RESULT i {json}` line
 /// each.
-fn script(dev: &str) -> String {
+fn script(dev: &str, workloads: &[Workload]) -> String {
     let secs = seconds();
     // The disk's interrupts (virtio or IDE lines of /proc/interrupts, all
     // CPUs) before and after each workload.
@@ -77,7 +137,7 @@ fn script(dev: &str) -> String {
         "irqs() { grep -E 'virtio|ata_piix|ide' /proc/interrupts | \
          awk '{ for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n + 0 }'; }\n",
     );
-    for (i, (_, pattern, bs, qd)) in WORKLOADS.iter().enumerate() {
+    for (i, (_, pattern, bs, qd)) in workloads.iter().enumerate() {
         let _ = writeln!(
             s,
             "a=$(irqs); r=$(pvio-guest-io /dev/{dev} {pattern} {bs} {qd} {secs}); \
@@ -95,8 +155,8 @@ fn field(json: &str, key: &str) -> Option<f64> {
     rest[..end].trim().parse().ok()
 }
 
-fn parse(output: &str) -> Vec<Figures> {
-    let mut results = vec![Figures::default(); WORKLOADS.len()];
+fn parse(output: &str, workloads: &[Workload]) -> Vec<Figures> {
+    let mut results = vec![Figures::default(); workloads.len()];
     for line in output.lines() {
         let Some(rest) = line.strip_prefix("RESULT ") else {
             continue;
@@ -128,13 +188,13 @@ fn base() -> GuestBuilder {
         .host_binary(env!("CARGO_BIN_EXE_pvio-guest-io"))
 }
 
-fn measure(name: &'static str, dev: &str, guest: GuestBuilder) -> Row {
+fn measure(name: &'static str, dev: &str, guest: GuestBuilder, workloads: &[Workload]) -> Row {
     eprintln!("[bench] {name}");
     let out = guest
-        .run_strict(&script(dev))
+        .run_strict(&script(dev, workloads))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    let results = parse(&out.output);
-    for (w, f) in WORKLOADS.iter().zip(&results) {
+    let results = parse(&out.output, workloads);
+    for (w, f) in workloads.iter().zip(&results) {
         assert!(f.iops > 0.0, "{name} {}: no result\n{}", w.0, out.output);
     }
     eprintln!("[bench] {name}: {results:?}");
@@ -180,57 +240,80 @@ fn pvio_vs_qemu_storage_daemon_vs_virtio_blk_vs_ide_in_a_guest() {
         .expect("a directory on tmpfs");
     let image = dir.path().join("disk.img");
     filled_image(&image);
-    let mut rows = Vec::new();
-
-    let socket = dir.path().join("pvio.sock");
-    let mut cmd = Command::new(pvio_bin());
-    cmd.args(["backend", "blk", "--socket"])
-        .arg(&socket)
-        .arg("--image")
-        .arg(&image);
-    let backend = Daemon::spawn("pvio", cmd, &socket).unwrap_or_else(|e| panic!("{e}"));
-    rows.push(measure(
-        "pvio (vhost-user-blk)",
-        "vda",
-        vhost_user_guest(&socket),
-    ));
-    assert!(backend.stop().expect("stop pvio").success());
-
-    let socket = dir.path().join("qsd.sock");
-    let mut cmd = Command::new("qemu-storage-daemon");
-    cmd.arg("--blockdev")
-        .arg(format!(
-            "driver=file,filename={},node-name=f,aio=io_uring,cache.direct=off",
-            image.display()
-        ))
-        .arg("--export")
-        .arg(format!(
-            "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path={},writable=on,num-queues=1",
-            socket.display()
-        ));
-    let qsd = Daemon::spawn("qsd", cmd, &socket).unwrap_or_else(|e| panic!("{e}"));
-    rows.push(measure(
-        "qemu-storage-daemon (vhost-user-blk)",
-        "vda",
-        vhost_user_guest(&socket),
-    ));
-    drop(qsd);
-
-    rows.push(measure(
-        "QEMU virtio-blk (built-in)",
-        "vda",
-        qemu_drive_guest(&image, "virtio-blk-pci,drive=f"),
-    ));
-    rows.push(measure(
-        "IDE (emulated)",
-        "sda",
-        qemu_drive_guest(&image, "ide-hd,drive=f,bus=ide.0"),
-    ));
-
-    report(&rows);
+    let workloads = workloads();
+    let disks = disks();
+    let rounds = rounds();
+    for round in 1..=rounds {
+        let mut rows = Vec::new();
+        for disk in &disks {
+            rows.push(run_disk(disk, dir.path(), &image, &workloads));
+        }
+        if rounds > 1 {
+            println!("\nround {round} of {rounds}");
+        }
+        report(&rows, &workloads);
+    }
 }
 
-fn report(rows: &[Row]) {
+/// One disk's guest run, with its backend started before and stopped after.
+fn run_disk(disk: &str, dir: &Path, image: &Path, workloads: &[Workload]) -> Row {
+    match disk {
+        "pvio" => {
+            let socket = dir.join("pvio.sock");
+            let mut cmd = Command::new(pvio_bin());
+            cmd.args(["backend", "blk", "--socket"])
+                .arg(&socket)
+                .arg("--image")
+                .arg(image);
+            let backend = Daemon::spawn("pvio", cmd, &socket).unwrap_or_else(|e| panic!("{e}"));
+            let row = measure(
+                "pvio (vhost-user-blk)",
+                "vda",
+                vhost_user_guest(&socket),
+                workloads,
+            );
+            assert!(backend.stop().expect("stop pvio").success());
+            row
+        }
+        "qsd" => {
+            let socket = dir.join("qsd.sock");
+            let mut cmd = Command::new("qemu-storage-daemon");
+            cmd.arg("--blockdev")
+                .arg(format!(
+                    "driver=file,filename={},node-name=f,aio=io_uring,cache.direct=off",
+                    image.display()
+                ))
+                .arg("--export")
+                .arg(format!(
+                    "type=vhost-user-blk,id=e,node-name=f,addr.type=unix,addr.path={},writable=on,num-queues=1",
+                    socket.display()
+                ));
+            let qsd = Daemon::spawn("qsd", cmd, &socket).unwrap_or_else(|e| panic!("{e}"));
+            let row = measure(
+                "qemu-storage-daemon (vhost-user-blk)",
+                "vda",
+                vhost_user_guest(&socket),
+                workloads,
+            );
+            drop(qsd);
+            row
+        }
+        "virtio" => measure(
+            "QEMU virtio-blk (built-in)",
+            "vda",
+            qemu_drive_guest(image, "virtio-blk-pci,drive=f"),
+            workloads,
+        ),
+        _ => measure(
+            "IDE (emulated)",
+            "sda",
+            qemu_drive_guest(image, "ide-hd,drive=f,bus=ide.0"),
+            workloads,
+        ),
+    }
+}
+
+fn report(rows: &[Row], workloads: &[Workload]) {
     let accel = accel::detect().accel;
     let date = Command::new("date")
         .args(["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -244,7 +327,7 @@ fn report(rows: &[Row]) {
         "| workload | disk | IOPS | MB/s | median latency (µs) | interrupts / request | pvio / this (IOPS) | pvio / this (latency) |"
     );
     let _ = writeln!(t, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for (i, w) in WORKLOADS.iter().enumerate() {
+    for (i, w) in workloads.iter().enumerate() {
         for r in rows {
             let f = r.results[i];
             let p = pvio.results[i];
@@ -266,7 +349,7 @@ fn report(rows: &[Row]) {
     println!("(IOPS ratio above 1 and latency ratio below 1 mean pvio is faster)\n");
 
     let mut panels = Vec::new();
-    for (i, w) in WORKLOADS.iter().enumerate() {
+    for (i, w) in workloads.iter().enumerate() {
         // Small requests count in IOPS, large ones in MB/s.
         let (unit, pick): (&str, fn(&Figures) -> f64) = if w.2 > 4096 {
             ("MB/s", |f| f.mbs)
@@ -305,7 +388,7 @@ fn report(rows: &[Row]) {
     let svg_path = plot::write_bench_file("blk-guest.svg", &svg).expect("write the chart");
     let mut json = String::from("[");
     for (ri, r) in rows.iter().enumerate() {
-        for (i, w) in WORKLOADS.iter().enumerate() {
+        for (i, w) in workloads.iter().enumerate() {
             let f = r.results[i];
             let sep = if ri + i == 0 { "" } else { "," };
             let _ = write!(
