@@ -30,7 +30,8 @@
 //! names or parts of them (`128k`, `QD32`, `randread 4k QD1`); with
 //! `PVIO_BLK_BENCH_ROUNDS=N` the chosen disks take turns N times (pvio, qsd,
 //! pvio, qsd, ...) so that noise falls on all of them, and every round is
-//! printed.
+//! printed. `PVIO_BLK_BENCH_ARGS` adds (space-separated) options to the
+//! `pvio backend blk` command line, e.g. `--queue-size 128`.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -264,7 +265,12 @@ fn run_disk(disk: &str, dir: &Path, image: &Path, workloads: &[Workload]) -> Row
             cmd.args(["backend", "blk", "--socket"])
                 .arg(&socket)
                 .arg("--image")
-                .arg(image);
+                .arg(image)
+                .args(
+                    std::env::var("PVIO_BLK_BENCH_ARGS")
+                        .unwrap_or_default()
+                        .split_whitespace(),
+                );
             let backend = Daemon::spawn("pvio", cmd, &socket).unwrap_or_else(|e| panic!("{e}"));
             let row = measure(
                 "pvio (vhost-user-blk)",
