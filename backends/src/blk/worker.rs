@@ -24,6 +24,7 @@ use super::metrics::{GuestError, Metrics};
 use super::poll::Poller;
 use super::request::{parse, Action, ChainError, Request};
 use super::slot::{Slot, SlotOp};
+use crate::vhost_user::notify::HeldBack;
 use crate::vhost_user::{Vring, GM};
 
 /// Everything one queue needs, behind that queue's own lock.
@@ -45,6 +46,7 @@ pub struct QueueWorker {
     /// Stopped popping chains at `max_in_flight`; resume on completions.
     throttled: bool,
     poller: Poller,
+    held_back: HeldBack,
 }
 
 impl std::fmt::Debug for QueueWorker {
@@ -84,6 +86,7 @@ impl QueueWorker {
             broken: false,
             throttled: false,
             poller: Poller::new(),
+            held_back: HeldBack::default(),
         }
     }
 
@@ -153,7 +156,7 @@ impl QueueWorker {
                 continue;
             }
             if used {
-                Self::signal(state, self.index);
+                self.signal(state);
                 used = false;
             }
             if self.broken || self.throttled {
@@ -182,7 +185,12 @@ impl QueueWorker {
             }
             match state.enable_notification() {
                 Ok(true) => continue,
-                Ok(false) => break,
+                Ok(false) => {
+                    if self.engine.in_flight() == 0 && self.held_back.at_idle() {
+                        self.interrupt(state);
+                    }
+                    break;
+                }
                 Err(e) => {
                     self.needs_reset(&format!("cannot update the ring: {e}"));
                     break;
@@ -191,14 +199,18 @@ impl QueueWorker {
         }
     }
 
-    fn signal(state: &mut VringState<GM>, index: usize) {
-        match state.needs_notification() {
-            Ok(false) => {}
-            Ok(true) | Err(_) => {
-                if let Err(e) = state.signal_used_queue() {
-                    tracing::debug!("queue {index}: cannot signal the driver: {e}");
-                }
-            }
+    /// Interrupts the driver for the used entries just added, if it asked
+    /// (`EVENT_IDX`); otherwise remembers that it did not (see
+    /// `vhost_user::notify`).
+    fn signal(&mut self, state: &mut VringState<GM>) {
+        if self.held_back.after_used(state.needs_notification()) {
+            self.interrupt(state);
+        }
+    }
+
+    fn interrupt(&self, state: &mut VringState<GM>) {
+        if let Err(e) = state.signal_used_queue() {
+            tracing::debug!("queue {}: cannot signal the driver: {e}", self.index);
         }
     }
 
@@ -522,77 +534,9 @@ impl QueueWorker {
             );
         }
     }
-
-    /// Finishes everything in flight. With `deliver`, finished requests go
-    /// into the used ring (the ring is being stopped and the driver keeps
-    /// it); without, they are dropped (the frontend is gone).
-    pub fn drain(&mut self, deliver: bool) {
-        let mut done = std::mem::take(&mut self.completions);
-        loop {
-            if let Err(e) = self.engine.wait_all(&mut done) {
-                tracing::error!("queue {}: cannot wait for in-flight I/O: {e}", self.index);
-                break;
-            }
-            if done.is_empty() {
-                break;
-            }
-            let vring = if deliver { self.vring.clone() } else { None };
-            let mem = self.mem.as_ref().map(|m| m.memory().into_inner());
-            match (vring, mem) {
-                (Some(vring), Some(mem)) => {
-                    let mut guard = vring.get_mut();
-                    let state = &mut *guard;
-                    let mut used = false;
-                    for c in done.drain(..) {
-                        used |= self.complete(state, &mem, c);
-                    }
-                    if let Err(e) = self.engine.submit() {
-                        tracing::error!("queue {}: cannot submit while draining: {e}", self.index);
-                    }
-                    if used {
-                        Self::signal(state, self.index);
-                    }
-                }
-                _ => {
-                    for c in done.drain(..) {
-                        if let Some(slot) = usize::try_from(c.tag)
-                            .ok()
-                            .and_then(|i| self.slots.get_mut(i))
-                        {
-                            slot.mem = None;
-                            slot.iovecs.clear();
-                        }
-                    }
-                    self.free = (0..self.slots.len()).collect();
-                }
-            }
-            done.append(&mut self.completions);
-        }
-        self.completions = done;
-        self.completions.clear();
-        self.throttled = false;
-    }
-
-    /// The driver stopped the ring (GET_VRING_BASE): finish what is in
-    /// flight into the used ring and forget the broken state.
-    pub fn stop(&mut self) {
-        self.drain(true);
-        self.broken = false;
-        self.poller = Poller::new();
-    }
-
-    /// The frontend went away: finish what is in flight, drop it, and forget
-    /// the connection.
-    pub fn detach(&mut self) {
-        self.drain(false);
-        self.slots.clear();
-        self.free.clear();
-        self.mem = None;
-        self.vring = None;
-        self.broken = false;
-        self.poller = Poller::new();
-    }
 }
+
+mod lifecycle;
 
 #[cfg(test)]
 mod tests;

@@ -95,11 +95,8 @@ impl QueuePair {
             self.pause_tap();
         }
         if end.used > 0 {
-            let notify = state
-                .get_queue_mut()
-                .needs_notification(&*mem)
-                .unwrap_or(true);
-            if notify {
+            let needs = state.get_queue_mut().needs_notification(&*mem);
+            if self.rx_held.after_used(needs) {
                 PairStats::inc(&self.shared.stats.rx_interrupts);
                 if let Err(e) = state.signal_used_queue() {
                     guest_warn!(

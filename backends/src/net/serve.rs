@@ -12,7 +12,8 @@
 //! 4. poll the transmit ring and the tap for a few microseconds (the block
 //!    backend's adaptive [`Poller`]): work that comes in the window costs
 //!    neither a guest kick nor a thread wake-up;
-//! 5. turn the guest's transmit kicks on again, look once more, and sleep.
+//! 5. turn the guest's transmit kicks on again, look once more, send the
+//!    interrupts `EVENT_IDX` held back (`vhost_user::notify`), and sleep.
 //!
 //! `PVIO_NET_NO_POLL` in the environment turns step 4 off (as does the
 //! block backend's `PVIO_BLK_NO_POLL`, which the shared poller honours).
@@ -23,6 +24,7 @@ use vhost_user_backend::VringT;
 use virtio_queue::QueueT;
 use vm_memory::GuestAddressSpace;
 
+use super::stats::{guest_warn, PairStats};
 use super::worker::QueuePair;
 use crate::blk::poll::Poller;
 use crate::vhost_user::Vring;
@@ -62,6 +64,7 @@ impl QueuePair {
                 idle += 1;
                 if idle > 1 {
                     self.tx_kicks_on(tx);
+                    self.before_sleep(rx, tx);
                     return;
                 }
             } else {
@@ -78,6 +81,7 @@ impl QueuePair {
                 continue;
             }
             if !self.tx_kicks_on(tx) {
+                self.before_sleep(rx, tx);
                 return;
             }
             rx_due = false;
@@ -86,6 +90,26 @@ impl QueuePair {
         // other events (a readable tap brings epoll back by itself).
         if self.tx_kicks_on(tx) {
             self.shared.wake();
+        }
+    }
+
+    /// The pair is about to sleep with nothing to do: interrupts that
+    /// `EVENT_IDX` held back are sent now, so that a driver whose
+    /// `used_event` write this thread did not see is not left waiting (see
+    /// `vhost_user::notify`).
+    fn before_sleep(&mut self, rx: &Vring, tx: &Vring) {
+        if self.tx_held.at_idle() {
+            self.signal_tx(tx);
+        }
+        if self.rx_held.at_idle() {
+            PairStats::inc(&self.shared.stats.rx_interrupts);
+            if let Err(e) = rx.get_ref().signal_used_queue() {
+                guest_warn!(
+                    self.log,
+                    "queue pair {}: cannot interrupt the guest: {e}",
+                    self.index
+                );
+            }
         }
     }
 

@@ -75,7 +75,7 @@ impl QueuePair {
             }
         }
         if end.done > 0 {
-            end.notify = q.needs_notification(&*mem).unwrap_or(true);
+            end.notify = self.tx_held.after_used(q.needs_notification(&*mem));
         }
         end
     }

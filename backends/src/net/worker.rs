@@ -27,6 +27,7 @@ use super::offload::{frame_limits, hdr_len, mergeable_rx, FrameLimits, MAX_FRAME
 use super::rx::Receiver;
 use super::stats::{PairStats, RateLimit};
 use super::tap::Tap;
+use crate::vhost_user::notify::HeldBack;
 use crate::blk::poll::Poller;
 use crate::vhost_user::{Vring, GM};
 
@@ -139,6 +140,10 @@ pub struct QueuePair {
     pub(super) bounce: Vec<u8>,
     /// Spins a little for more work before the thread sleeps (`serve.rs`).
     pub(super) poller: Option<Poller>,
+    /// Receive and transmit interrupts `EVENT_IDX` held back, sent when the
+    /// pair goes idle (`vhost_user::notify`).
+    pub(super) rx_held: HeldBack,
+    pub(super) tx_held: HeldBack,
     pub(super) log: RateLimit,
 }
 
@@ -167,6 +172,8 @@ impl QueuePair {
             segs: Vec::new(),
             bounce: Vec::new(),
             poller: super::serve::poller(),
+            rx_held: HeldBack::default(),
+            tx_held: HeldBack::default(),
             log: RateLimit::default(),
         }
     }
@@ -308,5 +315,7 @@ impl QueuePair {
         self.handler = Weak::new();
         self.mem = None;
         self.rx.reset();
+        self.rx_held.reset();
+        self.tx_held.reset();
     }
 }

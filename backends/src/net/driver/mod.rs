@@ -203,6 +203,15 @@ impl NetDriver {
         Ok(n > 0)
     }
 
+    /// With EVENT_IDX, asks queue `q` for no interrupt (its `used_event`
+    /// one behind the used elements seen).
+    pub fn hold_interrupts(&self, q: usize) -> Result<(), DriverError> {
+        self.queues
+            .get(q)
+            .ok_or_else(|| DriverError::Protocol(format!("no queue {q}")))?
+            .hold_used_event(&self.mem)
+    }
+
     /// Sends `VHOST_USER_GET_VRING_BASE` for every queue (stops the rings),
     /// as a frontend does before it goes away.
     pub fn stop(&mut self) -> Result<(), DriverError> {

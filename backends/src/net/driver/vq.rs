@@ -254,6 +254,18 @@ impl DriverQueue {
         Ok(())
     }
 
+    /// With EVENT_IDX: sets `used_event` one behind the used elements seen,
+    /// which asks for no interrupt (until the index wraps).
+    pub fn hold_used_event(&self, mem: &GuestMemoryMmap) -> Result<(), DriverError> {
+        mem.store(
+            self.last_used.wrapping_sub(1).to_le(),
+            at(self.avail, used_event_offset(self.size)),
+            Ordering::Release,
+        )?;
+        fence(Ordering::SeqCst);
+        Ok(())
+    }
+
     /// The device's `avail_event` (with EVENT_IDX).
     pub fn avail_event(&self, mem: &GuestMemoryMmap) -> Result<u16, DriverError> {
         Ok(u16::from_le(mem.load::<u16>(
