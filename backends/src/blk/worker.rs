@@ -27,6 +27,12 @@ use super::slot::{Slot, SlotOp};
 use crate::vhost_user::notify::HeldBack;
 use crate::vhost_user::{Vring, GM};
 
+/// Reads and writes worth this many bytes are submitted (and whatever the
+/// engine finished at once is handed back) before more chains are popped,
+/// so that the driver starts on the first completions while the rest of a
+/// batch of large requests is still being read.
+const EARLY_SUBMIT_BYTES: u64 = 128 * 1024;
+
 /// Everything one queue needs, behind that queue's own lock.
 pub struct QueueWorker {
     index: usize,
@@ -47,6 +53,10 @@ pub struct QueueWorker {
     throttled: bool,
     poller: Poller,
     held_back: HeldBack,
+    /// Bytes of reads and writes pushed to the engine since its last submit.
+    unsubmitted: u64,
+    /// `EARLY_SUBMIT_BYTES` (smaller in tests).
+    early_submit: u64,
 }
 
 impl std::fmt::Debug for QueueWorker {
@@ -87,6 +97,8 @@ impl QueueWorker {
             throttled: false,
             poller: Poller::new(),
             held_back: HeldBack::default(),
+            unsubmitted: 0,
+            early_submit: EARLY_SUBMIT_BYTES,
         }
     }
 
@@ -143,13 +155,7 @@ impl QueueWorker {
             if !self.broken && !self.throttled {
                 self.pop_all(state, &mem, &mut used);
             }
-            if let Err(e) = self.engine.submit() {
-                self.metrics.record(
-                    GuestError::IoError,
-                    self.index,
-                    &format_args!("io_uring submit: {e}"),
-                );
-            }
+            self.submit();
             used |= self.reap(state, &mem);
             if self.throttled && self.in_flight() < self.max_in_flight {
                 self.throttled = false;
@@ -196,6 +202,18 @@ impl QueueWorker {
                     break;
                 }
             }
+        }
+    }
+
+    /// Submits what was pushed to the engine.
+    fn submit(&mut self) {
+        self.unsubmitted = 0;
+        if let Err(e) = self.engine.submit() {
+            self.metrics.record(
+                GuestError::IoError,
+                self.index,
+                &format_args!("io_uring submit: {e}"),
+            );
         }
     }
 
@@ -257,6 +275,14 @@ impl QueueWorker {
                 return;
             }
             *used |= self.dispatch(state, mem);
+            if self.unsubmitted >= self.early_submit {
+                self.submit();
+                *used |= self.reap(state, mem);
+                if *used {
+                    self.signal(state);
+                    *used = false;
+                }
+            }
         }
     }
 
@@ -323,6 +349,9 @@ impl QueueWorker {
         slot.first = 0;
         slot.mem = Some(Arc::clone(mem));
         std::mem::swap(&mut slot.iovecs, &mut req.iovecs);
+        if matches!(op, SlotOp::Read | SlotOp::Write { .. }) {
+            self.unsubmitted += len;
+        }
         self.start(idx);
         false
     }

@@ -1,6 +1,8 @@
-//! Interrupts with `VIRTIO_F_EVENT_IDX` (virtio 1.2 §2.7.10): one the
-//! driver asked for is sent once; one it did not ask for is held back, and
-//! sent when the queue goes idle (see `vhost_user/notify.rs` for why).
+//! When the worker interrupts the driver. With `VIRTIO_F_EVENT_IDX`
+//! (virtio 1.2 §2.7.10): one the driver asked for is sent once; one it did
+//! not ask for is held back, and sent when the queue goes idle (see
+//! `vhost_user/notify.rs` for why). Without it: once per batch, and once
+//! per early submit of large requests.
 
 use std::fs::File;
 use std::os::fd::{FromRawFd, IntoRawFd};
@@ -68,4 +70,40 @@ fn spec_2_7_10_an_interrupt_held_back_is_sent_when_the_queue_goes_idle() {
     set_used_event(&r, 100);
     read_one(&mut r, 1, 2);
     assert_eq!(interrupts(&efd), 1, "the held-back interrupt at idle");
+}
+
+/// A call eventfd without EVENT_IDX: every signal is an interrupt.
+fn with_call_no_event_idx(r: &Rig) -> EventFd {
+    let efd = with_call(r);
+    r.vring.set_queue_event_idx(false);
+    efd
+}
+
+fn four_reads_of_8k(r: &mut Rig) {
+    for i in 0..4 {
+        r.request(i, VIRTIO_BLK_T_IN, 16 * i, 8192, true);
+    }
+    assert_eq!(r.kick_until(4).len(), 4);
+}
+
+#[test]
+fn a_batch_of_small_requests_is_one_interrupt() {
+    let mut r = rig(EngineKind::Sync);
+    let efd = with_call_no_event_idx(&r);
+    four_reads_of_8k(&mut r);
+    assert_eq!(interrupts(&efd), 1);
+}
+
+#[test]
+fn large_requests_are_handed_back_before_the_rest_of_the_batch_is_popped() {
+    let mut r = rig(EngineKind::Sync);
+    let efd = with_call_no_event_idx(&r);
+    // Every 8 KiB read reaches the early-submit threshold: each is in the
+    // used ring, and the driver interrupted, before the next is popped.
+    r.worker.early_submit = 8192;
+    four_reads_of_8k(&mut r);
+    assert_eq!(interrupts(&efd), 4);
+    for i in 0..4 {
+        assert_eq!(r.status(i), 0);
+    }
 }
