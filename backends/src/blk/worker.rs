@@ -27,11 +27,15 @@ use super::slot::{Slot, SlotOp};
 use crate::vhost_user::notify::HeldBack;
 use crate::vhost_user::{Vring, GM};
 
-/// Reads and writes worth this many bytes are submitted (and whatever the
-/// engine finished at once is handed back) before more chains are popped,
-/// so that the driver starts on the first completions while the rest of a
-/// batch of large requests is still being read.
+/// Reads and writes worth this many bytes, or this many of them, are
+/// submitted (and whatever the engine finished at once is handed back)
+/// before more chains are popped, so that the driver starts on the first
+/// completions while the rest of the batch is still being done. On ext4,
+/// where io_uring completes page-cache hits inside the submit call, a
+/// batch submitted whole made a one-queue driver wait for all of it; 8
+/// requests measured better than 4 or a whole batch (docs/benchmarks.md).
 const EARLY_SUBMIT_BYTES: u64 = 128 * 1024;
+const EARLY_SUBMIT_REQUESTS: usize = 8;
 
 /// Everything one queue needs, behind that queue's own lock.
 pub struct QueueWorker {
@@ -55,8 +59,10 @@ pub struct QueueWorker {
     held_back: HeldBack,
     /// Bytes of reads and writes pushed to the engine since its last submit.
     unsubmitted: u64,
-    /// `EARLY_SUBMIT_BYTES` (smaller in tests).
-    early_submit: u64,
+    /// Reads and writes pushed since the last submit.
+    unsubmitted_requests: usize,
+    /// `EARLY_SUBMIT_BYTES` and `EARLY_SUBMIT_REQUESTS` (smaller in tests).
+    early_submit: (u64, usize),
 }
 
 impl std::fmt::Debug for QueueWorker {
@@ -98,7 +104,8 @@ impl QueueWorker {
             poller: Poller::new(),
             held_back: HeldBack::default(),
             unsubmitted: 0,
-            early_submit: EARLY_SUBMIT_BYTES,
+            unsubmitted_requests: 0,
+            early_submit: (EARLY_SUBMIT_BYTES, EARLY_SUBMIT_REQUESTS),
         }
     }
 
@@ -208,6 +215,7 @@ impl QueueWorker {
     /// Submits what was pushed to the engine.
     fn submit(&mut self) {
         self.unsubmitted = 0;
+        self.unsubmitted_requests = 0;
         if let Err(e) = self.engine.submit() {
             self.metrics.record(
                 GuestError::IoError,
@@ -275,7 +283,9 @@ impl QueueWorker {
                 return;
             }
             *used |= self.dispatch(state, mem);
-            if self.unsubmitted >= self.early_submit {
+            if self.unsubmitted >= self.early_submit.0
+                || self.unsubmitted_requests >= self.early_submit.1
+            {
                 self.submit();
                 *used |= self.reap(state, mem);
                 if *used {
@@ -351,6 +361,7 @@ impl QueueWorker {
         std::mem::swap(&mut slot.iovecs, &mut req.iovecs);
         if matches!(op, SlotOp::Read | SlotOp::Write { .. }) {
             self.unsubmitted += len;
+            self.unsubmitted_requests += 1;
         }
         self.start(idx);
         false

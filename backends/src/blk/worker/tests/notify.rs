@@ -100,10 +100,19 @@ fn large_requests_are_handed_back_before_the_rest_of_the_batch_is_popped() {
     let efd = with_call_no_event_idx(&r);
     // Every 8 KiB read reaches the early-submit threshold: each is in the
     // used ring, and the driver interrupted, before the next is popped.
-    r.worker.early_submit = 8192;
+    r.worker.early_submit.0 = 8192;
     four_reads_of_8k(&mut r);
     assert_eq!(interrupts(&efd), 4);
     for i in 0..4 {
         assert_eq!(r.status(i), 0);
     }
+}
+
+#[test]
+fn many_requests_are_handed_back_every_few_before_the_rest_are_popped() {
+    let mut r = rig(EngineKind::Sync);
+    let efd = with_call_no_event_idx(&r);
+    r.worker.early_submit.1 = 2;
+    four_reads_of_8k(&mut r);
+    assert_eq!(interrupts(&efd), 2);
 }
