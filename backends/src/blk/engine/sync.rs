@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use super::{Completion, Op};
@@ -34,71 +34,9 @@ impl SyncEngine {
     /// See [`Engine::push`](super::Engine::push).
     pub unsafe fn push(&mut self, tag: u64, op: Op) -> io::Result<()> {
         // SAFETY: forwarded contract.
-        let result = unsafe { self.perform(op) };
+        let result = unsafe { perform(self.file.as_raw_fd(), op) };
         self.done.push(Completion { tag, result });
         Ok(())
-    }
-
-    /// # Safety
-    ///
-    /// See [`Engine::push`](super::Engine::push).
-    unsafe fn perform(&self, op: Op) -> i32 {
-        let fd = self.file.as_raw_fd();
-        let ret: isize = match op {
-            Op::Read {
-                offset,
-                iov,
-                iovcnt,
-            } => {
-                let (Ok(off), Ok(cnt)) = (libc::off_t::try_from(offset), i32::try_from(iovcnt))
-                else {
-                    return -libc::EINVAL;
-                };
-                // SAFETY: the caller guarantees `iov` describes `iovcnt`
-                // buffers of mapped, writable memory that nothing else
-                // accesses until this completes (it completes here).
-                retry(|| unsafe { libc::preadv(fd, iov, cnt, off) })
-            }
-            Op::Write {
-                offset,
-                iov,
-                iovcnt,
-                dsync,
-            } => {
-                let (Ok(off), Ok(cnt)) = (libc::off_t::try_from(offset), i32::try_from(iovcnt))
-                else {
-                    return -libc::EINVAL;
-                };
-                let flags = if dsync { libc::RWF_DSYNC } else { 0 };
-                // SAFETY: as for reads; the buffers are only read.
-                retry(|| unsafe { libc::pwritev2(fd, iov, cnt, off, flags) })
-            }
-            Op::Flush => retry(|| {
-                // SAFETY: fdatasync takes only a file descriptor we own.
-                let ret = unsafe { libc::fdatasync(fd) };
-                isize::try_from(ret).unwrap_or(-1)
-            }),
-            Op::Fallocate { mode, offset, len } => {
-                let (Ok(off), Ok(len)) =
-                    (libc::off_t::try_from(offset), libc::off_t::try_from(len))
-                else {
-                    return -libc::EINVAL;
-                };
-                retry(|| {
-                    // SAFETY: fallocate takes only a file descriptor we own
-                    // and integers.
-                    let ret = unsafe { libc::fallocate(fd, mode, off, len) };
-                    isize::try_from(ret).unwrap_or(-1)
-                })
-            }
-        };
-        if ret < 0 {
-            let errno = io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO);
-            return -errno;
-        }
-        i32::try_from(ret).unwrap_or(-libc::EOVERFLOW)
     }
 
     /// Hands out what was performed since the last call.
@@ -110,6 +48,66 @@ impl SyncEngine {
     pub fn in_flight(&self) -> usize {
         self.done.len()
     }
+}
+
+/// Performs `op` on `fd` now: bytes transferred, 0, or `-errno`.
+///
+/// # Safety
+///
+/// See [`Engine::push`](super::Engine::push); `fd` must be open.
+pub(super) unsafe fn perform(fd: RawFd, op: Op) -> i32 {
+    let ret: isize = match op {
+        Op::Read {
+            offset,
+            iov,
+            iovcnt,
+        } => {
+            let (Ok(off), Ok(cnt)) = (libc::off_t::try_from(offset), i32::try_from(iovcnt)) else {
+                return -libc::EINVAL;
+            };
+            // SAFETY: the caller guarantees `iov` describes `iovcnt`
+            // buffers of mapped, writable memory that nothing else
+            // accesses until this completes (it completes here).
+            retry(|| unsafe { libc::preadv(fd, iov, cnt, off) })
+        }
+        Op::Write {
+            offset,
+            iov,
+            iovcnt,
+            dsync,
+        } => {
+            let (Ok(off), Ok(cnt)) = (libc::off_t::try_from(offset), i32::try_from(iovcnt)) else {
+                return -libc::EINVAL;
+            };
+            let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+            // SAFETY: as for reads; the buffers are only read.
+            retry(|| unsafe { libc::pwritev2(fd, iov, cnt, off, flags) })
+        }
+        Op::Flush => retry(|| {
+            // SAFETY: fdatasync takes only a file descriptor we own.
+            let ret = unsafe { libc::fdatasync(fd) };
+            isize::try_from(ret).unwrap_or(-1)
+        }),
+        Op::Fallocate { mode, offset, len } => {
+            let (Ok(off), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+            else {
+                return -libc::EINVAL;
+            };
+            retry(|| {
+                // SAFETY: fallocate takes only a file descriptor we own
+                // and integers.
+                let ret = unsafe { libc::fallocate(fd, mode, off, len) };
+                isize::try_from(ret).unwrap_or(-1)
+            })
+        }
+    };
+    if ret < 0 {
+        let errno = io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO);
+        return -errno;
+    }
+    i32::try_from(ret).unwrap_or(-libc::EOVERFLOW)
 }
 
 /// Repeats a system call interrupted by a signal.
