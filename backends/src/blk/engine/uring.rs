@@ -120,7 +120,7 @@ impl UringEngine {
     }
 
     /// Nothing in the kernel, queued for it, or finished and not reaped.
-    fn nothing_pending(&mut self) -> bool {
+    fn nothing_pending(&self) -> bool {
         self.in_flight == 0 && self.early.is_empty()
     }
 
