@@ -1,7 +1,12 @@
 //! Diagnostics: an error or a warning about one place in a config, printed
 //! as `FILE:LINE: key 'KEY': MESSAGE` so that every problem names the file,
 //! the line and the key it is about.
+//!
+//! A diagnostic quotes what the config says, and a config is input: its
+//! control characters (an escape sequence, a carriage return, a bidi
+//! override) are printed escaped (`\u{1b}`), never sent to the terminal.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -70,11 +75,43 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let at = self.at.to_string();
+        let message = escape_controls(&self.message);
         match &self.key {
-            Some(key) => write!(f, "{}: key '{}': {}", self.at, key, self.message),
-            None => write!(f, "{}: {}", self.at, self.message),
+            Some(key) => write!(
+                f,
+                "{}: key '{}': {message}",
+                escape_controls(&at),
+                escape_controls(key)
+            ),
+            None => write!(f, "{}: {message}", escape_controls(&at)),
         }
     }
+}
+
+/// True for a character that must not reach a terminal as it is: C0 and
+/// C1 controls, DEL, and the bidi overrides and isolates that reorder
+/// what is shown.
+fn is_hazard(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with every control character escaped (`\n`, `\u{1b}`), for a
+/// message that quotes input; borrowed when there is none.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_hazard) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_hazard(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// All the errors found in a config, reported together.
@@ -126,6 +163,26 @@ mod tests {
             Diagnostic::bare(at, "oops").to_string(),
             "command line argument 2: oops"
         );
+    }
+
+    #[test]
+    fn control_characters_in_quoted_input_are_escaped() {
+        let at = Location {
+            origin: Origin::File("f\u{1b}]0;x\u{7}".into()),
+            line: 3,
+        };
+        let d = Diagnostic::for_key(
+            at,
+            "disk",
+            "unknown disk setting '\u{1b}[31mred\r\n\u{202e}txt'",
+        );
+        let shown = d.to_string();
+        assert!(!shown.chars().any(is_hazard), "{shown:?}");
+        assert_eq!(
+            shown,
+            "f\\u{1b}]0;x\\u{7}:3: key 'disk': unknown disk setting '\\u{1b}[31mred\\r\\n\\u{202e}txt'"
+        );
+        assert!(matches!(escape_controls("plain 'text'"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! replaces, `+=` appends), then the command line's `key=value` overrides
 //! applied on top, as `xl create FILE key=value...` does.
 
+use std::collections::HashMap;
+
 use super::ast::{Op, Statement, Value, ValueKind};
 use super::diag::{Diagnostic, Location, Origin};
 use super::parser::parse;
@@ -33,6 +35,9 @@ pub struct Parsed {
     pub errors: Vec<Diagnostic>,
     /// Warnings: the config is usable.
     pub warnings: Vec<Diagnostic>,
+    /// Where each key is in `file.settings`: a config of many statements
+    /// merges in linear time.
+    index: HashMap<String, usize>,
 }
 
 impl Parsed {
@@ -75,13 +80,19 @@ impl Parsed {
     fn apply(&mut self, s: Statement, warn_duplicates: bool) {
         let at = s.value.at.clone();
         let at = Location { line: s.line, ..at };
-        let existing = self.file.settings.iter_mut().find(|x| x.key == s.key);
+        let existing = match self.index.get(&s.key) {
+            Some(&i) => self.file.settings.get_mut(i),
+            None => None,
+        };
         match (existing, s.op) {
-            (None, _) => self.file.settings.push(Setting {
-                key: s.key,
-                value: s.value,
-                at,
-            }),
+            (None, _) => {
+                self.index.insert(s.key.clone(), self.file.settings.len());
+                self.file.settings.push(Setting {
+                    key: s.key,
+                    value: s.value,
+                    at,
+                });
+            }
             (Some(old), Op::Set) => {
                 if warn_duplicates {
                     self.warnings.push(Diagnostic::for_key(

@@ -23,6 +23,8 @@ pub mod suggest;
 pub mod vif;
 
 #[cfg(test)]
+mod hostile_tests;
+#[cfg(test)]
 mod message_tests;
 #[cfg(test)]
 mod tests;

@@ -5,10 +5,17 @@
 //! Every error of a file is collected: after one, the parser skips to the
 //! next line that starts a statement (`key =` or `key +=`) and goes on. A
 //! list left open is reported at the line that opened it.
+//!
+//! Lists nest at most [`MAX_NESTING`] deep: an xl config needs two levels,
+//! and a deeper one (a file built to exhaust the stack) is an error at the
+//! line of the list that goes too deep.
 
 use super::ast::{Op, Statement, Value, ValueKind};
 use super::diag::{Diagnostic, Location, Origin};
 use super::lexer::{lex, Tok, Token};
+
+/// The deepest nesting of lists accepted (`[[...]]` is 2).
+pub const MAX_NESTING: usize = 32;
 
 /// Parses `text`; returns the statements that parsed and the errors of the
 /// ones that did not.
@@ -16,6 +23,7 @@ pub fn parse(text: &str, origin: &Origin) -> (Vec<Statement>, Vec<Diagnostic>) {
     Parser {
         toks: lex(text),
         pos: 0,
+        depth: 0,
         origin,
         errors: Vec::new(),
     }
@@ -25,6 +33,8 @@ pub fn parse(text: &str, origin: &Origin) -> (Vec<Statement>, Vec<Diagnostic>) {
 struct Parser<'a> {
     toks: Vec<Token>,
     pos: usize,
+    /// How many lists the current value is inside.
+    depth: usize,
     origin: &'a Origin,
     errors: Vec<Diagnostic>,
 }
@@ -170,9 +180,18 @@ impl Parser<'_> {
         let kind = match self.peek().cloned() {
             Some(Tok::Str(s)) => ValueKind::Str(s),
             Some(Tok::Num(n)) => ValueKind::Num(n),
+            Some(Tok::LBracket) if self.depth >= MAX_NESTING => {
+                return Err(self.key_error(
+                    key,
+                    format!("lists are nested more than {MAX_NESTING} deep; an xl config needs two levels at most"),
+                ));
+            }
             Some(Tok::LBracket) => {
                 self.pos += 1;
-                return self.list(key, line);
+                self.depth += 1;
+                let list = self.list(key, line);
+                self.depth -= 1;
+                return list;
             }
             Some(Tok::Ident(w)) => {
                 return Err(self.key_error(

@@ -1,5 +1,14 @@
 //! "Did you mean ...?": the nearest known word by edit distance, for
 //! unknown keys and unknown spec settings.
+//!
+//! The work is bounded, whatever the config holds: a word longer than
+//! [`MAX_WORD`] gets no suggestion (no known word is near it), and a
+//! candidate whose length alone rules it out is not measured, so a
+//! suggestion costs a few hundred steps per candidate at most.
+
+/// The longest word a suggestion is searched for; known keys and settings
+/// are far shorter.
+pub const MAX_WORD: usize = 40;
 
 /// The edit distance between `a` and `b`: insertions, deletions,
 /// substitutions and swaps of two neighbouring characters each cost 1
@@ -35,14 +44,27 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 /// candidate that starts with the word (3 letters or more). Case is
 /// ignored.
 pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    if word.len() > MAX_WORD * 4 || word.chars().count() > MAX_WORD {
+        return None;
+    }
     let lower = word.to_ascii_lowercase();
     let len = lower.chars().count();
     let limit = len.div_ceil(3).clamp(1, 3);
     candidates
         .into_iter()
         .filter_map(|c| {
+            if c == word {
+                // The word itself is known: there is nothing to suggest.
+                return None;
+            }
             let cl = c.to_ascii_lowercase();
-            let d = edit_distance(&lower, &cl);
+            let clen = cl.chars().count();
+            // The distance is at least the difference in length.
+            let d = if clen.abs_diff(len) <= limit {
+                edit_distance(&lower, &cl)
+            } else {
+                usize::MAX
+            };
             if d <= limit {
                 Some((d, c))
             } else if len >= 3 && cl.starts_with(&lower) {
@@ -84,5 +106,20 @@ mod tests {
         assert_eq!(nearest("maxv", keys), Some("maxvcpus"));
         assert_eq!(did_you_mean("nmae", keys), " (did you mean 'name'?)");
         assert_eq!(did_you_mean("qqqq", keys), "");
+    }
+
+    #[test]
+    fn a_known_word_is_never_suggested_for_itself() {
+        assert_eq!(nearest("stdvga", ["stdvga", "vga"]), None);
+        assert_eq!(nearest("VGA", ["stdvga", "vga"]), Some("vga"));
+    }
+
+    #[test]
+    fn long_words_get_no_suggestion_and_cost_nothing() {
+        let long = "memory".repeat(200_000);
+        let start = std::time::Instant::now();
+        assert_eq!(nearest(&long, ["memory", "maxmem"]), None);
+        assert_eq!(nearest(&"m".repeat(MAX_WORD + 1), ["memory"]), None);
+        assert!(start.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -23,6 +23,8 @@ use super::suggest::did_you_mean;
 
 /// The largest `memory` accepted, in MiB (4 TiB).
 pub const MAX_MEMORY_MIB: i64 = 4 * 1024 * 1024;
+/// How many unknown keys get a "did you mean" suggestion.
+pub const MAX_SUGGESTED: usize = 1000;
 /// The most vCPUs QEMU's pc machine takes.
 pub const MAX_VCPUS: i64 = 255;
 
@@ -488,7 +490,9 @@ impl Builder<'_> {
         }
     }
 
-    /// Warns about every key nobody read, with the nearest known key.
+    /// Warns about every key nobody read, with the nearest known key for
+    /// the first [`MAX_SUGGESTED`] of them (a config of thousands of unknown
+    /// keys is no typo, and searching for each would take seconds).
     fn unknown_keys(&mut self) {
         let unknown: Vec<(String, Location)> = self
             .f
@@ -498,7 +502,11 @@ impl Builder<'_> {
         let mut seen = BTreeSet::new();
         for (key, at) in unknown {
             if seen.insert(key.clone()) {
-                let hint = did_you_mean(&key, keys::names());
+                let hint = if seen.len() <= MAX_SUGGESTED {
+                    did_you_mean(&key, keys::names())
+                } else {
+                    String::new()
+                };
                 self.f
                     .warn(&at, &key, format!("unknown key, ignored{hint}"));
             }
