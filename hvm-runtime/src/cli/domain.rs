@@ -32,6 +32,14 @@ pub enum DomainCliError {
     /// A hot-plug request is wrong.
     #[error(transparent)]
     Hotplug(#[from] HotplugError),
+    /// `cd-insert` was given something that is not an image file.
+    #[error("{} {what}; cd-insert takes an ISO image file", .path.display())]
+    NotAnImage {
+        /// The path as resolved.
+        path: PathBuf,
+        /// What it is: "does not exist", "is a directory", ...
+        what: String,
+    },
     /// Writing the output failed.
     #[error("cannot write the output")]
     Output(#[source] serde_json::Error),
@@ -256,7 +264,20 @@ pub fn console(a: &DomainArg) -> Result<ExitCode> {
 /// `pvio vncviewer NAME`: prints the address, then runs `vncviewer` or
 /// `gvncviewer` on it when one is installed and a display is there.
 pub fn vncviewer(a: &DomainArg) -> Result<ExitCode> {
-    let addr = actions::vnc_address(&RunRoot::from_env(), &a.name)?;
+    let root = RunRoot::from_env();
+    let addr = match actions::vnc_address(&root, &a.name) {
+        Ok(addr) => addr,
+        // A live domain without a display: say which key turned it off.
+        Err(DomainError::Refused { name, .. }) => {
+            let config = root.live(&name).ok().and_then(|f| f.record.config);
+            return Err(DomainError::Refused {
+                message: why_no_vnc(config.as_deref()),
+                name,
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     println!("{addr}");
     let have_display =
         std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
@@ -284,6 +305,34 @@ pub fn vncviewer(a: &DomainArg) -> Result<ExitCode> {
             eprintln!("pvio: note: no VNC viewer installed (vncviewer, gvncviewer); connect one to {addr}");
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Why a running domain has no VNC display, read from the config it was
+/// created from (a display is on unless `vnc = 0` or `nographic = 1`).
+fn why_no_vnc(config: Option<&std::path::Path>) -> String {
+    let set = |key: &str| -> Option<(i64, u32)> {
+        let text = std::fs::read(config?).ok()?;
+        let text = String::from_utf8_lossy(&text);
+        let parsed = config::file::Parsed::from_text(&text, &config::Origin::CommandLine);
+        let s = parsed.file.get(key)?;
+        match s.value.kind {
+            config::ast::ValueKind::Num(n) => Some((n, s.at.line)),
+            _ => None,
+        }
+    };
+    let shown = config.map_or_else(|| "its config".to_owned(), |p| p.display().to_string());
+    let fix = "create it again without it for a VNC display, or use `pvio console`";
+    match (set("nographic"), set("vnc")) {
+        (Some((n, line)), _) if n != 0 => format!(
+            "it has no VNC display: nographic = {n} ({shown}:{line}) turns the display off; {fix}"
+        ),
+        (_, Some((0, line))) => {
+            format!("it has no VNC display: vnc = 0 ({shown}:{line}) turns it off; {fix}")
+        }
+        _ => "it has no VNC display: it was created with vnc = 0 or nographic = 1 (given on the \
+              command line); create it again without them for one, or use `pvio console`"
+            .to_owned(),
     }
 }
 
@@ -333,6 +382,29 @@ mod tests {
         assert_eq!(v["state"], "running");
         assert!(v["uptime"].as_u64().unwrap() >= 90);
         assert_eq!(v["accelerator"], "tcg");
+    }
+
+    #[test]
+    fn no_vnc_says_which_key_turned_the_display_off() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("winxp");
+        std::fs::write(&cfg, "name = 'w'\nvnc = 1\nnographic = 1\nstdvga = 0\n").unwrap();
+        let why = why_no_vnc(Some(&cfg));
+        assert!(
+            why.starts_with(&format!(
+                "it has no VNC display: nographic = 1 ({}:3) turns the display off;",
+                cfg.display()
+            )),
+            "{why}"
+        );
+        assert!(!why.contains("vnc = 1"), "{why}");
+        std::fs::write(&cfg, "name = 'w'\nvnc = 0\n").unwrap();
+        assert!(
+            why_no_vnc(Some(&cfg)).contains("vnc = 0 ("),
+            "{}",
+            why_no_vnc(Some(&cfg))
+        );
+        assert!(why_no_vnc(None).contains("command line"));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! here first (a bad spec never reaches the supervisor); the change itself
 //! is made by the domain's supervisor.
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use super::args::{
     BlockAttachArgs, CdInsertArgs, DomainArg, NetworkAttachArgs, NetworkDetachArgs, VdevArgs,
 };
 use super::domain::{DomainCliError, Result};
+use crate::config::diag::escape_controls;
 use crate::config::{disk, vif};
 use crate::domain::control::Request;
 use crate::domain::record::{DiskEntry, NicEntry};
@@ -33,8 +35,8 @@ fn cwd() -> Result<std::path::PathBuf> {
 /// `pvio block-attach NAME DISKSPEC`.
 pub fn block_attach(a: &BlockAttachArgs) -> Result<ExitCode> {
     let parsed = disk::parse(&a.diskspec).map_err(|message| HotplugError::BadSpec {
-        spec: a.diskspec.clone(),
-        message,
+        spec: escape_controls(&a.diskspec).into_owned(),
+        message: escape_controls(&message).into_owned(),
     })?;
     let v = ask(
         &a.name,
@@ -89,8 +91,8 @@ pub fn block_list(a: &DomainArg) -> Result<ExitCode> {
 /// `pvio cd-insert NAME VDEV PATH`.
 pub fn cd_insert(a: &CdInsertArgs) -> Result<ExitCode> {
     let path = cwd()?.join(&a.path);
-    if !path.is_file() {
-        return Err(HotplugError::Missing(path).into());
+    if let Some(what) = not_an_image(&path) {
+        return Err(DomainCliError::NotAnImage { path, what });
     }
     ask(
         &a.name,
@@ -101,6 +103,35 @@ pub fn cd_insert(a: &CdInsertArgs) -> Result<ExitCode> {
     )?;
     println!("{}: {} now holds {}", a.name, a.vdev, path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `path` is when it is not a regular file: "does not exist", "is a
+/// directory", "is a FIFO", "is a character device (such as /dev/zero)"...
+fn not_an_image(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = match std::fs::metadata(path) {
+        Ok(m) => m.file_type(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("does not exist".to_owned())
+        }
+        Err(e) => return Some(format!("cannot be examined ({e})")),
+    };
+    let what = if t.is_file() {
+        return None;
+    } else if t.is_dir() {
+        "is a directory"
+    } else if t.is_fifo() {
+        "is a FIFO (a named pipe)"
+    } else if t.is_socket() {
+        "is a Unix socket"
+    } else if t.is_char_device() {
+        "is a character device, which has no medium to read"
+    } else if t.is_block_device() {
+        "is a block device; pvio changes CD media to image files only (make one: dd if=DEVICE of=cd.iso)"
+    } else {
+        "is not a regular file"
+    };
+    Some(what.to_owned())
 }
 
 /// `pvio cd-eject NAME VDEV`.
@@ -119,8 +150,8 @@ pub fn cd_eject(a: &VdevArgs) -> Result<ExitCode> {
 pub fn network_attach(a: &NetworkAttachArgs) -> Result<ExitCode> {
     let spec = a.settings.join(",");
     vif::parse(&spec, 0).map_err(|message| HotplugError::BadSpec {
-        spec: spec.clone(),
-        message,
+        spec: escape_controls(&spec).into_owned(),
+        message: escape_controls(&message).into_owned(),
     })?;
     let v = ask(
         &a.name,
@@ -165,4 +196,43 @@ pub fn network_list(a: &DomainArg) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cd_insert_says_what_a_path_is_when_it_is_no_image() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(not_an_image(d.path()).as_deref(), Some("is a directory"));
+        assert_eq!(
+            not_an_image(&d.path().join("nope.iso")).as_deref(),
+            Some("does not exist")
+        );
+        assert!(not_an_image(Path::new("/dev/zero"))
+            .unwrap()
+            .starts_with("is a character device"));
+        let fifo = d.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        assert_eq!(
+            not_an_image(&fifo).as_deref(),
+            Some("is a FIFO (a named pipe)")
+        );
+        let iso = d.path().join("cd.iso");
+        std::fs::write(&iso, b"x").unwrap();
+        assert_eq!(not_an_image(&iso), None);
+        let e = DomainCliError::NotAnImage {
+            path: "/dev/zero".into(),
+            what: not_an_image(Path::new("/dev/zero")).unwrap(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "/dev/zero is a character device, which has no medium to read; cd-insert takes an ISO image file"
+        );
+    }
 }

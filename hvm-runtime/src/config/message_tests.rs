@@ -124,3 +124,55 @@ fn xend_keys_go_into_the_no_effect_line() {
          restart (line 11), vscsi (line 12), actmem (line 13)"
     );
 }
+
+#[test]
+fn nographic_makes_the_video_keys_have_no_effect_and_says_so() {
+    // The Xen HVM guide's lines, with the display off.
+    let l = load("name = 'x'\nnographic = 1\nstdvga = 0\nvga = 'stdvga'\nvnc = 1");
+    assert_eq!(
+        warnings(&l),
+        [
+            "/etc/xen/t:3: key 'stdvga': no effect: nographic = 1 turns the display off (no video card)",
+            "/etc/xen/t:4: key 'vga': no effect: nographic = 1 turns the display off (no video card)",
+        ]
+    );
+    assert_eq!(l.spec.vga, options::Vga::None);
+    assert!(l.spec.vnc.is_none());
+    // A bad value is still an error.
+    assert_eq!(
+        errors("name = 'x'\nnographic = 1\nvga = 'hercules'").len(),
+        1
+    );
+}
+
+#[test]
+fn no_known_key_is_ever_called_unknown() {
+    // Whatever else the config says, a key pvio knows is never warned
+    // about as unknown (nor suggested as a typo of itself).
+    for context in [
+        "",
+        "nographic = 1\n",
+        "vnc = 0\nsdl = 0\n",
+        "kernel = '/k'\n",
+    ] {
+        for key in keys::names() {
+            for value in ["1", "'x'", "['x']"] {
+                let text = format!("name = 'x'\n{context}{key} = {value}\n");
+                let shown: Vec<String> = match load_str(&text, &origin(), &[]) {
+                    Ok(l) => warnings(&l),
+                    Err(e) => {
+                        let (mut lines, _) = e.warning_lines();
+                        lines.push(e.to_string());
+                        lines
+                    }
+                };
+                for line in shown {
+                    assert!(
+                        !line.contains("unknown key") && !line.contains(&format!("mean '{key}'")),
+                        "{text:?}: {line}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -90,10 +90,30 @@ impl Builder<'_> {
         on
     }
 
-    pub(super) fn vga(&mut self) -> Vga {
+    /// The video card: `vga`, else `stdvga`; none with `nographic = 1`,
+    /// which makes both keys have no effect (they are still checked).
+    pub(super) fn vga(&mut self, nographic: bool) -> Vga {
         let vga = self.f.string("vga");
         let stdvga = self.f.take("stdvga").map(|s| s.value.at.clone());
         let std = self.f.boolean("stdvga");
+        if nographic {
+            for (key, at) in [
+                ("vga", vga.as_ref().map(|v| v.at.clone())),
+                ("stdvga", stdvga),
+            ] {
+                if let Some(at) = at {
+                    self.f.warn(
+                        &at,
+                        key,
+                        "no effect: nographic = 1 turns the display off (no video card)",
+                    );
+                }
+            }
+            if let Some(v) = &vga {
+                let _ = self.parsed("vga", v, Vga::parse);
+            }
+            return Vga::None;
+        }
         if let (Some(_), Some(at)) = (&vga, &stdvga) {
             self.f
                 .warn(at, "stdvga", "ignored: vga is set and wins (as in xl)");

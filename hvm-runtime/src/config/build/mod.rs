@@ -17,7 +17,7 @@ use super::diag::{Diagnostic, Location, Origin};
 use super::fields::{Fields, Located};
 use super::file::ConfigFile;
 use super::keys;
-use super::options::{Action, BootDevice, Firmware, Machine, SoundHw, Vga, ViridianGroup};
+use super::options::{Action, BootDevice, Firmware, Machine, SoundHw, ViridianGroup};
 use super::spec::{DomainSpec, Loaded, NoEffect};
 use super::suggest::did_you_mean;
 
@@ -113,7 +113,7 @@ impl Builder<'_> {
         let keymap = self.keymap();
         let sdl = self.f.boolean("sdl").unwrap_or(false) && !nographic;
         let full_screen = self.full_screen(sdl);
-        let vga = if nographic { Vga::None } else { self.vga() };
+        let vga = self.vga(nographic);
         let videoram_mib = self.f.number_in("videoram", 1, 1024);
         let usbdevices = self.usbdevices();
         let usb = self.f.boolean("usb").unwrap_or(false) || !usbdevices.is_empty();
@@ -502,6 +502,13 @@ impl Builder<'_> {
         let mut seen = BTreeSet::new();
         for (key, at) in unknown {
             if seen.insert(key.clone()) {
+                if keys::names().any(|k| k == key) {
+                    // A known key that this config's other keys leave
+                    // unread: not unknown, and no typo of itself.
+                    self.f
+                        .warn(&at, &key, "ignored: no effect with the rest of this config");
+                    continue;
+                }
                 let hint = if seen.len() <= MAX_SUGGESTED {
                     did_you_mean(&key, keys::names())
                 } else {
