@@ -205,9 +205,9 @@ fn direct_kernel_boot() {
     );
     assert_eq!(s.ramdisk.unwrap().at.line, 3);
     assert_eq!(s.cmdline.as_deref(), Some("root=/dev/vda console=ttyS0"));
-    let l = load("name='k'\nkernel='/k'\ncmdline='quiet'\nextra='x'");
+    let l = load("name='k'\ntype='hvm'\nkernel='/k'\ncmdline='quiet'\nextra='x'");
     assert_eq!(l.spec.cmdline.as_deref(), Some("quiet"));
-    assert_eq!(warnings(&l), ["/etc/xen/winxp:4: key 'extra': ignored: cmdline is set and replaces root and extra (as in xl)"]);
+    assert_eq!(warnings(&l), ["/etc/xen/winxp:5: key 'extra': ignored: cmdline is set and replaces root and extra (as in xl)"]);
     let l = load("name='k'\nramdisk='/i'");
     assert_eq!(
         warnings(&l),

@@ -4,10 +4,11 @@
 //! about with the nearest known key. All errors are collected.
 //!
 //! The device lists are read in `devices.rs`, the console and display keys
-//! in `display.rs`.
+//! in `display.rs`, the warning for a config xl would boot as PV in `pv.rs`.
 
 mod devices;
 mod display;
+mod pv;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -80,7 +81,7 @@ impl Builder<'_> {
 
     /// Reads every key; `None` when a required one is missing.
     fn spec(&mut self, origin: &Origin) -> Option<DomainSpec> {
-        self.guest_type();
+        let typed = self.guest_type();
         let name = self.name(origin);
         let uuid = self.uuid();
         let memory_mib = self.f.number_in("memory", 1, MAX_MEMORY_MIB).unwrap_or(32);
@@ -96,6 +97,7 @@ impl Builder<'_> {
             .and_then(|m| self.parsed("machine", &m, Machine::parse))
             .unwrap_or(Machine::Pc);
         let disks = self.disks();
+        self.pv_config(typed, kernel.as_ref(), cmdline.as_deref(), &disks);
         let vifs = self.vifs();
         let pci = self.pci();
         let acpi = self.f.boolean("acpi").unwrap_or(true);
@@ -204,7 +206,9 @@ impl Builder<'_> {
         }
     }
 
-    fn guest_type(&mut self) {
+    /// Checks `type` and `builder`; true when either is set.
+    fn guest_type(&mut self) -> bool {
+        let typed = self.f.take("type").is_some() | self.f.take("builder").is_some();
         for key in ["type", "builder"] {
             let Some(t) = self.f.string(key) else {
                 continue;
@@ -219,6 +223,7 @@ impl Builder<'_> {
                 other => self.f.error(&t.at, key, format!("unknown guest type '{other}'; pvio runs \"hvm\" guests")),
             }
         }
+        typed
     }
 
     fn name(&mut self, origin: &Origin) -> Option<String> {
