@@ -8,5 +8,7 @@
 //! QEMU's, `qemu-storage-daemon`, as the peer it measures against.)
 
 pub mod blk;
+pub mod inherit;
 pub mod net;
+pub mod sandbox;
 pub mod vhost_user;

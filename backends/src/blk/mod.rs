@@ -25,12 +25,14 @@ pub mod request;
 mod slot;
 mod worker;
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use pvio_frontend_protocol::blk::{encode_blk_id, VIRTIO_BLK_ID_BYTES};
 
-use crate::vhost_user::{stop_on_signals, Server, ServerError, SignalError, StopHandle};
+use crate::sandbox::{self, Role, SandboxError, SandboxOptions};
+use crate::vhost_user::{stop_on_signals, Listen, Server, ServerError, SignalError, StopHandle};
 pub use config::DiskInfo;
 pub use device::BlkDevice;
 pub use engine::EngineKind;
@@ -61,22 +63,37 @@ pub enum BlkError {
     /// SIGTERM/SIGINT cannot be watched.
     #[error(transparent)]
     Signal(#[from] SignalError),
+    /// The sandbox cannot be entered.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Fds given by number cannot be taken over.
+    #[error(transparent)]
+    Inherit(#[from] crate::inherit::InheritError),
+}
+
+/// What a disk is served from.
+#[derive(Debug)]
+pub enum ImageSource {
+    /// A raw image file or block device, opened by the backend.
+    Path(PathBuf),
+    /// An open image a supervisor passed (see [`Image::from_fd`]).
+    Fd(OwnedFd),
 }
 
 /// What `pvio backend blk` takes.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct BlkOptions {
-    /// The vhost-user socket to listen on.
-    pub socket: PathBuf,
+    /// Where frontends connect.
+    pub listen: Listen,
     /// The raw image file or block device.
-    pub image: PathBuf,
-    /// Offer the disk read-only.
+    pub image: ImageSource,
+    /// Offer the disk read-only (for an inherited fd: how it was opened).
     pub read_only: bool,
     /// Number of request queues.
     pub num_queues: u16,
     /// Descriptors per queue (a power of two).
     pub queue_size: u16,
-    /// Open the image with O_DIRECT.
+    /// Open the image with O_DIRECT (an inherited fd gets it with F_SETFL).
     pub direct: bool,
     /// The serial the guest reads with GET_ID.
     pub serial: Option<String>,
@@ -85,11 +102,16 @@ pub struct BlkOptions {
 }
 
 impl BlkOptions {
-    /// Options with the CLI's defaults for `socket` and `image`.
+    /// Options with the CLI's defaults, a socket path and an image path.
     pub fn new(socket: impl Into<PathBuf>, image: impl Into<PathBuf>) -> Self {
+        Self::with(Listen::Path(socket.into()), ImageSource::Path(image.into()))
+    }
+
+    /// Options with the CLI's defaults for any socket and image source.
+    pub fn with(listen: Listen, image: ImageSource) -> Self {
         Self {
-            socket: socket.into(),
-            image: image.into(),
+            listen,
+            image,
             read_only: false,
             num_queues: 1,
             queue_size: 256,
@@ -123,13 +145,24 @@ pub struct BlkServer {
 impl BlkServer {
     /// Checks the options, opens the image and binds the socket: every error
     /// a user can cause is reported here, before any frontend can connect.
+    /// Inherited fds in `opts` are duplicated (close-on-exec); the options
+    /// may be dropped afterwards.
     pub fn new(opts: &BlkOptions) -> Result<Self, BlkError> {
         let serial = opts.check()?;
-        let image = Image::open(&ImageOptions {
-            path: opts.image.clone(),
-            read_only: opts.read_only,
-            direct: opts.direct,
-        })?;
+        let image = match &opts.image {
+            ImageSource::Path(path) => Image::open(&ImageOptions {
+                path: path.clone(),
+                read_only: opts.read_only,
+                direct: opts.direct,
+            })?,
+            ImageSource::Fd(fd) => {
+                let fd = fd.try_clone().map_err(|source| ImageError::Unreadable {
+                    path: PathBuf::from(format!("inherited fd {}", fd.as_raw_fd())),
+                    source,
+                })?;
+                Image::from_fd(fd, opts.read_only, opts.direct)?
+            }
+        };
         let disk = DiskInfo {
             sectors: image.sectors(),
             read_only: image.read_only(),
@@ -143,7 +176,7 @@ impl BlkServer {
         let size = image.size();
         let file = Arc::new(image.into_file());
         let device = Arc::new(BlkDevice::new(disk, file, opts.engine));
-        let server = Server::bind("pvio-blk", &opts.socket, Arc::clone(&device))?;
+        let server = Server::listen("pvio-blk", &opts.listen, Arc::clone(&device))?;
         tracing::info!(
             "serving {} ({} bytes{}) with {} queue(s) of {} on the {} engine",
             path.display(),
@@ -173,11 +206,19 @@ impl BlkServer {
     }
 }
 
-/// What `pvio backend blk` does: checks, opens and serves in the calling
-/// thread until SIGTERM or SIGINT. Call it before starting other threads
-/// (see [`stop_on_signals`]).
-pub fn serve_until_signal(opts: &BlkOptions) -> Result<(), BlkError> {
+/// What `pvio backend blk` does: checks, opens, enters the sandbox (unless
+/// `sandbox` is `None`), then serves in the calling thread until SIGTERM or
+/// SIGINT. Call it before starting other threads: the sandbox's id changes
+/// and Landlock apply to the calling thread and the threads it starts later
+/// (see also [`stop_on_signals`]).
+pub fn serve_until_signal(
+    opts: &BlkOptions,
+    sandbox: Option<&SandboxOptions>,
+) -> Result<(), BlkError> {
     let server = BlkServer::new(opts)?;
+    if let Some(s) = sandbox {
+        sandbox::enter(Role::Blk, s)?;
+    }
     stop_on_signals(server.stop_handle())?;
     server.run()
 }

@@ -4,6 +4,7 @@
 //!
 //! No I/O.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use pvio_frontend_protocol::features::VHOST_USER_F_PROTOCOL_FEATURES;
@@ -13,6 +14,7 @@ use pvio_frontend_protocol::net::{
 };
 
 use super::offload::{offered_features, MIN_MTU};
+use crate::vhost_user::Listen;
 
 /// Most queue pairs: the vhost-user library maps queues to threads with a
 /// 64-bit mask, and pvio uses `2 * pairs + 1` queues (the control queue last).
@@ -30,6 +32,14 @@ pub enum ConfigError {
     /// `--mtu` below the minimum.
     #[error("--mtu must be between {MIN_MTU} and 65535, not {0}")]
     Mtu(u16),
+    /// Not one `--tap-fd` per queue pair.
+    #[error("{fds} --tap-fd given for {pairs} queue pair(s); pass one per queue pair")]
+    TapFds {
+        /// Fds given.
+        fds: usize,
+        /// Queue pairs asked for.
+        pairs: u16,
+    },
     /// `--mac` not six hex bytes.
     #[error("--mac {0:?} is not a MAC address; write six hex bytes like 52:54:00:12:34:56")]
     MacSyntax(String),
@@ -38,13 +48,23 @@ pub enum ConfigError {
     MacNotUnicast(String),
 }
 
+/// Which tap a NIC is served on.
+#[derive(Debug)]
+pub enum TapSource {
+    /// A tap by name, opened (created if missing) by the backend.
+    Name(String),
+    /// Queues of an existing tap, opened by a supervisor with
+    /// [`open_queues`](super::tap::open_queues), one per queue pair.
+    Fds(Vec<OwnedFd>),
+}
+
 /// What `pvio backend net` takes.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct NetOptions {
-    /// The vhost-user socket to listen on.
-    pub socket: PathBuf,
-    /// The tap interface (created if missing).
-    pub tap: String,
+    /// Where frontends connect.
+    pub listen: Listen,
+    /// The tap.
+    pub tap: TapSource,
     /// Receive / transmit queue pairs.
     pub queue_pairs: u16,
     /// Descriptors per queue (a power of two).
@@ -57,11 +77,16 @@ pub struct NetOptions {
 }
 
 impl NetOptions {
-    /// Options with the CLI's defaults for `socket` and `tap`.
+    /// Options with the CLI's defaults, a socket path and a tap name.
     pub fn new(socket: impl Into<PathBuf>, tap: impl Into<String>) -> Self {
+        Self::with(Listen::Path(socket.into()), TapSource::Name(tap.into()))
+    }
+
+    /// Options with the CLI's defaults for any socket and tap source.
+    pub fn with(listen: Listen, tap: TapSource) -> Self {
         Self {
-            socket: socket.into(),
-            tap: tap.into(),
+            listen,
+            tap,
             queue_pairs: 1,
             queue_size: 256,
             mac: None,
@@ -74,6 +99,14 @@ impl NetOptions {
         if self.queue_pairs == 0 || self.queue_pairs > MAX_QUEUE_PAIRS {
             return Err(ConfigError::QueuePairs(self.queue_pairs));
         }
+        if let TapSource::Fds(fds) = &self.tap {
+            if fds.len() != usize::from(self.queue_pairs) {
+                return Err(ConfigError::TapFds {
+                    fds: fds.len(),
+                    pairs: self.queue_pairs,
+                });
+            }
+        }
         if !self.queue_size.is_power_of_two() || self.queue_size < 2 {
             return Err(ConfigError::QueueSize(self.queue_size));
         }
@@ -85,9 +118,9 @@ impl NetOptions {
         Ok(())
     }
 
-    /// The MAC the guest gets.
-    pub fn mac_or_default(&self) -> [u8; MAC_LEN] {
-        self.mac.unwrap_or_else(|| default_mac(&self.tap))
+    /// The MAC the guest gets on tap `tap_name`.
+    pub fn mac_or_default(&self, tap_name: &str) -> [u8; MAC_LEN] {
+        self.mac.unwrap_or_else(|| default_mac(tap_name))
     }
 }
 
@@ -157,7 +190,7 @@ mod tests {
         let ok = NetOptions::new("/tmp/s", "tap0");
         assert_eq!(ok.check(), Ok(()));
         let bad = |f: fn(&mut NetOptions)| {
-            let mut o = ok.clone();
+            let mut o = NetOptions::new("/tmp/s", "tap0");
             f(&mut o);
             o.check().unwrap_err()
         };

@@ -43,11 +43,12 @@ mod worker;
 
 use std::sync::Arc;
 
-pub use config::{parse_mac, ConfigError, NetOptions};
+pub use config::{parse_mac, ConfigError, NetOptions, TapSource};
 pub use device::{NetBackend, NetDevice};
 pub use stats::StatsSnapshot;
 pub use tap::{Tap, TapError, TapQueue};
 
+use crate::sandbox::{self, Role, SandboxError, SandboxOptions};
 use crate::vhost_user::{stop_on_signals, Server, ServerError, SignalError, StopHandle};
 
 /// Errors of the net backend, each one line with what to do next.
@@ -68,6 +69,15 @@ pub enum NetError {
     /// SIGTERM/SIGINT cannot be watched.
     #[error(transparent)]
     Signal(#[from] SignalError),
+    /// The sandbox cannot be entered.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Fds given by number cannot be taken over.
+    #[error(transparent)]
+    Inherit(#[from] crate::inherit::InheritError),
+    /// An inherited tap fd cannot be duplicated.
+    #[error("cannot take over the --tap-fd descriptors")]
+    TapFd(#[source] std::io::Error),
 }
 
 /// A net device bound to its socket, ready to [`run`](Self::run).
@@ -79,23 +89,38 @@ pub struct NetServer {
 impl NetServer {
     /// Checks the options, opens (or creates) the tap, sets its MTU and
     /// brings it up, then binds the socket: every error a user can cause is
-    /// reported here, before any frontend can connect.
+    /// reported here, before any frontend can connect. Inherited fds are
+    /// duplicated (close-on-exec); a tap given by fds is only reconfigured
+    /// where it differs (its MTU, its link state), which needs no privilege
+    /// when the supervisor set both.
     pub fn new(opts: &NetOptions) -> Result<Self, NetError> {
         opts.check()?;
-        let tap = Tap::open(&opts.tap, opts.queue_pairs)?;
+        let tap = match &opts.tap {
+            TapSource::Name(name) => Tap::open(name, opts.queue_pairs)?,
+            TapSource::Fds(fds) => {
+                let dups = fds
+                    .iter()
+                    .map(std::os::fd::OwnedFd::try_clone)
+                    .collect::<std::io::Result<Vec<_>>>()
+                    .map_err(NetError::TapFd)?;
+                Tap::from_fds(dups)?
+            }
+        };
         if let Some(mtu) = opts.mtu {
-            tap.set_mtu(mtu)?;
+            if tap.mtu()? != mtu {
+                tap.set_mtu(mtu)?;
+            }
         }
         let mtu = tap.mtu()?;
         tap.set_up()?;
-        let mac = opts.mac_or_default();
+        let mac = opts.mac_or_default(tap.name());
         let features = config::features(tap.offload_support());
         let cfg = config::config_space(mac, opts.queue_pairs, mtu);
         let tap_name = tap.name().to_owned();
         let device = Arc::new(
             NetDevice::new(tap, features, cfg, opts.queue_size, mtu).map_err(NetError::Setup)?,
         );
-        let server = Server::bind("pvio-net", &opts.socket, Arc::clone(&device))?;
+        let server = Server::listen("pvio-net", &opts.listen, Arc::clone(&device))?;
         tracing::info!(
             "serving tap {tap_name} (MTU {mtu}, MAC {}) with {} queue pair(s) of {}",
             pvio_frontend_protocol::net::format_mac(&mac),
@@ -123,11 +148,18 @@ impl NetServer {
     }
 }
 
-/// What `pvio backend net` does: checks, opens and serves in the calling
-/// thread until SIGTERM or SIGINT. Call it before starting other threads
-/// (see [`stop_on_signals`]).
-pub fn serve_until_signal(opts: &NetOptions) -> Result<(), NetError> {
+/// What `pvio backend net` does: checks, opens, enters the sandbox (unless
+/// `sandbox` is `None`), then serves in the calling thread until SIGTERM or
+/// SIGINT. Call it before starting other threads (see
+/// [`sandbox::enter`] and [`stop_on_signals`]).
+pub fn serve_until_signal(
+    opts: &NetOptions,
+    sandbox: Option<&SandboxOptions>,
+) -> Result<(), NetError> {
     let server = NetServer::new(opts)?;
+    if let Some(s) = sandbox {
+        sandbox::enter(Role::Net, s)?;
+    }
     stop_on_signals(server.stop_handle())?;
     server.run()
 }

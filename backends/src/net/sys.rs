@@ -80,6 +80,19 @@ pub fn tun_set_iff(fd: BorrowedFd<'_>, name: &CStr, flags: c_short) -> io::Resul
     Ok(ifreq_name(&req))
 }
 
+/// `TUNGETIFF`: the name of the interface `fd` is attached to and the
+/// `IFF_*` flags it was attached with.
+pub fn tun_get_iff(fd: BorrowedFd<'_>) -> io::Result<(String, c_short)> {
+    let mut req = ifreq(c"");
+    // SAFETY: TUNGETIFF writes one `struct ifreq`, live and properly laid
+    // out for the whole call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNGETIFF, &mut req) })?;
+    // SAFETY: the kernel filled the `ifru_flags` member, a `short` for which
+    // every bit pattern is valid.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok((ifreq_name(&req), flags))
+}
+
 /// `TUNGETFEATURES`: the `IFF_*` flags this kernel's tun driver supports.
 pub fn tun_get_features(fd: BorrowedFd<'_>) -> io::Result<c_uint> {
     let mut features: c_uint = 0;

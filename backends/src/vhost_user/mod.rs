@@ -5,7 +5,9 @@
 //!
 //! It is built on rust-vmm's `vhost-user-backend` (`VhostUserDaemon`): one
 //! daemon, with one worker thread per queue, is made for each connection and
-//! torn down when the frontend goes away.
+//! torn down when the frontend goes away. Every connection passes through a
+//! relay that checks the control messages (memory regions against their
+//! files, queue sizes, ring addresses) before the daemon acts on them.
 //!
 //! This module must not know about any device type (block, net): a device
 //! plugs in through the [`Device`] trait.
@@ -15,7 +17,9 @@ mod relay;
 mod server;
 mod signal;
 mod stop;
+pub mod validate;
 
-pub use server::{Device, Server, ServerError, Vring, VringHandler, GM};
+pub use server::{Device, Listen, Server, ServerError, Vring, VringHandler, GM};
 pub use signal::{stop_on_signals, SignalError};
 pub use stop::StopHandle;
+pub use validate::Refusal;

@@ -1,5 +1,7 @@
-//! A relay between a frontend and the vhost-user daemon that holds back
-//! `VHOST_USER_SET_VRING_ENABLE` until `VHOST_USER_SET_FEATURES`.
+//! A relay between a frontend and the vhost-user daemon: every control
+//! message is checked by a [`Validator`] first (a refused one closes the
+//! connection), and `VHOST_USER_SET_VRING_ENABLE` can be held back until
+//! `VHOST_USER_SET_FEATURES`.
 //!
 //! QEMU's virtio-net enables a vhost-user ring (`peer_attach`) as soon as the
 //! backend offers `VHOST_USER_F_PROTOCOL_FEATURES`, before it sends
@@ -12,7 +14,9 @@
 //! through unchanged and in order; replies come back the same way.
 //!
 //! It must not know what device is served. A [`Device`](super::Device) asks
-//! for it with [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable).
+//! for the holding back with
+//! [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable);
+//! the server gives the queue limits in a [`RelayPolicy`].
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -21,6 +25,19 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
+
+use super::validate::Validator;
+
+/// What the relay of one connection enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayPolicy {
+    /// Hold `SET_VRING_ENABLE` back until `SET_FEATURES` (see the module).
+    pub hold_early_vring_enable: bool,
+    /// The device's queues.
+    pub num_queues: usize,
+    /// The device's largest queue size.
+    pub max_queue_size: usize,
+}
 
 /// vhost-user header: request, flags, payload size (all `u32` LE).
 const HDR_LEN: usize = 12;
@@ -105,6 +122,10 @@ fn recv_msg(sock: &UnixStream) -> io::Result<Option<Msg>> {
         // else owns them.
         .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
         .collect();
+    for fd in &fds {
+        // Every fd the backend holds is close-on-exec.
+        rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    }
     if n == 0 {
         return Ok(None);
     }
@@ -148,14 +169,18 @@ pub struct Relay {
 impl Relay {
     /// Relays between `frontend` (the VMM) and `backend` (the daemon's end)
     /// until either side closes; then both are shut down.
-    pub fn start(frontend: UnixStream, backend: UnixStream) -> io::Result<Self> {
+    pub fn start(
+        frontend: UnixStream,
+        backend: UnixStream,
+        policy: RelayPolicy,
+    ) -> io::Result<Self> {
         let fe_writer = Arc::new(Mutex::new(frontend.try_clone()?));
         let be_reader = backend.try_clone()?;
         let fe_for_replies = Arc::clone(&fe_writer);
         let requests = thread::Builder::new()
             .name("vhost-relay-req".into())
             .spawn(move || {
-                if let Err(e) = forward_requests(&frontend, &backend, &fe_writer) {
+                if let Err(e) = forward_requests(&frontend, &backend, &fe_writer, policy) {
                     tracing::debug!("vhost-user relay (requests) ended: {e}");
                 }
                 let _ = frontend.shutdown(std::net::Shutdown::Both);
@@ -200,13 +225,16 @@ impl Relay {
     }
 }
 
-/// Frontend to daemon, holding back early `SET_VRING_ENABLE`s.
+/// Frontend to daemon: checks each request, holds back early
+/// `SET_VRING_ENABLE`s if asked to. A refused request ends the connection.
 fn forward_requests(
     frontend: &UnixStream,
     backend: &UnixStream,
     fe_writer: &Mutex<UnixStream>,
+    policy: RelayPolicy,
 ) -> io::Result<()> {
-    let mut features_set = false;
+    let mut validator = Validator::new(policy.num_queues, policy.max_queue_size);
+    let mut features_set = !policy.hold_early_vring_enable;
     let mut held: Vec<Msg> = Vec::new();
     while let Some(mut msg) = recv_msg(frontend)? {
         tracing::trace!(
@@ -216,6 +244,11 @@ fn forward_requests(
             msg.payload.len(),
             msg.fds.len()
         );
+        if let Err(refusal) = validator.check(msg.request(), &msg.payload, &msg.fds) {
+            // One line per connection: the connection ends here.
+            tracing::warn!("refusing the frontend: {refusal}; closing the connection");
+            return Err(io::Error::new(io::ErrorKind::InvalidData, refusal));
+        }
         match msg.request() {
             SET_VRING_ENABLE if !features_set => {
                 if msg.flags() & FLAG_NEED_REPLY != 0 {
@@ -227,7 +260,7 @@ fn forward_requests(
                 held.push(msg);
                 continue;
             }
-            SET_FEATURES => {
+            SET_FEATURES if policy.hold_early_vring_enable => {
                 let features = msg.u64_payload();
                 send_msg(backend, &msg)?;
                 features_set = true;
@@ -243,7 +276,7 @@ fn forward_requests(
                 continue;
             }
             RESET_OWNER | RESET_DEVICE => {
-                features_set = false;
+                features_set = !policy.hold_early_vring_enable;
                 held.clear();
             }
             _ => {}
@@ -256,6 +289,12 @@ fn forward_requests(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const HOLD: RelayPolicy = RelayPolicy {
+        hold_early_vring_enable: true,
+        num_queues: 2,
+        max_queue_size: 256,
+    };
 
     fn msg(request: u32, flags: u32, payload: &[u8]) -> Msg {
         let mut hdr = [0u8; HDR_LEN];
@@ -279,7 +318,7 @@ mod tests {
     fn early_enables_are_acked_held_and_replayed_after_set_features() {
         let (fe_test, fe_relay) = UnixStream::pair().unwrap();
         let (be_relay, be_test) = UnixStream::pair().unwrap();
-        let relay = Relay::start(fe_relay, be_relay).unwrap();
+        let relay = Relay::start(fe_relay, be_relay, HOLD).unwrap();
 
         // An early enable asking for a reply: the relay answers it.
         send_msg(&fe_test, &enable(0, 1, FLAG_NEED_REPLY)).unwrap();
@@ -331,19 +370,34 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_request_closes_both_sides() {
+        let (fe_test, fe_relay) = UnixStream::pair().unwrap();
+        let (be_relay, be_test) = UnixStream::pair().unwrap();
+        let relay = Relay::start(fe_relay, be_relay, HOLD).unwrap();
+        // SET_VRING_NUM 100: not a power of two.
+        let mut p = 0u32.to_le_bytes().to_vec();
+        p.extend_from_slice(&100u32.to_le_bytes());
+        send_msg(&fe_test, &msg(8, FLAG_VERSION, &p)).unwrap();
+        assert!(recv_msg(&be_test).unwrap().is_none());
+        assert!(recv_msg(&fe_test).unwrap().is_none());
+        relay.join();
+    }
+
+    #[test]
     fn without_protocol_features_held_enables_are_dropped() {
         let (fe_test, fe_relay) = UnixStream::pair().unwrap();
         let (be_relay, be_test) = UnixStream::pair().unwrap();
-        let relay = Relay::start(fe_relay, be_relay).unwrap();
+        let relay = Relay::start(fe_relay, be_relay, HOLD).unwrap();
         send_msg(&fe_test, &enable(0, 1, 0)).unwrap();
         send_msg(
             &fe_test,
             &msg(SET_FEATURES, FLAG_VERSION, &(1u64 << 32).to_le_bytes()),
         )
         .unwrap();
-        send_msg(&fe_test, &msg(5, FLAG_VERSION, &[])).unwrap();
+        // SET_OWNER.
+        send_msg(&fe_test, &msg(3, FLAG_VERSION, &[])).unwrap();
         assert_eq!(recv_msg(&be_test).unwrap().unwrap().request(), SET_FEATURES);
-        assert_eq!(recv_msg(&be_test).unwrap().unwrap().request(), 5);
+        assert_eq!(recv_msg(&be_test).unwrap().unwrap().request(), 3);
         drop(be_test);
         assert!(recv_msg(&fe_test).unwrap().is_none());
         relay.join();

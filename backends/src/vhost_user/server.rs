@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::io::AsRawFd;
@@ -18,7 +19,7 @@ use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler, V
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
-use super::relay::Relay;
+use super::relay::{Relay, RelayPolicy};
 use super::stop::StopHandle;
 
 /// The guest memory as the vhost-user crates hand it out: swapped atomically
@@ -31,6 +32,28 @@ pub type Vring = VringRwLock<GM>;
 /// The epoll loop of one queue thread; a device registers its own event
 /// sources (an io_uring completion eventfd, a tap fd) in it.
 pub type VringHandler<B> = Arc<VringEpollHandler<B>>;
+
+/// Where a [`Server`] takes its frontends from.
+#[derive(Debug)]
+pub enum Listen {
+    /// Bind a Unix socket at this path (a stale socket there is replaced);
+    /// the file is removed when the server is dropped.
+    Path(PathBuf),
+    /// An inherited Unix socket that is already bound and listening (a
+    /// supervisor made it). The server never creates or removes a file for
+    /// it.
+    Fd(OwnedFd),
+}
+
+impl Listen {
+    /// How logs name it: the path, or `fd N`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Path(p) => p.display().to_string(),
+            Self::Fd(fd) => format!("inherited fd {}", fd.as_raw_fd()),
+        }
+    }
+}
 
 /// A device served by a [`Server`]. The device outlives connections; each
 /// connection gets [`Device::backend`], then [`Device::attach`] once its queue
@@ -51,8 +74,8 @@ pub trait Device: Send + Sync + 'static {
     fn detach(&self);
 
     /// Whether frontends may send `SET_VRING_ENABLE` before `SET_FEATURES`
-    /// (QEMU's virtio-net does), so that the connection must go through the
-    /// [`Relay`] that holds those back. Off by default.
+    /// (QEMU's virtio-net does), so that the [`Relay`] every connection goes
+    /// through must hold those back. Off by default.
     fn relay_early_vring_enable(&self) -> bool {
         false
     }
@@ -94,6 +117,15 @@ pub enum ServerError {
     /// The device could not hook its events into the queue threads.
     #[error("cannot attach the device to its queue threads")]
     Attach(#[source] io::Error),
+    /// The inherited fd is not a listening Unix stream socket.
+    #[error("--listen-fd {fd} is not a listening Unix stream socket; pass a socket after bind() and listen()")]
+    NotAListener {
+        /// The fd number.
+        fd: i32,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Local result type.
@@ -102,11 +134,15 @@ pub type Result<T> = std::result::Result<T, ServerError>;
 const EV_LISTENER: u64 = 0;
 const EV_STOP: u64 = 1;
 
-/// A bound vhost-user socket and the device served on it. The socket file is
-/// removed when the server is dropped.
+/// A bound vhost-user socket and the device served on it. A socket file the
+/// server bound is removed when the server is dropped; an inherited listener
+/// leaves the filesystem alone.
 pub struct Server<D: Device> {
     name: String,
-    path: PathBuf,
+    /// The socket file this server made, if it made one.
+    path: Option<PathBuf>,
+    /// How logs name the socket.
+    describe: String,
     listener: Listener,
     device: D,
     stop: StopHandle,
@@ -114,17 +150,44 @@ pub struct Server<D: Device> {
 }
 
 impl<D: Device> Server<D> {
-    /// Binds `path` (a stale socket left by a dead process is replaced; any
-    /// other file there is an error). Nothing is accepted until [`run`](Self::run).
-    pub fn bind(name: &str, path: &Path, device: D) -> Result<Self> {
-        remove_stale_socket(path)?;
-        let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
-            path: path.to_owned(),
-            source,
-        })?;
-        // From here on the socket is ours: removed on drop (including on the
-        // error paths below).
-        let server_path = SocketFile(path.to_owned());
+    /// Binds the path, or serves a duplicate (close-on-exec) of the
+    /// inherited listener.
+    pub fn listen(name: &str, listen: &Listen, device: D) -> Result<Self> {
+        match listen {
+            Listen::Path(path) => Self::bind(name, path, device),
+            Listen::Fd(fd) => {
+                let dup = fd.try_clone().map_err(|source| ServerError::NotAListener {
+                    fd: fd.as_raw_fd(),
+                    source,
+                })?;
+                Self::from_listener(name, dup, device)
+            }
+        }
+    }
+
+    /// Serves on an inherited socket that is already bound and listening.
+    /// Nothing in the filesystem is created or removed, on drop either.
+    pub fn from_listener(name: &str, fd: OwnedFd, device: D) -> Result<Self> {
+        let raw = fd.as_raw_fd();
+        check_listener(&fd).map_err(|source| ServerError::NotAListener { fd: raw, source })?;
+        let listener = UnixListener::from(fd);
+        listener
+            .set_nonblocking(false)
+            .map_err(|source| ServerError::NotAListener { fd: raw, source })?;
+        let (stop, epoll) = Self::events(&listener)?;
+        Ok(Self {
+            name: name.to_owned(),
+            path: None,
+            describe: format!("inherited fd {raw}"),
+            listener: Listener::from(listener),
+            device,
+            stop,
+            epoll,
+        })
+    }
+
+    /// The stop handle and the epoll set that waits for a frontend or a stop.
+    fn events(listener: &UnixListener) -> Result<(StopHandle, Epoll)> {
         let stop = StopHandle::new().map_err(ServerError::Wait)?;
         let epoll = Epoll::new().map_err(ServerError::Wait)?;
         epoll
@@ -141,10 +204,26 @@ impl<D: Device> Server<D> {
                 EpollEvent::new(EventSet::IN, EV_STOP),
             )
             .map_err(ServerError::Wait)?;
+        Ok((stop, epoll))
+    }
+
+    /// Binds `path` (a stale socket left by a dead process is replaced; any
+    /// other file there is an error). Nothing is accepted until [`run`](Self::run).
+    pub fn bind(name: &str, path: &Path, device: D) -> Result<Self> {
+        remove_stale_socket(path)?;
+        let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+            path: path.to_owned(),
+            source,
+        })?;
+        // From here on the socket is ours: removed on drop (including on the
+        // error paths below).
+        let server_path = SocketFile(path.to_owned());
+        let (stop, epoll) = Self::events(&listener)?;
         let path = server_path.take();
         Ok(Self {
             name: name.to_owned(),
-            path,
+            describe: path.display().to_string(),
+            path: Some(path),
             // `From<UnixListener>` leaves the path to us: removed in `Drop`.
             listener: Listener::from(listener),
             device,
@@ -158,16 +237,17 @@ impl<D: Device> Server<D> {
         self.stop.clone()
     }
 
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The socket path, when the server bound one (not for an inherited
+    /// listener).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
     }
 
     /// Serves frontends one after the other until stopped. A frontend that
     /// disconnects or breaks the protocol ends its connection, not the
     /// server.
     pub fn run(mut self) -> Result<()> {
-        tracing::info!("{}: listening on {}", self.name, self.path.display());
+        tracing::info!("{}: listening on {}", self.name, self.describe);
         while self.wait_for_frontend()? {
             self.serve_one()?;
         }
@@ -205,14 +285,7 @@ impl<D: Device> Server<D> {
         self.device
             .attach(&daemon.get_epoll_handlers())
             .map_err(ServerError::Attach)?;
-        let relay = if self.device.relay_early_vring_enable() {
-            Some(self.start_relayed(&mut daemon)?)
-        } else {
-            daemon
-                .start(&mut self.listener)
-                .map_err(|e| ServerError::Daemon(e.to_string()))?;
-            None
-        };
+        let relay = self.start_relayed(&mut daemon)?;
         tracing::info!("{}: frontend connected", self.name);
         self.stop.set_current(daemon.shutdown_handle());
         let result = daemon.wait();
@@ -225,16 +298,21 @@ impl<D: Device> Server<D> {
         // Dropping the daemon stops and joins its queue threads; only then may
         // the device drain in-flight I/O and drop the guest memory mappings.
         drop(daemon);
-        if let Some(relay) = relay {
-            relay.join();
-        }
+        relay.join();
         self.device.detach();
         Ok(())
     }
 
     /// Accepts the frontend here and starts `daemon` on a private socket
-    /// behind a [`Relay`].
+    /// behind a [`Relay`], which checks every control message before the
+    /// daemon sees it (see `validate.rs`).
     fn start_relayed(&mut self, daemon: &mut VhostUserDaemon<D::Backend>) -> Result<Relay> {
+        let backend = self.device.backend();
+        let policy = RelayPolicy {
+            hold_early_vring_enable: self.device.relay_early_vring_enable(),
+            num_queues: backend.num_queues(),
+            max_queue_size: backend.max_queue_size(),
+        };
         let frontend = loop {
             match self.listener.accept() {
                 Ok(Some(s)) => break s,
@@ -242,22 +320,41 @@ impl<D: Device> Server<D> {
                 Err(e) => return Err(ServerError::Daemon(e.to_string())),
             }
         };
-        // An abstract socket: nothing in the filesystem, gone with its fd.
-        let name = format!("pvio-relay-{}-{}", std::process::id(), self.path.display());
+        // An abstract socket: nothing in the filesystem, gone with its fd
+        // (and, in the sandbox, in the backend's own network namespace).
+        let name = format!("pvio-relay-{}-{}", std::process::id(), self.describe);
         let addr = SocketAddr::from_abstract_name(name.as_bytes()).map_err(ServerError::Wait)?;
         let mut inner = Listener::from(UnixListener::bind_addr(&addr).map_err(ServerError::Wait)?);
         let to_daemon = UnixStream::connect_addr(&addr).map_err(ServerError::Wait)?;
         daemon
             .start(&mut inner)
             .map_err(|e| ServerError::Daemon(e.to_string()))?;
-        Relay::start(frontend, to_daemon).map_err(ServerError::Wait)
+        Relay::start(frontend, to_daemon, policy).map_err(ServerError::Wait)
     }
 }
 
 impl<D: Device> Drop for Server<D> {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = fs::remove_file(path);
+        }
     }
+}
+
+/// An inherited fd must be a Unix stream socket that listens.
+fn check_listener(fd: &OwnedFd) -> io::Result<()> {
+    use rustix::net::{sockopt, AddressFamily, SocketType};
+    let not = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+    if sockopt::socket_domain(fd)? != AddressFamily::UNIX {
+        return Err(not("not a Unix socket"));
+    }
+    if sockopt::socket_type(fd)? != SocketType::STREAM {
+        return Err(not("not a stream socket"));
+    }
+    if !sockopt::socket_acceptconn(fd)? {
+        return Err(not("not listening"));
+    }
+    Ok(())
 }
 
 /// Removes the socket file on drop unless taken: keeps `bind`'s error paths

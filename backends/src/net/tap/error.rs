@@ -81,6 +81,20 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
+    /// `open_queues` was asked for a tap that does not exist.
+    #[error("tap {name} does not exist; create it first (ip tuntap add {name} mode tap multi_queue vnet_hdr)")]
+    NoSuchTap {
+        /// The interface name.
+        name: String,
+    },
+    /// An inherited fd is not a tap queue pvio can use.
+    #[error("--tap-fd {fd}: {why}; pass queues from pvio_backends::net::tap::open_queues")]
+    BadQueueFd {
+        /// The fd number.
+        fd: i32,
+        /// What is wrong with it.
+        why: String,
+    },
     /// The kernel refused the offload flags, even the basic ones.
     #[error("tap {name} refuses offload flags {flags:#x}")]
     Offload {

@@ -8,10 +8,14 @@
 //! follow what the guest negotiated; the MTU and the link state are set on
 //! the interface. Every failure names what to do next.
 //!
+//! A tap can also come as queue fds a privileged supervisor opened
+//! ([`open_queues`]) and passed: `fd.rs` takes them over.
+//!
 //! It must not know about virtqueues or guest memory: the raw calls are in
 //! `sys.rs`, the feature mapping in `offload.rs`. Here: opening and
-//! configuring the tap; `queue.rs`: reading and writing frames; `error.rs`:
-//! the errors and how a refusal is diagnosed.
+//! configuring the tap; `fd.rs`: queues opened elsewhere; `queue.rs`:
+//! reading and writing frames; `error.rs`: the errors and how a refusal is
+//! diagnosed.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -30,10 +34,12 @@ pub const TUN_PATH: &str = "/dev/net/tun";
 const MAX_DRAIN: usize = 4096;
 
 mod error;
+mod fd;
 mod queue;
 
 pub use error::TapError;
 use error::{diagnose, Diagnosis};
+pub use fd::{open_queues, QUEUE_FLAGS};
 pub use queue::TapQueue;
 
 /// Local result type.
@@ -114,11 +120,23 @@ impl Tap {
                 .map_err(|e| diagnose(name, &cname, e, multi_queue, queue_pairs).into_error())?;
             queues.push(TapQueue { fd });
         }
+        Self::configure(name.to_owned(), cname, queues, !existed, multi_queue)
+    }
+
+    /// Probes the offloads, turns them off and sets the 12-byte header: the
+    /// state every guest starts from.
+    fn configure(
+        name: String,
+        cname: CString,
+        queues: Vec<TapQueue>,
+        created: bool,
+        multi_queue: bool,
+    ) -> Result<Self> {
         let mut tap = Self {
-            name: name.to_owned(),
+            name,
             cname,
             queues,
-            created: !existed,
+            created,
             offload_support: 0,
         };
         tap.offload_support = tap.probe_offloads();

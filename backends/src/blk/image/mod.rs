@@ -4,6 +4,9 @@
 //! read-only without `--read-only`, a qcow2 or other format that is not raw,
 //! empty, O_DIRECT not supported) is found here, before the socket exists.
 //!
+//! An image can also be an inherited, already open fd (`fd.rs`): a
+//! supervisor opened it and the backend never sees a path.
+//!
 //! It must not know about guests, queues or vhost-user.
 
 use std::fs::{File, OpenOptions};
@@ -13,6 +16,8 @@ use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use pvio_frontend_protocol::blk::SECTOR_SIZE;
+
+mod fd;
 
 /// Errors opening an image, each with what to do about it.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,9 @@ pub enum ImageError {
     /// The filesystem refused O_DIRECT.
     #[error("the filesystem under {} does not support O_DIRECT; run without --direct", .0.display())]
     DirectUnsupported(PathBuf),
+    /// An inherited image fd opened read-only, served writable.
+    #[error("{} was opened read-only; pass --read-only or open it read-write", .0.display())]
+    FdReadOnly(PathBuf),
     /// Another I/O error while probing the image.
     #[error("cannot probe image {}", .path.display())]
     Probe {
@@ -130,12 +138,30 @@ impl Image {
         drop(probe);
 
         let file = open_file(path, opts.read_only, opts.direct)?;
+        Self::from_open_file(
+            file,
+            path.to_owned(),
+            opts.read_only,
+            opts.direct,
+            block_device,
+        )
+    }
+
+    /// Sizes an opened, probed image and reads its block sizes.
+    fn from_open_file(
+        file: File,
+        path: PathBuf,
+        read_only: bool,
+        direct: bool,
+        block_device: bool,
+    ) -> Result<Self> {
         let mut sizer = &file;
+        // SEEK_END gives a block device's size as BLKGETSIZE64 does.
         let size = sizer
             .seek(SeekFrom::End(0))
-            .map_err(|source| probe_err(path, source))?;
+            .map_err(|source| probe_err(&path, source))?;
         if size < SECTOR_SIZE {
-            return Err(ImageError::Empty(path.to_owned()));
+            return Err(ImageError::Empty(path));
         }
         if size % SECTOR_SIZE != 0 {
             tracing::warn!(
@@ -145,7 +171,7 @@ impl Image {
             );
         }
         let (logical_block, physical_block) = if block_device {
-            block_sizes(&file).map_err(|source| probe_err(path, source))?
+            block_sizes(&file).map_err(|source| probe_err(&path, source))?
         } else {
             // Page-cache granularity: guests that align to it avoid
             // read-modify-write in the host.
@@ -153,10 +179,10 @@ impl Image {
         };
         Ok(Self {
             file,
-            path: path.to_owned(),
+            path,
             size,
-            read_only: opts.read_only,
-            direct: opts.direct,
+            read_only,
+            direct,
             block_device,
             logical_block,
             physical_block,
