@@ -87,3 +87,38 @@ fn pvio_accel_overrides_the_accelerator_row_but_not_the_probe() {
         "{kvm}"
     );
 }
+
+#[test]
+fn says_which_guest_types_run_and_under_which_accelerator() {
+    // Under TCG QEMU's x86-64 emulator runs every type, whatever the CPU.
+    let out = Command::new(env!("CARGO_BIN_EXE_pvio"))
+        .args(["host-check", "--json"])
+        .env("PVIO_ACCEL", "tcg")
+        .output()
+        .expect("run pvio");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        report["guest_types"],
+        serde_json::json!({
+            "accelerator": "tcg",
+            "types": ["hvm-x86_32", "hvm-x86_32p", "hvm-x86_64"]
+        })
+    );
+    let types = row(&report, "guest types");
+    assert_eq!(types["status"], "pass", "{types}");
+    assert_eq!(
+        types["detail"],
+        "32-bit, 32-bit PAE and 64-bit HVM under TCG (emulated, slow) (hvm-x86_32 hvm-x86_32p hvm-x86_64)"
+    );
+    let table = Command::new(env!("CARGO_BIN_EXE_pvio"))
+        .arg("host-check")
+        .env("PVIO_ACCEL", "tcg")
+        .output()
+        .expect("run pvio");
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("guest types") && l.contains("64-bit HVM under TCG")),
+        "{text}"
+    );
+}

@@ -8,6 +8,7 @@ use pvio_passthrough::Sysfs;
 use serde::Serialize;
 
 use super::accel::{self, Accel, KvmState};
+use super::guests::GuestTypes;
 
 /// How a check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,6 +52,9 @@ pub struct HostReport {
     pub checks: Vec<CheckRow>,
     /// The accelerator pvio will use for guests.
     pub accelerator: Accel,
+    /// The guest types that run, and under which accelerator (like
+    /// `xen_caps` in `xm info`).
+    pub guest_types: GuestTypes,
 }
 
 impl HostReport {
@@ -161,10 +165,23 @@ pub fn run_checks(root: &Path, qemu_version: &dyn Fn() -> Option<String>) -> Hos
         "see the KVM row; PVIO_ACCEL=tcg|kvm overrides the choice",
     ));
 
+    let qemu = qemu_version();
+    let guest_types = GuestTypes::of(&flags, decision.accel, qemu.is_some());
+    checks.push(row(
+        "guest types",
+        if guest_types.types.is_empty() {
+            Status::Fail
+        } else {
+            Status::Pass
+        },
+        guest_types.detail(),
+        "apt-get install qemu-system-x86",
+    ));
+
     checks.push(iommu_row(root, &read("proc/cmdline")));
     checks.push(vfio_row(root));
 
-    match qemu_version() {
+    match qemu {
         Some(v) => checks.push(row("QEMU (device model)", Status::Pass, v, "")),
         None => checks.push(row(
             "QEMU (device model)",
@@ -187,6 +204,7 @@ pub fn run_checks(root: &Path, qemu_version: &dyn Fn() -> Option<String>) -> Hos
     HostReport {
         checks,
         accelerator: decision.accel,
+        guest_types,
     }
 }
 
@@ -368,6 +386,46 @@ mod tests {
         assert!(find(&r, "accelerator for guests").detail.starts_with("TCG"));
         assert!(r.ok(), "warnings alone do not fail the host");
         assert!(r.to_table().contains("guests will run under TCG"));
+        let types = find(&r, "guest types");
+        assert_eq!(types.status, Status::Pass);
+        assert_eq!(
+            types.detail,
+            "32-bit, 32-bit PAE and 64-bit HVM under TCG (emulated, slow) (hvm-x86_32 hvm-x86_32p hvm-x86_64)"
+        );
+        assert!(r.to_table().contains("guest types"));
+    }
+
+    #[test]
+    fn guest_types_under_kvm_follow_the_cpu() {
+        let d = fixture();
+        fs::write(
+            d.path().join("proc/cpuinfo"),
+            "processor: 0\nflags\t: fpu pae vmx\n",
+        )
+        .unwrap();
+        fs::remove_dir(d.path().join("sys/module/kvm_pvm")).unwrap();
+        fs::create_dir_all(d.path().join("sys/module/kvm_intel")).unwrap();
+        let kvm = KvmState::probe(d.path()).decide();
+        let r = run_checks(d.path(), &|| Some("QEMU emulator version 10.0.2".into()));
+        if kvm.accel == Accel::Kvm && std::env::var_os("PVIO_ACCEL").is_none() {
+            assert_eq!(
+                find(&r, "guest types").detail,
+                "32-bit and 32-bit PAE HVM under KVM (hvm-x86_32 hvm-x86_32p)"
+            );
+        }
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["guest_types"]["accelerator"], r.accelerator.qemu_arg());
+        assert!(v["guest_types"]["types"].as_array().is_some());
+    }
+
+    #[test]
+    fn no_qemu_no_guest_types() {
+        let d = fixture();
+        let r = run_checks(d.path(), &|| None);
+        let row = find(&r, "guest types");
+        assert_eq!(row.status, Status::Fail);
+        assert!(row.detail.starts_with("none:"), "{}", row.detail);
+        assert!(r.guest_types.types.is_empty());
     }
 
     #[test]

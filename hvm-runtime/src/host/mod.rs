@@ -1,4 +1,6 @@
-//! What the host offers: the accelerator choice and `pvio host-check`.
+//! What the host offers: the accelerator choice, the guest types it runs
+//! and `pvio host-check`.
 
 pub mod accel;
 pub mod check;
+pub mod guests;
