@@ -32,6 +32,7 @@ fn make_plan(text: &str, overrides: &[String], run_root: &Path) -> DomainPlan {
         ovmf: PathBuf::from("/usr/share/ovmf/OVMF.fd"),
         now: std::time::SystemTime::now(),
         entropy: &mut entropy,
+        qemu_release: None,
     };
     let p = plan(&loaded.spec, &mut opts).unwrap_or_else(|e| panic!("{e}"));
     std::fs::create_dir_all(&p.run_dir).unwrap();

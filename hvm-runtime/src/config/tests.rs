@@ -429,6 +429,7 @@ fn random_configs_never_panic() {
                 ovmf: "/ovmf".into(),
                 now: std::time::SystemTime::now(),
                 entropy: &mut e,
+                qemu_release: None,
             };
             let _ = crate::plan::plan(&l.spec, &mut opts);
         }

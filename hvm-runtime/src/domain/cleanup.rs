@@ -58,8 +58,19 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
     }
 }
 
-/// Removes every `*.sock` in `dir`; returns how many.
+/// Removes every `*.sock` in the domain dir `dir` and its device-model
+/// dir (`<run root>/.dm/<name>`, removed too); returns how many.
 pub fn remove_sockets(dir: &Path) -> usize {
+    let mut n = remove_sockets_in(dir);
+    if let (Some(root), Some(name)) = (dir.parent(), dir.file_name()) {
+        let dm = crate::plan::dm_dir(root, &name.to_string_lossy());
+        n += remove_sockets_in(&dm);
+        let _ = fs::remove_dir(&dm);
+    }
+    n
+}
+
+fn remove_sockets_in(dir: &Path) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };

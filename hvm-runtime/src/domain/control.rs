@@ -1,7 +1,8 @@
 //! The supervisor's control socket, `<domain dir>/control.sock`: the CLI
 //! sends one JSON request per line and reads one JSON reply per line. The
-//! backends live in the supervisor's process, so every change to a
-//! running domain goes through here.
+//! supervisor holds the domain's QMP connection and starts its backends,
+//! so every change to a running domain goes through here. Requests and
+//! replies are typed; the supervisor checks each request on its own side.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -97,13 +98,57 @@ pub enum Request {
     },
 }
 
+/// What kind of failure a reply reports, so that a script can tell a
+/// refusal from a failure without reading the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// The request did not parse.
+    BadRequest,
+    /// The caller may not control this domain (credentials).
+    Forbidden,
+    /// The supervisor's policy refuses it (an image another disk holds,
+    /// a device the domain does not own, a name in use).
+    Refused,
+    /// It was tried and failed.
+    Failed,
+}
+
+/// A failed request: its kind and one line saying what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlError {
+    /// The kind.
+    pub kind: ErrorKind,
+    /// One line.
+    pub message: String,
+}
+
+impl ControlError {
+    /// A refusal by policy.
+    pub fn refused(message: impl Into<String>) -> ControlError {
+        ControlError {
+            kind: ErrorKind::Refused,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for ControlError {
+    fn from(message: String) -> ControlError {
+        ControlError {
+            kind: ErrorKind::Failed,
+            message,
+        }
+    }
+}
+
 /// The supervisor's answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     /// The request's result, when it worked.
     pub ok: Option<serde_json::Value>,
     /// Why it did not.
-    pub error: Option<String>,
+    pub error: Option<ControlError>,
 }
 
 /// Sends `req` to the supervisor at `socket` and returns its result.
@@ -127,9 +172,9 @@ pub fn call(name: &str, socket: &Path, req: &Request) -> Result<serde_json::Valu
     }
     let reply: Reply = serde_json::from_str(&answer).map_err(|e| io(e.into()))?;
     match (reply.ok, reply.error) {
-        (_, Some(message)) => Err(DomainError::Refused {
+        (_, Some(e)) => Err(DomainError::Refused {
             name: name.to_owned(),
-            message,
+            message: e.message,
         }),
         (Some(v), None) => Ok(v),
         (None, None) => Ok(serde_json::Value::Null),
@@ -137,17 +182,27 @@ pub fn call(name: &str, socket: &Path, req: &Request) -> Result<serde_json::Valu
 }
 
 /// What answers requests in the supervisor.
-pub type Handler = dyn Fn(Request) -> Result<serde_json::Value, String> + Send + Sync;
+pub type Handler = dyn Fn(Request) -> Result<serde_json::Value, ControlError> + Send + Sync;
 
-/// Binds the control socket at `path` (replacing a stale one) and serves
-/// requests on a thread, each connection on its own thread.
+/// Binds the control socket at `path` (replacing a stale one), gives it
+/// [`SOCKET_MODE`](super::access::SOCKET_MODE) and the operators' group
+/// whatever the umask, and serves requests on a thread, each connection on
+/// its own thread. A peer that is neither root nor an operator gets one
+/// `forbidden` line (`SO_PEERCRED`).
 pub fn serve(path: &Path, handler: Arc<Handler>) -> Result<(), DomainError> {
     let _ = std::fs::remove_file(path);
-    let listener = UnixListener::bind(path).map_err(|source| DomainError::Io {
-        what: "listen on",
+    let io = |what, source| DomainError::Io {
+        what,
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let listener = UnixListener::bind(path).map_err(|e| io("listen on", e))?;
+    super::access::protect(
+        path,
+        super::access::SOCKET_MODE,
+        super::access::operators_gid(),
+    )
+    .map_err(|e| io("set the mode of", e))?;
     std::thread::Builder::new()
         .name("control".to_owned())
         .spawn(move || {
@@ -166,9 +221,30 @@ pub fn serve(path: &Path, handler: Arc<Handler>) -> Result<(), DomainError> {
     Ok(())
 }
 
+fn send(mut writer: &UnixStream, reply: &Reply) {
+    if let Ok(mut text) = serde_json::to_string(reply) {
+        text.push('\n');
+        let _ = writer.write_all(text.as_bytes());
+    }
+}
+
 fn answer(conn: UnixStream, handler: &Handler) {
+    if let Err(why) = super::access::check_peer(&conn) {
+        tracing::warn!("control: refused a caller: {why}");
+        send(
+            &conn,
+            &Reply {
+                ok: None,
+                error: Some(ControlError {
+                    kind: ErrorKind::Forbidden,
+                    message: why.to_string(),
+                }),
+            },
+        );
+        return;
+    }
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let Ok(mut writer) = conn.try_clone() else {
+    let Ok(writer) = conn.try_clone() else {
         return;
     };
     let mut line = String::new();
@@ -193,13 +269,13 @@ fn answer(conn: UnixStream, handler: &Handler) {
         }
         Err(e) => Reply {
             ok: None,
-            error: Some(format!("bad request: {e}")),
+            error: Some(ControlError {
+                kind: ErrorKind::BadRequest,
+                message: format!("bad request: {e}"),
+            }),
         },
     };
-    if let Ok(mut text) = serde_json::to_string(&reply) {
-        text.push('\n');
-        let _ = writer.write_all(text.as_bytes());
-    }
+    send(&writer, &reply);
 }
 
 #[cfg(test)]
@@ -216,7 +292,7 @@ mod tests {
                 Request::BlockDetach { vdev } if vdev == "xvda" => {
                     Ok(serde_json::json!({"detached": vdev}))
                 }
-                Request::BlockDetach { vdev } => Err(format!("{vdev} is not attached")),
+                Request::BlockDetach { vdev } => Err(format!("{vdev} is not attached").into()),
                 _ => Ok(serde_json::Value::Null),
             }),
         )

@@ -98,6 +98,10 @@ pub struct LaunchSpec {
     /// `pvio assign` reserved, which the supervisor adds at the end
     /// (`create --dry-run` prints them in the same place).
     pub qemu_args: Vec<String>,
+    /// The dir of the device model's vhost-user sockets
+    /// (`<run root>/.dm/<name>`).
+    #[serde(default)]
+    pub dm_dir: PathBuf,
     /// The plan's QMP socket (commands).
     pub qmp_socket: PathBuf,
     /// The plan's second QMP socket, the supervisor's for events.
@@ -137,6 +141,16 @@ pub struct LaunchSpec {
 }
 
 impl LaunchSpec {
+    /// The identity the device model runs as.
+    pub fn device_model(&self) -> super::access::Identity {
+        super::access::device_model(self.id)
+    }
+
+    /// The identity the PV backends run as.
+    pub fn backend_identity(&self) -> super::access::Identity {
+        super::access::backends(self.id)
+    }
+
     /// The launch spec of `plan` for the domain with id `id`, with the
     /// first serial port of the config.
     pub fn from_plan(
@@ -146,6 +160,7 @@ impl LaunchSpec {
         serial: Option<&Serial>,
     ) -> LaunchSpec {
         let dir = &plan.run_dir;
+        let dm_dir = crate::plan::dm_dir(dir.parent().unwrap_or(Path::new("/")), &plan.name);
         let blk = plan
             .disks
             .iter()
@@ -225,6 +240,7 @@ impl LaunchSpec {
             config: config.map(Path::to_owned),
             qemu_binary: plan.qemu.binary.clone(),
             qemu_args: plan.qemu.args.clone(),
+            dm_dir,
             qmp_socket: plan.qmp_socket.clone(),
             events_socket: plan.events_socket.clone(),
             control_socket: dir.join(CONTROL),
@@ -279,7 +295,8 @@ impl LaunchSpec {
             path: p.clone(),
             source,
         })?;
-        super::record::write_atomic(&p, &text)?;
+        // It may hold the VNC password: root's alone.
+        super::record::write_atomic_mode(&p, &text, super::access::PRIVATE_MODE, None)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
             DomainError::Io {
@@ -359,6 +376,7 @@ on_reboot = 'destroy'
             ovmf: PathBuf::from("/usr/share/ovmf/OVMF.fd"),
             now: std::time::SystemTime::now(),
             entropy: &mut entropy,
+            qemu_release: None,
         };
         let p = plan(&loaded.spec, &mut opts).unwrap();
         LaunchSpec::from_plan(
@@ -376,7 +394,7 @@ on_reboot = 'destroy'
         assert_eq!(s.blk[0].vdev, "xvda");
         assert_eq!(
             s.blk[0].socket,
-            PathBuf::from("/run/pvio/web/blk-xvda.sock")
+            PathBuf::from("/run/pvio/.dm/web/blk-xvda.sock")
         );
         assert_eq!(s.net.len(), 1);
         assert_eq!(s.net[0].mac, "00:16:3e:00:00:01");

@@ -111,13 +111,19 @@ impl LiveDomain {
         record: DomainRecord,
         tx: Sender<Msg>,
     ) -> LiveDomain {
+        let backends = Backends::new(
+            &spec.name,
+            spec.backend_identity(),
+            Some(spec.device_model().gid),
+            dir.parent().unwrap_or(std::path::Path::new("/")),
+        );
         LiveDomain {
             dir,
             spec,
             record: Mutex::new(record),
             qmp: Mutex::new(None),
             events: EventBus::default(),
-            backends: Mutex::new(Backends::default()),
+            backends: Mutex::new(backends),
             hotplug: Mutex::new(()),
             reboot_requested: AtomicBool::new(false),
             tx: Mutex::new(tx),

@@ -5,6 +5,8 @@
 //!
 //! | file | role |
 //! | --- | --- |
+//! | `access.rs` | modes and owners of the run dir, sandbox identities, control-socket peers |
+//! | `dm_sandbox.rs` | the device model's seccomp filter and privilege drop |
 //! | `rundir.rs` | the run dir layout, name reservation, finding live domains |
 //! | `record.rs` | the domain record (`domain.json`), written atomically |
 //! | `launch.rs` | what the supervisor starts (`launch.json`), made from the plan |
@@ -15,7 +17,8 @@
 //! | `guest_events.rs` | a guest's power-off, reboot or crash to an action |
 //! | `control.rs` | the supervisor's control socket: JSON lines, server and client |
 //! | `requests.rs` | the supervisor's answers to control requests |
-//! | `backends.rs` | PV backends run in the supervisor as threads |
+//! | `backends.rs` | PV backends, one sandboxed process each, started with open fds |
+//! | `image_lock.rs` | one writer per image: `flock` on the images PV disks use |
 //! | `taps.rs` | host taps made, joined to bridges, deleted |
 //! | `passthrough.rs` | host PCI devices taken at the start, given back at the end |
 //! | `pinning.rs` | vCPU threads bound to host CPUs (`cpus`) |
@@ -27,12 +30,15 @@
 //! Nothing here parses configs or builds QEMU command lines: that is
 //! `config/` and `plan/`.
 
+pub mod access;
 pub mod actions;
 pub mod backends;
 pub mod cleanup;
 pub mod console;
 pub mod control;
+pub mod dm_sandbox;
 pub mod guest_events;
+pub mod image_lock;
 pub mod launch;
 pub mod live;
 pub mod lock;

@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -205,6 +206,22 @@ impl DomainRecord {
 
 /// Writes `data` to `path` through a temporary file and a rename.
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), DomainError> {
+    write_atomic_mode(
+        path,
+        data,
+        super::access::RECORD_MODE,
+        super::access::operators_gid(),
+    )
+}
+
+/// [`write_atomic`] with the file's mode and group given: they are set on
+/// the new file before it takes the name, whatever the umask.
+pub fn write_atomic_mode(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    gid: Option<u32>,
+) -> Result<(), DomainError> {
     let io = |source| DomainError::Io {
         what: "write",
         path: path.to_owned(),
@@ -213,9 +230,17 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<(), DomainError> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    let mut f = fs::File::create(&tmp).map_err(io)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
     f.write_all(data).map_err(io)?;
     f.sync_all().map_err(io)?;
+    drop(f);
+    super::access::protect(&tmp, mode, gid).map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
 }
 

@@ -5,15 +5,19 @@
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
-use super::control::Request;
+use super::control::{ControlError, Request};
 use super::live::{LiveDomain, Msg};
 use super::record::DomainState;
 use crate::cli::error_line;
 use crate::hotplug;
 use crate::qmp::qmp;
 
-/// Answers one request; an error is one line for the user.
-pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, String> {
+/// Answers one request; an error is one line for the user, with its kind.
+pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, ControlError> {
+    answer(live, req).map_err(ControlError::from)
+}
+
+fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
     let state = live.record().state;
     let stopping = matches!(state, DomainState::Stopping | DomainState::Ended);
     if stopping && !matches!(req, Request::Status | Request::Destroy) {

@@ -83,7 +83,7 @@ impl RunRoot {
     }
 
     fn ensure_root(&self) -> Result<(), DomainError> {
-        fs::create_dir_all(&self.root).map_err(|source| DomainError::Io {
+        super::access::make_root(&self.root).map_err(|source| DomainError::Io {
             what: "create the run dir",
             path: self.root.clone(),
             source,
@@ -131,13 +131,29 @@ impl RunRoot {
                 source,
             })?;
         }
-        fs::create_dir(&dir).map_err(|source| DomainError::Io {
-            what: "create the domain dir",
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir(&dir)
+            .and_then(|()| {
+                super::access::protect(
+                    &dir,
+                    super::access::DOMAIN_DIR_MODE,
+                    super::access::operators_gid(),
+                )
+            })
+            .map_err(|source| DomainError::Io {
+                what: "create the domain dir",
+                path: dir.clone(),
+                source,
+            })?;
         let lock_path = dir.join(LOCK);
         let lock = FileLock::try_exclusive(&lock_path)
+            .and_then(|l| {
+                super::access::protect(
+                    &lock_path,
+                    super::access::RECORD_MODE,
+                    super::access::operators_gid(),
+                )?;
+                Ok(l)
+            })
             .map_err(|source| DomainError::Io {
                 what: "lock",
                 path: lock_path.clone(),

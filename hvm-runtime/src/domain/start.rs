@@ -65,22 +65,40 @@ fn spawn_supervisor(res: &Reservation) -> Result<Child, DomainError> {
         .stdin(Stdio::null())
         .stdout(open_log()?)
         .stderr(open_log()?);
+    super::access::protect(
+        &log_path,
+        super::access::RECORD_MODE,
+        super::access::operators_gid(),
+    )
+    .map_err(|source| DomainError::Io {
+        what: "set the mode of",
+        path: log_path.clone(),
+        source,
+    })?;
     let fd = res.lock.file().as_raw_fd();
     // SAFETY: the closure runs in the forked child before exec and calls
-    // only setsid, dup2 and fcntl, which are async-signal-safe. setsid
-    // detaches the supervisor from the terminal (it survives its closing);
-    // the lock lands on LOCK_FD without close-on-exec.
+    // only setsid, umask, dup2, fcntl and close_range, which are
+    // async-signal-safe. setsid detaches the supervisor from the terminal
+    // (it survives its closing); the lock lands on LOCK_FD without
+    // close-on-exec; every other descriptor the caller had open (a file,
+    // a pipe of the shell that ran `pvio create`) is closed, and the
+    // supervisor creates its files private unless it says otherwise.
     unsafe {
         cmd.pre_exec(move || {
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            libc::umask(0o077);
             let rc = if fd == LOCK_FD {
                 libc::fcntl(fd, libc::F_SETFD, 0)
             } else {
                 libc::dup2(fd, LOCK_FD)
             };
             if rc < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let first = libc::c_uint::try_from(LOCK_FD + 1).unwrap_or(4);
+            if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

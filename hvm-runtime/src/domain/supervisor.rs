@@ -38,6 +38,7 @@ const QUIT_GRACE: Duration = Duration::from_secs(10);
 
 /// Runs the supervisor of the domain in `dir` until the domain ends.
 pub fn run(dir: &Path) -> Result<(), DomainError> {
+    close_inherited();
     let _own_lock = keep_lock(dir)?;
     let spec = LaunchSpec::load(dir)?;
     let mut record = DomainRecord::load(&dir.join(RECORD))?;
@@ -65,6 +66,23 @@ pub fn run(dir: &Path) -> Result<(), DomainError> {
     };
     teardown(&live, &exited, ran, &cause, &detail);
     Ok(())
+}
+
+/// Closes every descriptor above [`LOCK_FD`] this process was started
+/// with (a supervisor run by hand inherits its shell's), before any other
+/// thread exists: nothing the caller had open reaches QEMU or a backend.
+fn close_inherited() {
+    let first = libc::c_uint::try_from(LOCK_FD + 1).unwrap_or(4);
+    // SAFETY: close_range with integer arguments; no descriptor above
+    // LOCK_FD is owned by anything in this process yet (called first
+    // thing, single-threaded).
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) };
+    if rc != 0 {
+        tracing::warn!(
+            "cannot close inherited descriptors: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// The domain lock: inherited on [`LOCK_FD`] from `pvio create` (kept
@@ -132,6 +150,7 @@ fn watch_signals(tx: mpsc::Sender<Msg>) -> Result<(), DomainError> {
 /// control socket, run.
 fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainError> {
     let spec = &live.spec;
+    prepare_dm_dir(spec)?;
     // First: a refused device costs nothing else.
     let pci = passthrough::take(&passthrough::manager(false), live.name(), &spec.passthrough)
         .map_err(Box::new)?;
@@ -163,6 +182,7 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
         EventReader::connect_while(&spec.events_socket, QEMU_START, alive).map_err(gone)?;
     let q = Qmp::connect_while(&spec.qmp_socket, QEMU_START, alive).map_err(gone)?;
     live.set_qmp(q);
+    protect_monitor(live);
     spawn_event_thread(live, events)?;
     set_up_qemu(live)?;
     let handler_live = Arc::clone(live);
@@ -180,6 +200,49 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
     live.update(|r| r.state = DomainState::Running);
     tracing::info!("domain {} runs", live.name());
     Ok(())
+}
+
+/// Makes the device model's dir, reachable by its identity alone, after
+/// checking that nothing above it stops QEMU from passing through.
+fn prepare_dm_dir(spec: &LaunchSpec) -> Result<(), DomainError> {
+    let root = spec
+        .dm_dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("/"));
+    super::access::make_dm_dir(root, &spec.name, spec.device_model()).map_err(|source| {
+        DomainError::Io {
+            what: "create the device-model dir",
+            path: spec.dm_dir.clone(),
+            source,
+        }
+    })?;
+    if let Some(blocked) = super::access::blocked_ancestor(&spec.dm_dir) {
+        return Err(DomainError::StartFailed {
+            name: spec.name.clone(),
+            why: format!(
+                "{} lets no other user pass (no o+x), so the domain's unprivileged QEMU could not reach its sockets in {}; `chmod o+x` it or set PVIO_RUN_DIR elsewhere",
+                blocked.display(),
+                spec.dm_dir.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Gives the `monitor=1` socket QEMU made (root's, 0600) to the
+/// operators: it grants everything QEMU can do.
+fn protect_monitor(live: &LiveDomain) {
+    let m = live.dir.join("monitor.sock");
+    if m.exists() {
+        if let Err(e) = super::access::protect(
+            &m,
+            super::access::SOCKET_MODE,
+            super::access::operators_gid(),
+        ) {
+            tracing::warn!("cannot set the mode of {}: {e}", m.display());
+        }
+    }
 }
 
 fn spawn_qemu(
@@ -205,9 +268,15 @@ fn spawn_qemu(
     })?;
     let mut cmd = Command::new(&spec.qemu_binary);
     // The plan's command line (with -S: QEMU starts paused), then the
-    // devices `pvio assign` reserved: what `create --dry-run` prints.
+    // devices `pvio assign` reserved: what `create --dry-run` prints; then
+    // the domain's own confinement (its identity is known only now).
+    let (confine, warning) = super::dm_sandbox::args(&spec.qemu_binary, spec.device_model());
+    if let Some(w) = warning {
+        tracing::warn!("{w}");
+    }
     cmd.args(&spec.qemu_args)
         .args(extra)
+        .args(&confine)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
@@ -223,10 +292,11 @@ fn spawn_qemu(
         });
     }
     tracing::info!(
-        "starting {} {} {}",
+        "starting {} {} {} {}",
         spec.qemu_binary.display(),
         spec.qemu_args.join(" "),
-        extra.join(" ")
+        extra.join(" "),
+        confine.join(" ")
     );
     let mut child = cmd.spawn().map_err(|source| DomainError::QemuMissing {
         binary: spec.qemu_binary.clone(),

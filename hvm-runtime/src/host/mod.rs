@@ -3,4 +3,7 @@
 
 pub mod accel;
 pub mod check;
+pub mod qemu;
+
+pub use qemu::qemu_release;
 pub mod guests;

@@ -55,7 +55,7 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
     if !image.exists() {
         return Err(HotplugError::Missing(image));
     }
-    let socket = live.dir.join(format!("blk-{}.sock", d.vdev));
+    let socket = live.spec.dm_dir.join(format!("blk-{}.sock", d.vdev));
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(not(
             "the socket path in the run dir is too long; set PVIO_RUN_DIR to a shorter directory",

@@ -33,16 +33,25 @@ pub fn insert(live: &LiveDomain, vdev: &str, path: &Path) -> Result<()> {
     if !path.is_file() {
         return Err(HotplugError::Missing(path.to_owned()));
     }
-    #[allow(deprecated)] // `device` is the deprecated way; `id` is used.
-    let cmd = qmp::blockdev_change_medium {
-        device: None,
-        force: None,
-        format: Some("raw".to_owned()),
-        id: Some(vdev.to_owned()),
-        read_only_mode: None,
-        filename: path.to_string_lossy().into_owned(),
-    };
-    live.qmp(|q| q.execute(&cmd))?;
+    // The supervisor opens the ISO and hands QEMU the descriptor: QEMU
+    // runs unprivileged and may not be able to open the path itself.
+    let iso = std::fs::File::open(path).map_err(|_| HotplugError::Missing(path.to_owned()))?;
+    live.qmp(|q| {
+        let set = q.add_fd(std::os::fd::AsFd::as_fd(&iso))?;
+        #[allow(deprecated)] // `device` is the deprecated way; `id` is used.
+        let cmd = qmp::blockdev_change_medium {
+            device: None,
+            force: None,
+            format: Some("raw".to_owned()),
+            id: Some(vdev.to_owned()),
+            read_only_mode: None,
+            filename: format!("/dev/fdset/{set}"),
+        };
+        let changed = q.execute(&cmd);
+        // QEMU holds its own copy now; the set itself is not needed.
+        let _ = q.remove_fdset(set);
+        changed
+    })?;
     live.update(|r| {
         for d in r.disks.iter_mut().filter(|d| d.vdev == vdev) {
             d.image = Some(path.to_owned());

@@ -80,6 +80,12 @@ pub enum HotplugError {
         /// How long pvio waited.
         after: Duration,
     },
+    /// The ownership record does not give the device to this domain.
+    #[error("{0} is not assigned to this domain; `pvio assign {0} DOMAIN` gives it first")]
+    NotOwned(String),
+    /// The tap's queue could not be opened for QEMU.
+    #[error("{0}")]
+    Tap(String),
     /// A backend, tap or record step failed.
     #[error(transparent)]
     Domain(#[from] DomainError),

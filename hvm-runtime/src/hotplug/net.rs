@@ -66,7 +66,7 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
         }
     };
     let plugged = if v.model.is_pv() {
-        let socket = live.dir.join(format!("net-{}.sock", v.devid));
+        let socket = live.spec.dm_dir.join(format!("net-{}.sock", v.devid));
         plug_pv(live, &id, &dev, &socket, &tap, &mac, v.mtu)
     } else {
         plug_emulated(live, &id, &dev, &tap, &mac, v.model.qemu_device())
@@ -135,7 +135,11 @@ fn plug_pv(
         }
         // One queue pair, as the net backend serves; no MSI-X under TCG
         // (see `plan::msix`).
-        let vectors = msix::pv_nic_vectors(msix::accel_named(&live.spec.accel), 1);
+        let vectors = msix::pv_nic_vectors(
+            msix::accel_named(&live.spec.accel),
+            1,
+            crate::host::qemu_release(&live.spec.qemu_binary),
+        );
         props.push(("vectors", json!(vectors)));
         let added = device::add(q, "virtio-net-pci", dev, bus.as_deref(), &props);
         if added.is_err() {
@@ -160,13 +164,19 @@ fn plug_emulated(
     model: &str,
 ) -> Result<Option<PathBuf>> {
     let bus = device::free_bus(live, dev)?;
+    // QEMU runs unprivileged: the supervisor opens the tap's queue and
+    // hands it over (`getfd`), as it does for the PV backends.
+    let queue = pvio_backends::net::tap::open_queues(tap, 1)
+        .map_err(|e| HotplugError::Tap(crate::cli::error_line(&e)))?
+        .pop()
+        .ok_or_else(|| HotplugError::Tap(format!("tap {tap} gave no queue")))?;
+    let fdname = format!("fd-{id}");
     live.qmp(|q| {
+        q.getfd(&fdname, std::os::fd::AsFd::as_fd(&queue))?;
         let netdev = qmp::Netdev::tap {
             id: id.to_owned(),
             tap: qmp::NetdevTapOptions {
-                ifname: Some(tap.to_owned()),
-                script: Some("no".to_owned()),
-                downscript: Some("no".to_owned()),
+                fd: Some(fdname.clone()),
                 ..Default::default()
             },
         };

@@ -17,8 +17,10 @@ use crate::qmp::{is_device_deleted, qmp};
 /// `vfio-pci` with device id `id`.
 pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
     let _one_at_a_time = lock(&live.hotplug);
+    owned_here(live, host)?;
     not_in_use(live, host, id)?;
     let bus = device::free_bus(live, id)?;
+    give_group_to_qemu(live, host);
     let add = command(host, id, bus.as_deref());
     live.qmp(|q| q.execute(&add).map(drop))?;
     let entry = PciEntry {
@@ -49,6 +51,43 @@ pub fn preview(live: &LiveDomain, devices: &[PciEntry]) -> Result<Vec<String>> {
 /// The `device_add` of host device `host` as `vfio-pci` with id `id`.
 fn command(host: &str, id: &str, bus: Option<&str>) -> qmp::device_add {
     device::add_command("vfio-pci", id, bus, &[("host", json!(host))])
+}
+
+/// The supervisor's own check: the ownership record must give `host` to
+/// this domain (`pvio assign` writes it first), whoever sent the request.
+fn owned_here(live: &LiveDomain, host: &str) -> Result<()> {
+    let owned = crate::domain::passthrough::manager(false)
+        .owned_by(live.name())
+        .unwrap_or_default();
+    if owned.iter().any(|r| r.bdf.to_string() == host) {
+        Ok(())
+    } else {
+        Err(HotplugError::NotOwned(host.to_owned()))
+    }
+}
+
+/// The domain's QEMU runs unprivileged: the VFIO group node of `host` is
+/// given to its identity (and back to root at release, by the
+/// passthrough manager's unbind). A host without the node (no IOMMU)
+/// leaves it to QEMU's own error.
+fn give_group_to_qemu(live: &LiveDomain, host: &str) {
+    let root = crate::host::accel::host_root();
+    let link = root.join(format!("sys/bus/pci/devices/{host}/iommu_group"));
+    let Some(group) = std::fs::read_link(&link)
+        .ok()
+        .and_then(|g| g.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return;
+    };
+    let node = root.join("dev/vfio").join(group);
+    let dm = live.spec.device_model();
+    if let Err(e) = rustix::fs::chown(
+        &node,
+        Some(rustix::fs::Uid::from_raw(dm.uid)),
+        Some(rustix::fs::Gid::from_raw(dm.gid)),
+    ) {
+        tracing::warn!("cannot give {} to the device model: {e}", node.display());
+    }
 }
 
 fn not_in_use(live: &LiveDomain, host: &str, id: &str) -> Result<()> {

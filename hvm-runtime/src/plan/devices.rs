@@ -30,8 +30,8 @@ pub(super) struct Devices {
 
 pub(super) fn plan_devices(
     spec: &DomainSpec,
-    run_dir: &Path,
-    accel: Accel,
+    dm_dir: &Path,
+    (accel, release): (Accel, Option<(u32, u32)>),
     entropy: &mut dyn ids::Entropy,
     errors: &mut Vec<PlanError>,
 ) -> Devices {
@@ -46,12 +46,12 @@ pub(super) fn plan_devices(
     };
     let mut scsi_controller = false;
     for disk in &spec.disks {
-        if let Err(e) = disk_args(disk, spec.machine, run_dir, &mut d, &mut scsi_controller) {
+        if let Err(e) = disk_args(disk, spec.machine, dm_dir, &mut d, &mut scsi_controller) {
             errors.push(e);
         }
     }
     for vif in &spec.vifs {
-        if let Err(e) = vif_args(vif, &spec.name, run_dir, accel, entropy, &mut d) {
+        if let Err(e) = vif_args(vif, &spec.name, dm_dir, (accel, release), entropy, &mut d) {
             errors.push(e);
         }
     }
@@ -72,8 +72,8 @@ pub(super) fn plan_devices(
 fn vif_args(
     vif: &Located<VifSpec>,
     name: &str,
-    run_dir: &Path,
-    accel: Accel,
+    dm_dir: &Path,
+    (accel, release): (Accel, Option<(u32, u32)>),
     entropy: &mut dyn ids::Entropy,
     d: &mut Devices,
 ) -> Result<(), PlanError> {
@@ -95,27 +95,19 @@ fn vif_args(
     };
     let id = format!("net{}", v.devid);
     let sock = if v.model.is_pv() {
-        let sock = socket(run_dir, &format!("net-{}.sock", v.devid))?;
-        let mut args = vec![
-            "backend".to_owned(),
-            "net".to_owned(),
-            "--socket".to_owned(),
-            text(&sock)?,
-            "--tap".to_owned(),
-            tap.clone(),
-            "--mac".to_owned(),
-            mac.to_string(),
-        ];
-        if let Some(mtu) = v.mtu {
-            args.extend(["--mtu".to_owned(), mtu.to_string()]);
-        }
+        let sock = socket(dm_dir, &format!("net-{}.sock", v.devid))?;
+        let args = super::backend_cmd::net_args(
+            &mac.to_string(),
+            v.mtu,
+            super::backend_cmd::USER_PLACEHOLDER,
+        );
         d.net_backends.push(BackendPlan {
             device: id.clone(),
             socket: sock.clone(),
             args,
         });
         // One queue pair: the net backend and the netdev use one.
-        let vectors = msix::pv_nic_vectors(accel, 1);
+        let vectors = msix::pv_nic_vectors(accel, 1, release);
         let mut dev = format!(
             "virtio-net-pci,netdev={id},id=nic{},mac={mac},vectors={vectors}",
             v.devid
@@ -167,7 +159,7 @@ fn vif_args(
 fn disk_args(
     disk: &Located<DiskSpec>,
     machine: Machine,
-    run_dir: &Path,
+    dm_dir: &Path,
     d: &mut Devices,
     scsi_controller: &mut bool,
 ) -> Result<(), PlanError> {
@@ -176,25 +168,18 @@ fn disk_args(
     let mut sock = None;
     match s.bus {
         DiskBus::Pv { .. } => {
-            let path = socket(run_dir, &format!("blk-{}.sock", s.vdev))?;
+            let path = socket(dm_dir, &format!("blk-{}.sock", s.vdev))?;
             let image = s.target.as_deref().ok_or_else(|| PlanError::Unsupported {
                 at: disk.at.clone(),
                 key: "disk",
                 message: format!("{} is a PV disk without an image", s.vdev),
             })?;
-            let mut args = vec![
-                "backend".to_owned(),
-                "blk".to_owned(),
-                "--socket".to_owned(),
-                text(&path)?,
-                "--image".to_owned(),
-                text(image)?,
-                "--serial".to_owned(),
-                s.vdev.clone(),
-            ];
-            if s.read_only {
-                args.push("--read-only".to_owned());
-            }
+            text(image)?;
+            let args = super::backend_cmd::blk_args(
+                &s.vdev,
+                s.read_only,
+                super::backend_cmd::USER_PLACEHOLDER,
+            );
             d.blk_backends.push(BackendPlan {
                 device: s.vdev.clone(),
                 socket: path.clone(),

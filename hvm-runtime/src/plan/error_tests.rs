@@ -22,6 +22,7 @@ fn plan_err(text: &str) -> PlanError {
         ovmf: PathBuf::from("/usr/share/ovmf/OVMF.fd"),
         now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         entropy: &mut entropy,
+        qemu_release: None,
     };
     match plan(&spec, &mut opts) {
         Ok(_) => panic!("{text}: planned"),

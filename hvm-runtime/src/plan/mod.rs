@@ -7,6 +7,7 @@
 //! then says what the host lacks (a missing image, bridge, firmware...),
 //! each problem with the config line it comes from.
 
+pub mod backend_cmd;
 pub mod check;
 mod devices;
 pub mod host;
@@ -59,6 +60,9 @@ pub enum PlanError {
         /// Why.
         message: String,
     },
+    /// A VNC password longer than VNC authentication takes.
+    #[error("key 'vncpasswd': the password is {0} characters long; VNC authentication uses at most 8 and would silently cut it; choose one of 8 or fewer")]
+    VncPassword(usize),
     /// Several settings the plan cannot honour, every one, in config line
     /// order.
     #[error("{} settings cannot be planned:{}", .0.len(), .0.iter().map(|e| format!("\n  {e}")).collect::<String>())]
@@ -100,6 +104,17 @@ pub fn location_key(at: &Location) -> (bool, u32) {
     )
 }
 
+/// The dir, under the run root, of the device models' own dirs: the
+/// vhost-user sockets a domain's QEMU connects to live in
+/// `<run root>/.dm/<name>/`, the only place of the run dir its
+/// unprivileged QEMU may reach (`domain::access`).
+pub const DM_DIR: &str = ".dm";
+
+/// The device-model dir of domain `name`.
+pub fn dm_dir(run_root: &Path, name: &str) -> PathBuf {
+    run_root.join(DM_DIR).join(name)
+}
+
 /// The file of the second QMP socket, the supervisor's for events, in
 /// the domain's run dir.
 pub const EVENTS_SOCKET: &str = "qmp-events.sock";
@@ -117,6 +132,9 @@ pub struct PlanOptions<'a> {
     pub now: std::time::SystemTime,
     /// Random bytes for MACs and the UUID.
     pub entropy: &'a mut dyn Entropy,
+    /// The installed QEMU's `(major, minor)`; `None` takes the baseline
+    /// (10.0 or later).
+    pub qemu_release: Option<(u32, u32)>,
 }
 
 impl<'a> PlanOptions<'a> {
@@ -129,6 +147,7 @@ impl<'a> PlanOptions<'a> {
             ovmf: host::ovmf_path(host),
             now: std::time::SystemTime::now(),
             entropy,
+            qemu_release: crate::host::qemu_release(std::path::Path::new(DEFAULT_QEMU)),
         }
     }
 }
@@ -292,7 +311,14 @@ pub fn plan(spec: &DomainSpec, opts: &mut PlanOptions<'_>) -> Result<DomainPlan,
     let events_socket = socket(&run_dir, EVENTS_SOCKET)?;
     // Every setting the plan cannot honour is reported, not the first.
     let mut errors = Vec::new();
-    let devs = devices::plan_devices(spec, &run_dir, opts.accel.accel, opts.entropy, &mut errors);
+    let dm_dir = dm_dir(&opts.run_root, &spec.name);
+    let devs = devices::plan_devices(
+        spec,
+        &dm_dir,
+        (opts.accel.accel, opts.qemu_release),
+        opts.entropy,
+        &mut errors,
+    );
     let mut notes = Vec::new();
     let places = qemu::Places {
         run_dir: &run_dir,
@@ -334,8 +360,8 @@ pub fn plan(spec: &DomainSpec, opts: &mut PlanOptions<'_>) -> Result<DomainPlan,
     })
 }
 
-/// A socket path in the run dir, checked against the Unix socket limit.
-fn socket(run_dir: &Path, file: &str) -> Result<PathBuf, PlanError> {
+/// A socket path in `dir`, checked against the Unix socket limit.
+pub fn socket(run_dir: &Path, file: &str) -> Result<PathBuf, PlanError> {
     let p = run_dir.join(file);
     if p.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(PlanError::SocketPathTooLong(p));

@@ -201,8 +201,17 @@ pub(super) fn command_line(
             // QEMU tries displays first..=to and takes the first free one.
             v.push_str(&format!(",to={}", first.saturating_add(99)));
         }
-        if vnc.password.is_some() {
+        if let Some(pw) = &vnc.password {
+            let len = pw.chars().count();
+            if len > VNC_PASSWORD_MAX {
+                errors.push(PlanError::VncPassword(len));
+            }
             v.push_str(",password=on");
+        } else if !is_loopback(&vnc.listen) {
+            notes.push(format!(
+                "warning: the VNC display listens on {} without a password: anyone who reaches that address sees and types into the guest's console; set vncpasswd or vnclisten=\"127.0.0.1\"",
+                vnc.listen
+            ));
         }
         push("-vnc", v);
     }
@@ -298,6 +307,17 @@ pub(super) fn command_line(
         .map_or_else(|| DEFAULT_QEMU.into(), |o| o.value.clone());
     text(&binary)?;
     Ok(QemuCommand { binary, args: a })
+}
+
+/// The longest password VNC authentication uses (DES, 8 bytes).
+const VNC_PASSWORD_MAX: usize = 8;
+
+/// Whether a listen address is the host's own.
+fn is_loopback(listen: &str) -> bool {
+    let a = listen.trim_start_matches('[').trim_end_matches(']');
+    a == "localhost"
+        || a.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A serial port as QEMU's `-serial` value.

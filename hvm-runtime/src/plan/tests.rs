@@ -21,6 +21,7 @@ fn options(entropy: &mut FixedEntropy, accel: Accel) -> PlanOptions<'_> {
         ovmf: PathBuf::from("/usr/share/ovmf/OVMF.fd"),
         now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         entropy,
+        qemu_release: None,
     }
 }
 
@@ -121,8 +122,8 @@ fn winxp_plan() {
 }
 
 #[test]
-fn pv_nics_get_no_msix_under_tcg_and_two_vectors_per_queue_pair_plus_two_under_kvm() {
-    for (accel, vectors) in [(Accel::Tcg, "vectors=0"), (Accel::Kvm, "vectors=4")] {
+fn pv_nics_get_two_vectors_per_queue_pair_plus_two_on_qemu_10() {
+    for (accel, vectors) in [(Accel::Tcg, "vectors=4"), (Accel::Kvm, "vectors=4")] {
         for vif in ["type=vif,bridge=br0", "model=virtio,bridge=br0"] {
             let p = plan_of(&format!("name='n'\nvif=['{vif}']"), accel);
             let devices = values(&p, "-device");
@@ -155,12 +156,14 @@ fn pv_devices_get_backends_and_shared_memory() {
         [
             "backend",
             "blk",
-            "--socket",
-            "/run/pvio/pv/blk-xvda.sock",
-            "--image",
-            "/img/root.raw",
+            "--listen-fd",
+            "3",
+            "--image-fd",
+            "4",
             "--serial",
-            "xvda"
+            "xvda",
+            "--user",
+            "BACKEND_UID:BACKEND_GID"
         ]
     );
     assert_eq!(
@@ -170,16 +173,16 @@ fn pv_devices_get_backends_and_shared_memory() {
     assert_eq!(
         values(&p, "-chardev"),
         [
-            "socket,id=chr-xvda,path=/run/pvio/pv/blk-xvda.sock",
-            "socket,id=chr-xvdb,path=/run/pvio/pv/blk-xvdb.sock",
-            "socket,id=chr-net0,path=/run/pvio/pv/net-0.sock"
+            "socket,id=chr-xvda,path=/run/pvio/.dm/pv/blk-xvda.sock",
+            "socket,id=chr-xvdb,path=/run/pvio/.dm/pv/blk-xvdb.sock",
+            "socket,id=chr-net0,path=/run/pvio/.dm/pv/net-0.sock"
         ]
     );
     let devices = values(&p, "-device");
     assert!(devices.contains(&"vhost-user-blk-pci,chardev=chr-xvda,id=xvda"));
     assert!(
         devices.contains(
-            &"virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01,vectors=0,host_mtu=1400"
+            &"virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01,vectors=4,host_mtu=1400"
         ),
         "{devices:?}"
     );
@@ -187,25 +190,26 @@ fn pv_devices_get_backends_and_shared_memory() {
         values(&p, "-netdev"),
         ["vhost-user,id=net0,chardev=chr-net0"]
     );
-    let tap = ids::tap_name("pv", 0).unwrap();
     assert_eq!(
         p.net_backends[0].args,
         [
             "backend",
             "net",
-            "--socket",
-            "/run/pvio/pv/net-0.sock",
-            "--tap",
-            tap.as_str(),
+            "--listen-fd",
+            "3",
+            "--tap-fd",
+            "4",
             "--mac",
             "00:16:3e:00:00:01",
+            "--user",
+            "BACKEND_UID:BACKEND_GID",
             "--mtu",
             "1400"
         ]
     );
     assert_eq!(
         p.disks[0].socket.as_deref(),
-        Some(Path::new("/run/pvio/pv/blk-xvda.sock"))
+        Some(Path::new("/run/pvio/.dm/pv/blk-xvda.sock"))
     );
 }
 
@@ -487,4 +491,44 @@ fn the_report_shows_devices_backends_and_warnings() {
         "{text}"
     );
     assert!(text.contains("keys with no effect under pvio (see docs/config.md): kernel=\"hvmloader\" (line 1), cpus=\"\" (line 9), device_model (line 18), vncconsole (line 22)"), "{text}");
+}
+
+#[test]
+fn vnc_passwords_longer_than_vnc_takes_are_refused() {
+    let mut e = FixedEntropy(0x10);
+    let err = plan(
+        &spec("name='v'\nvncpasswd='123456789'"),
+        &mut options(&mut e, Accel::Tcg),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("key 'vncpasswd'") && err.to_string().contains("at most 8"),
+        "{err}"
+    );
+    let ok = plan_of("name='v'\nvncpasswd='12345678'", Accel::Tcg);
+    assert_eq!(ok.vnc_password.as_deref(), Some("12345678"));
+}
+
+#[test]
+fn a_vnc_display_open_to_the_network_without_a_password_is_warned() {
+    let open = plan_of("name='v'\nvnclisten='0.0.0.0'", Accel::Tcg);
+    assert!(
+        open.notes.iter().any(
+            |n| n.starts_with("warning: the VNC display listens on 0.0.0.0 without a password")
+        ),
+        "{:?}",
+        open.notes
+    );
+    for quiet in [
+        "name='v'",
+        "name='v'\nvnclisten='::1'",
+        "name='v'\nvnclisten='0.0.0.0'\nvncpasswd='pw'",
+    ] {
+        let p = plan_of(quiet, Accel::Tcg);
+        assert!(
+            !p.notes.iter().any(|n| n.contains("VNC")),
+            "{quiet}: {:?}",
+            p.notes
+        );
+    }
 }

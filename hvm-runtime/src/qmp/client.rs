@@ -8,8 +8,9 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
 use qapi::qmp;
-use qapi::{ExecuteError, Stream};
 
 use super::{QmpError, Result};
 
@@ -19,11 +20,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often an event wait asks QEMU for pending events.
 const EVENT_POLL: Duration = Duration::from_millis(50);
 
-type Inner = qapi::Qmp<Stream<BufReader<UnixStream>, UnixStream>>;
-
 /// One QMP connection, after the capabilities handshake.
 pub struct Qmp {
-    inner: Inner,
+    reader: BufReader<UnixStream>,
+    /// The same socket: commands, and descriptors sent alongside them.
+    raw: UnixStream,
     /// Events read while waiting for replies, oldest first.
     pending: Vec<qmp::Event>,
 }
@@ -76,42 +77,112 @@ impl Qmp {
         stream
             .set_read_timeout(Some(REPLY_TIMEOUT))
             .map_err(QmpError::Io)?;
-        let reader = BufReader::new(stream.try_clone().map_err(QmpError::Io)?);
-        let mut inner = qapi::Qmp::new(Stream::new(reader, stream));
-        // The greeting is read here rather than with `read_capabilities`,
-        // which panics when QEMU closes the socket first.
+        let mut reader = BufReader::new(stream.try_clone().map_err(QmpError::Io)?);
         let mut line = String::new();
-        let n = inner
-            .inner_mut()
-            .read_line(&mut line)
-            .map_err(QmpError::Io)?;
+        let n = reader.read_line(&mut line).map_err(QmpError::Io)?;
         if n == 0 {
             return Err(QmpError::Closed);
         }
         let _greeting: qmp::QapiCapabilities =
             serde_json::from_str(&line).map_err(QmpError::Protocol)?;
         let mut qmp = Qmp {
-            inner,
+            reader,
+            raw: stream,
             pending: Vec::new(),
         };
         qmp.execute(&qmp::qmp_capabilities { enable: None })?;
         Ok(qmp)
     }
 
-    /// Runs one typed command and returns QEMU's reply.
+    /// Runs one typed command and returns QEMU's reply. Events that arrive
+    /// first are kept for [`take_events`](Self::take_events); one this
+    /// build's schema does not know (a newer QEMU's) is logged and
+    /// skipped, never taken for a broken connection.
     pub fn execute<C: qapi::Command>(&mut self, command: &C) -> Result<C::Ok> {
-        let result = self.inner.execute(command);
-        self.pending.extend(self.inner.events());
-        result.map_err(|e| match e {
-            ExecuteError::Qapi(source) => QmpError::Refused {
-                command: C::NAME,
-                source,
-            },
-            ExecuteError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                QmpError::Closed
+        let mut line = serde_json::to_string(&serde_json::json!({
+            "execute": C::NAME,
+            "arguments": command,
+        }))
+        .map_err(QmpError::Protocol)?;
+        line.push('\n');
+        self.raw.write_all(line.as_bytes()).map_err(io_error)?;
+        loop {
+            let mut text = String::new();
+            if self.reader.read_line(&mut text).map_err(io_error)? == 0 {
+                return Err(QmpError::Closed);
             }
-            ExecuteError::Io(e) => QmpError::Io(e),
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(QmpError::Protocol)?;
+            if v.get("event").is_some() {
+                match serde_json::from_value::<qmp::Event>(v) {
+                    Ok(e) => self.pending.push(e),
+                    Err(_) => {
+                        tracing::debug!("QMP event this schema does not know: {}", text.trim())
+                    }
+                }
+                continue;
+            }
+            if let Some(ret) = v.get("return") {
+                return serde_json::from_value(ret.clone()).map_err(QmpError::Protocol);
+            }
+            if v.get("error").is_some() {
+                let source: qapi::Error = serde_json::from_value(v).map_err(QmpError::Protocol)?;
+                return Err(QmpError::Refused {
+                    command: C::NAME,
+                    source,
+                });
+            }
+            tracing::debug!("QMP message skipped: {}", text.trim());
+        }
+    }
+
+    /// Hands `fd` to QEMU in a new fd set (`add-fd`) and returns the set's
+    /// id: `/dev/fdset/ID` then names it where QEMU opens a file. An
+    /// unprivileged QEMU so uses files only root may open.
+    pub fn add_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<i64> {
+        self.send_fd(fd)?;
+        let info = self.execute(&qmp::add_fd {
+            fdset_id: None,
+            opaque: None,
+        })?;
+        Ok(info.fdset_id)
+    }
+
+    /// Forgets the fd set `id` (QEMU keeps the copies it opened from it).
+    pub fn remove_fdset(&mut self, id: i64) -> Result<()> {
+        self.execute(&qmp::remove_fd {
+            fd: None,
+            fdset_id: id,
         })
+        .map(|_| ())
+    }
+
+    /// Hands `fd` to QEMU under `name` (`getfd`), for `netdev_add`'s
+    /// `fd=` and the like.
+    pub fn getfd(&mut self, name: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        self.send_fd(fd)?;
+        self.execute(&qmp::getfd {
+            fdname: name.to_owned(),
+        })
+        .map(|_| ())
+    }
+
+    /// Sends one space (JSON whitespace, ignored by the parser) with `fd`
+    /// attached: QEMU keeps the descriptor for the next command that takes
+    /// one.
+    fn send_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+        let fds = [fd];
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut anc = SendAncillaryBuffer::new(&mut space);
+        anc.push(SendAncillaryMessage::ScmRights(&fds));
+        rustix::net::sendmsg(
+            &self.raw,
+            &[std::io::IoSlice::new(b" ")],
+            &mut anc,
+            SendFlags::NOSIGNAL,
+        )
+        .map_err(|e| QmpError::Io(e.into()))?;
+        Ok(())
     }
 
     /// The VM's run state (`running`, `paused`, `shutdown`, ...).
@@ -121,7 +192,6 @@ impl Qmp {
 
     /// Takes the events received so far.
     pub fn take_events(&mut self) -> Vec<qmp::Event> {
-        self.pending.extend(self.inner.events());
         std::mem::take(&mut self.pending)
     }
 
@@ -155,7 +225,7 @@ impl Qmp {
     /// connection that from now on only listens.
     pub(super) fn into_reader(mut self) -> Result<(BufReader<UnixStream>, Vec<qmp::Event>)> {
         let events = self.take_events();
-        let (reader, _writer) = self.inner.into_inner().into_inner();
+        let reader = self.reader;
         reader
             .get_ref()
             .set_read_timeout(None)
@@ -169,6 +239,15 @@ impl Qmp {
             is_device_deleted(e, id)
         })
         .map(drop)
+    }
+}
+
+/// EOF as a closed connection, anything else as a failed one.
+fn io_error(e: std::io::Error) -> QmpError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        QmpError::Closed
+    } else {
+        QmpError::Io(e)
     }
 }
 

@@ -70,6 +70,10 @@ fn run() -> Result<(), String> {
         .tempdir_in("/tmp")
         .map_err(|e| format!("temporary directory: {e}"))?;
     let dir = tmp.path();
+    // The domain's QEMU drops to an unprivileged uid: it must pass through
+    // to its sockets under the run dir (nothing is listable).
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o711))
+        .map_err(|e| format!("temporary directory: {e}"))?;
     let run_dir = dir.join("run");
     let pvio = pvio_bin();
 

@@ -32,13 +32,31 @@ pub const MODULES: &[&str] = &[
 ];
 
 /// Script lines that make the guest power off when the ACPI power button
-/// is pressed (busybox acpid runs the PWRF handler).
+/// is pressed (busybox acpid runs the PWRF handler), then wait until acpid
+/// holds every power button's input device open (from then on a press is
+/// queued for it, however busy the guest) and print [`POWER_BUTTON_READY`].
+/// acpid started in the background returns before it has opened them: a
+/// press before that is lost. The test's script runs after the marker.
 pub const POWER_BUTTON: &str = r#"
 mkdir -p /etc/acpi/PWRF
 printf '#!/bin/sh\necho GUEST-POWER-BUTTON >/dev/console\nsync\npoweroff -f\n' > /etc/acpi/PWRF/00000080
 chmod +x /etc/acpi/PWRF/00000080
-acpid -c /etc/acpi -l /dev/null
+acpid -f -c /etc/acpi -l /dev/null &
+acpid_pid=$!
+buttons=$(for e in /sys/class/input/event*; do [ "$(cat $e/device/name 2>/dev/null)" = "Power Button" ] && echo /dev/input/${e##*/}; done)
+[ -n "$buttons" ] || echo GUEST-NO-POWER-BUTTON
+for b in $buttons; do
+  i=0
+  until for f in /proc/$acpid_pid/fd/*; do readlink $f; done 2>/dev/null | grep -qx "$b"; do
+    i=$((i+1)); [ $i -gt 1200 ] && { echo "GUEST-ACPID-DID-NOT-OPEN $b"; break; }; sleep 0.1
+  done
+done
+echo GUEST-ACPID-READY
 "#;
+
+/// Printed once the guest's power-button handler is ready: a test presses
+/// the button (`pvio shutdown`, `pvio reboot`) only after it.
+pub const POWER_BUTTON_READY: &str = "GUEST-ACPID-READY";
 
 /// Shell helpers for scripts: `wait_for PATH` and `wait_gone PATH` poll
 /// for up to 120 s.
@@ -67,6 +85,13 @@ impl Env {
             .prefix("pvrt")
             .tempdir_in("/tmp")
             .unwrap();
+        // The domain's QEMU drops to an unprivileged uid: it must pass
+        // through to its sockets under the run dir (nothing is listable).
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )
+        .unwrap();
         let run_dir = tmp.path().join("run");
         Env {
             tmp,

@@ -1,0 +1,187 @@
+//! One writer per image: every image a PV backend serves is opened by the
+//! supervisor and locked with `flock` on its open file description, held
+//! for as long as the domain uses the disk. A writable disk takes the lock
+//! exclusively, a read-only one shared, so two read-only uses may meet and
+//! a writer meets nobody: the same image as two writable disks of one
+//! domain, or of two domains, is refused with the holder named.
+//!
+//! `flock` locks belong to the open file, not the process: a second open
+//! in the same supervisor conflicts as one in another. They do not
+//! interact with the OFD `fcntl` locks QEMU takes on the images it opens
+//! itself (emulated disks); QEMU checks those among its own.
+//!
+//! It must not know what serves the image: it opens, locks, and names the
+//! holder from the domains' records.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::FlockOperation;
+
+use super::record::DomainRecord;
+use super::rundir::RECORD;
+
+/// Why an image cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageLockError {
+    /// It cannot be opened.
+    #[error("cannot open {}", path.display())]
+    Open {
+        /// The image.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Another disk holds it.
+    #[error("{} is in use by {holder}{}; an image may have one writer or several readers", path.display(), if *writable { " (asked for writing)" } else { " for writing" })]
+    InUse {
+        /// The image.
+        path: PathBuf,
+        /// Who holds it, in words.
+        holder: String,
+        /// This request wanted to write.
+        writable: bool,
+    },
+}
+
+/// An open, locked image; the lock goes with the file.
+#[derive(Debug)]
+pub struct LockedImage {
+    file: File,
+}
+
+impl LockedImage {
+    /// The open image.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+/// Opens `path` (read-only or read-write, close-on-exec) and locks it:
+/// shared for reading, exclusive for writing. A conflict names the disk
+/// of a domain under `run_root` that uses the image (`domain` and
+/// `device` are the asker, for the words only).
+pub fn open_locked(
+    path: &Path,
+    read_only: bool,
+    run_root: &Path,
+    domain: &str,
+    device: &str,
+) -> Result<LockedImage, ImageLockError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| ImageLockError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let op = if read_only {
+        FlockOperation::NonBlockingLockShared
+    } else {
+        FlockOperation::NonBlockingLockExclusive
+    };
+    match rustix::fs::flock(file.as_fd(), op) {
+        Ok(()) => Ok(LockedImage { file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(ImageLockError::InUse {
+            path: path.to_owned(),
+            holder: holder(path, run_root, (domain, device)),
+            writable: !read_only,
+        }),
+        Err(e) => Err(ImageLockError::Open {
+            path: path.to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+/// Who uses `image`, in words: the first disk of a live domain's record
+/// with the same file, or "another process".
+fn holder(image: &Path, run_root: &Path, asker: (&str, &str)) -> String {
+    let want = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_owned());
+    let Ok(entries) = std::fs::read_dir(run_root) else {
+        return "another process".to_owned();
+    };
+    for e in entries.filter_map(Result::ok) {
+        let Ok(r) = DomainRecord::load(&e.path().join(RECORD)) else {
+            continue;
+        };
+        if r.state == super::record::DomainState::Ended {
+            continue;
+        }
+        for d in &r.disks {
+            let same = d
+                .image
+                .as_ref()
+                .is_some_and(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == want);
+            if same && (r.name.as_str(), d.vdev.as_str()) != asker {
+                let mode = if d.read_only { "read-only" } else { "writable" };
+                return format!("disk {} of domain '{}' ({mode})", d.vdev, r.name);
+            }
+        }
+    }
+    "another process".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_writer_or_many_readers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("disk.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let root = tmp.path().join("run");
+        let w = open_locked(&img, false, &root, "web", "xvda").unwrap();
+        let e = open_locked(&img, false, &root, "web", "xvdb").unwrap_err();
+        assert!(e.to_string().contains("in use by another process"), "{e}");
+        let e = open_locked(&img, true, &root, "web", "xvdc").unwrap_err();
+        assert!(e.to_string().contains("for writing"), "{e}");
+        drop(w);
+        let r1 = open_locked(&img, true, &root, "web", "xvdb").unwrap();
+        let _r2 = open_locked(&img, true, &root, "db", "xvdb").unwrap();
+        assert!(open_locked(&img, false, &root, "db", "xvdc").is_err());
+        drop(r1);
+    }
+
+    #[test]
+    fn the_holder_is_named_from_the_records() {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = tmp.path().join("disk.img");
+        std::fs::write(&img, vec![0u8; 4096]).unwrap();
+        let root = tmp.path().join("run");
+        std::fs::create_dir_all(root.join("web")).unwrap();
+        let mut r = super::super::record::sample("web");
+        r.state = super::super::record::DomainState::Running;
+        r.disks.push(super::super::record::DiskEntry {
+            vdev: "xvdb".into(),
+            bus: "pv".into(),
+            cdrom: false,
+            image: Some(img.clone()),
+            read_only: false,
+            socket: None,
+            hotplugged: false,
+        });
+        r.store(&root.join("web").join(RECORD)).unwrap();
+        let _w = open_locked(&img, false, &root, "web", "xvdb").unwrap();
+        let e = open_locked(&img, false, &root, "db", "xvda").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("disk xvdb of domain 'web' (writable)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_image_is_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = open_locked(&tmp.path().join("nope.img"), false, tmp.path(), "a", "b").unwrap_err();
+        assert!(e.to_string().contains("nope.img"), "{e}");
+    }
+}
