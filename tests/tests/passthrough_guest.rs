@@ -54,7 +54,7 @@ export PVIO_STATE_DIR=/run/pvio
 drv() { l=$(readlink /sys/bus/pci/devices/$1/driver) && basename "$l" || echo none; }
 grp() { basename "$(readlink /sys/bus/pci/devices/$1/iommu_group)"; }
 mkdir -p /mnt
-i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+i=0; while [ ! -b /dev/vda ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done
 mount -t ext4 /dev/vda /mnt || { echo "mount failed"; ls /sys/block /dev; }
 
 echo "== list"

@@ -11,7 +11,7 @@ mod runtime_support;
 use std::time::Duration;
 
 use pvio_hvm_runtime::domain::DomainState;
-use runtime_support::{alive, Env};
+use runtime_support::{alive, Env, POWER_BUTTON_READY};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -144,9 +144,13 @@ fn reboot_asks_the_guest_and_restarts_it_after_its_clean_shutdown() {
     );
     env.ok(&["create", cfg.to_str().unwrap()]);
     let qemu = qemu_pid(&env, "rbg");
+    // Boot n is there once its power-button handler is ready: the button
+    // is pressed only then (GUEST-BOOT comes after that marker too).
     let boots = |n: usize| {
         let start = std::time::Instant::now();
-        while env.count_console("rbg", "GUEST-BOOT") < n {
+        while env.count_console("rbg", POWER_BUTTON_READY) < n
+            || env.count_console("rbg", "GUEST-BOOT") < n
+        {
             assert!(
                 start.elapsed() < T,
                 "boot {n} did not come:\n{}",
