@@ -137,7 +137,9 @@ pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Resu
 /// `pvio list [--json]`.
 pub fn list(json: bool) -> Result<ExitCode> {
     let mut dead = Vec::new();
-    let records = actions::list(&RunRoot::from_env(), &mut dead);
+    let root = RunRoot::from_env();
+    root.check_readable()?;
+    let records = actions::list(&root, &mut dead);
     for d in &dead {
         eprintln!("pvio: note: {d}; it was cleaned up");
     }

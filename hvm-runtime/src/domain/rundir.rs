@@ -179,6 +179,20 @@ impl RunRoot {
         Ok(id)
     }
 
+    /// Whether this user may list the run dir: root and the operators'
+    /// group may; anyone else is told so instead of seeing no domains. A
+    /// run dir that does not exist yet holds no domains and is fine.
+    pub fn check_readable(&self) -> Result<(), DomainError> {
+        match fs::read_dir(&self.root) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(DomainError::Io {
+                what: "read the run dir (root and members of group 'pvio' may: `usermod -aG pvio USER`, then log in again)",
+                path: self.root.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Every domain that runs (or is starting, paused, preserved). A domain
     /// whose supervisor died is cleaned on the way and reported through
     /// `on_dead`.
