@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds the block request parser's fuzz target (backends/fuzz, a workspace of
-# its own) and runs it briefly; `.ci/run` calls it.
+# Builds the fuzz targets and runs each briefly; `.ci/run` calls it. Two
+# crates, each a workspace of its own:
+#   backends/fuzz     blk_request   descriptor chains into the block request parser
+#   hvm-runtime/fuzz  config_parse  config text into the lexer, parser and spec
+#                     net_hdr_ctrl  net transmit headers, control commands,
+#                                   mergeable receive spreading
 #
-#   scripts/fuzz-check.sh          lock file current, target builds, short run
-#   scripts/fuzz-check.sh --quick  lock file current and the target compiles
+#   scripts/fuzz-check.sh          lock files current, targets build, short runs
+#   scripts/fuzz-check.sh --quick  lock files current and the targets compile
 #                                  (cargo check: seconds once cached)
 #
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address, ...);
@@ -11,23 +15,38 @@
 # AddressSanitizer (cargo-fuzz's default): it needs no instrumented standard
 # library, unlike MemorySanitizer (which needs -Zbuild-std and rust-src).
 set -euo pipefail
-cd "$(dirname "$0")/../backends/fuzz"
+root="$(cd "$(dirname "$0")/.." && pwd)"
 export RUSTC_BOOTSTRAP=1
 
-# --locked: a fuzz lock file that no longer matches the crates fails here.
-cargo check --locked --bins --quiet
+# crate dir, then its targets with the runs each gets from an empty corpus
+# (a few seconds each).
+targets=(
+  "backends/fuzz blk_request 50000"
+  "hvm-runtime/fuzz config_parse 50000"
+  "hvm-runtime/fuzz net_hdr_ctrl 200000"
+)
+
+for dir in backends/fuzz hvm-runtime/fuzz; do
+  # --locked: a fuzz lock file that no longer matches the crates fails here.
+  (cd "$root/$dir" && cargo check --locked --bins --quiet)
+done
 if [ "${1:-}" = "--quick" ]; then
   exit 0
 fi
 
-cargo fuzz build --sanitizer address blk_request
-# A short run from an empty corpus: a few seconds at ~20 000 inputs a second.
 corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
-if ! cargo fuzz run --sanitizer address blk_request "$corpus" -- \
-  -runs=50000 -print_final_stats=1 >"$corpus/log" 2>&1; then
-  tail -n 40 "$corpus/log" >&2
-  echo "fuzz-check: blk_request failed; its input is in backends/fuzz/artifacts/blk_request" >&2
-  exit 1
-fi
-grep -E '^stat::(number_of_executed_units|new_units_added)' "$corpus/log"
+for t in "${targets[@]}"; do
+  read -r dir name runs <<<"$t"
+  cd "$root/$dir"
+  cargo fuzz build --sanitizer address "$name"
+  mkdir -p "$corpus/$name"
+  if ! cargo fuzz run --sanitizer address "$name" "$corpus/$name" -- \
+    -runs="$runs" -max_len=4096 -print_final_stats=1 >"$corpus/$name.log" 2>&1; then
+    tail -n 40 "$corpus/$name.log" >&2
+    echo "fuzz-check: $name failed; its input is in $dir/artifacts/$name" >&2
+    exit 1
+  fi
+  echo "$name:"
+  grep -E '^stat::(number_of_executed_units|new_units_added)' "$corpus/$name.log"
+done
