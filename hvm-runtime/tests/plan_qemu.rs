@@ -139,7 +139,7 @@ fn every_emulated_device_and_a_pv_disk_start() {
          serial = [ 'pty', 'file:{d}/com2.log', 'unix:{d}/com3.sock,server,nowait' ]\n\
          vnc = 1\nvncpasswd = 'x'\nkeymap = 'de'\nvga = 'stdvga'\nvideoram = 16\n\
          usbdevice = [ 'tablet', 'mouse' ]\nsoundhw = 'all'\nfda = '{fda}'\nmonitor = 1\n\
-         on_reboot = 'destroy'\non_crash = 'preserve'\ndevice_model_args = [ '-no-hpet' ]\n",
+         on_reboot = 'destroy'\non_crash = 'preserve'\ndevice_model_args = [ '-msg', 'timestamp=on' ]\n",
         hda = hda.display(),
         iso = iso.display(),
         sda = sda.display(),
@@ -152,6 +152,8 @@ fn every_emulated_device_and_a_pv_disk_start() {
     // The PV disk's backend: qemu-storage-daemon stands in for pvio's
     // block backend as the vhost-user-blk peer.
     let sock = &p.blk_backends[0].socket;
+    // The supervisor makes the device model's dir; here the test does.
+    std::fs::create_dir_all(sock.parent().unwrap()).unwrap();
     let mut daemon = Command::new("qemu-storage-daemon")
         .arg("--blockdev")
         .arg(format!(
