@@ -8,6 +8,13 @@
 //! sandboxed uid in the operators' group is refused by the control socket
 //! itself; an image is never served to two writers.
 
+// The forked child below speaks to the kernel in its own types.
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
+
 mod runtime_support;
 
 use std::ffi::CString;
@@ -32,6 +39,7 @@ sleep 600
 /// connecting to `path` and sending `request`: the reply, or the errno.
 fn as_user(uid: u32, gid: u32, groups: &[u32], path: &Path, request: &[u8]) -> Result<String, i32> {
     let cpath = CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     for (d, s) in addr.sun_path.iter_mut().zip(cpath.as_bytes()) {
@@ -74,6 +82,7 @@ fn as_user(uid: u32, gid: u32, groups: &[u32], path: &Path, request: &[u8]) -> R
     // SAFETY: waiting for our own child.
     unsafe { libc::waitpid(pid, &mut status, 0) };
     let mut out = Vec::new();
+    // SAFETY: pipe[0] is our open read end, owned from here on.
     let mut f = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(pipe[0]) };
     std::io::Read::read_to_end(&mut f, &mut out).unwrap();
     let code = libc::WEXITSTATUS(status);

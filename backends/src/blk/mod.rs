@@ -215,8 +215,9 @@ pub fn serve_until_signal(
     opts: &BlkOptions,
     sandbox: Option<&SandboxOptions>,
 ) -> Result<(), BlkError> {
-    let server = BlkServer::new(opts)?;
+    let mut server = BlkServer::new(opts)?;
     if let Some(s) = sandbox {
+        server.server.leave_socket_file();
         sandbox::enter(Role::Blk, s)?;
     }
     stop_on_signals(server.stop_handle())?;

@@ -156,8 +156,9 @@ pub fn serve_until_signal(
     opts: &NetOptions,
     sandbox: Option<&SandboxOptions>,
 ) -> Result<(), NetError> {
-    let server = NetServer::new(opts)?;
+    let mut server = NetServer::new(opts)?;
     if let Some(s) = sandbox {
+        server.server.leave_socket_file();
         sandbox::enter(Role::Net, s)?;
     }
     stop_on_signals(server.stop_handle())?;

@@ -232,6 +232,13 @@ impl<D: Device> Server<D> {
         })
     }
 
+    /// Leaves the socket file in place when the server is dropped: a
+    /// sandboxed process may not remove it (Landlock), and a stale socket is
+    /// replaced by the next [`bind`](Self::bind) anyway.
+    pub fn leave_socket_file(&mut self) {
+        self.path = None;
+    }
+
     /// The handle that stops [`run`](Self::run) from another thread.
     pub fn stop_handle(&self) -> StopHandle {
         self.stop.clone()

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 
 /// `pvio create`.
 #[derive(Debug, Args)]
@@ -187,13 +187,23 @@ pub enum BackendCommand {
 
 /// `pvio backend blk`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("listen").required(true).args(["socket", "listen_fd"])))]
+#[command(group(ArgGroup::new("disk").required(true).args(["image", "image_fd"])))]
 pub struct BlkBackendArgs {
     /// The vhost-user Unix socket to listen on.
     #[arg(long)]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
+    /// An inherited Unix socket, already bound and listening (no file is
+    /// created or removed).
+    #[arg(long, value_name = "FD")]
+    pub listen_fd: Option<i32>,
     /// The raw image file or block device.
     #[arg(long)]
-    pub image: PathBuf,
+    pub image: Option<PathBuf>,
+    /// An inherited open image file or block device (read-write unless
+    /// --read-only).
+    #[arg(long, value_name = "FD")]
+    pub image_fd: Option<i32>,
     /// Offer the disk read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -203,23 +213,37 @@ pub struct BlkBackendArgs {
     /// Size of each queue (a power of two).
     #[arg(long, default_value_t = 256)]
     pub queue_size: u16,
-    /// Open the image with O_DIRECT (bypass the host page cache).
+    /// Open the image with O_DIRECT (bypass the host page cache); set on an
+    /// inherited image with F_SETFL.
     #[arg(long)]
     pub direct: bool,
     /// The serial number the guest reads (GET_ID), at most 20 bytes.
     #[arg(long)]
     pub serial: Option<String>,
+    /// The sandbox.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
 }
 
 /// `pvio backend net`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("listen").required(true).args(["socket", "listen_fd"])))]
+#[command(group(ArgGroup::new("tap_source").required(true).args(["tap", "tap_fd"])))]
 pub struct NetBackendArgs {
     /// The vhost-user Unix socket to listen on.
     #[arg(long)]
-    pub socket: PathBuf,
+    pub socket: Option<PathBuf>,
+    /// An inherited Unix socket, already bound and listening (no file is
+    /// created or removed).
+    #[arg(long, value_name = "FD")]
+    pub listen_fd: Option<i32>,
     /// The tap interface (created if missing).
     #[arg(long)]
-    pub tap: String,
+    pub tap: Option<String>,
+    /// An inherited queue of an existing tap, one per queue pair, in order
+    /// (opened as `pvio_backends::net::tap::open_queues` does).
+    #[arg(long, value_name = "FD")]
+    pub tap_fd: Vec<i32>,
     /// Number of RX/TX queue pairs.
     #[arg(long, default_value_t = 1)]
     pub num_queue_pairs: u16,
@@ -232,6 +256,36 @@ pub struct NetBackendArgs {
     /// The MTU offered to the guest.
     #[arg(long)]
     pub mtu: Option<u16>,
+    /// The sandbox.
+    #[command(flatten)]
+    pub sandbox: SandboxArgs,
+}
+
+/// The sandbox options of `pvio backend blk|net`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Run without the sandbox (namespaces, dropped ids and capabilities,
+    /// no_new_privs, Landlock, seccomp): for debugging only.
+    #[arg(long)]
+    pub no_sandbox: bool,
+    /// Run with a warning when a sandbox layer is unavailable here, instead
+    /// of exiting.
+    #[arg(long, conflicts_with = "no_sandbox")]
+    pub allow_partial_sandbox: bool,
+    /// The uid and gid to run as when started as root (default
+    /// 65534:65534); ignored when not root.
+    #[arg(long, value_name = "UID:GID", conflicts_with = "no_sandbox")]
+    pub user: Option<pvio_backends::sandbox::Ids>,
+}
+
+impl SandboxArgs {
+    /// The sandbox to enter, `None` with `--no-sandbox`.
+    pub fn options(&self) -> Option<pvio_backends::sandbox::SandboxOptions> {
+        (!self.no_sandbox).then_some(pvio_backends::sandbox::SandboxOptions {
+            user: self.user,
+            allow_partial: self.allow_partial_sandbox,
+        })
+    }
 }
 
 /// `pvio bench ...`.

@@ -5,25 +5,47 @@
 
 use std::process::ExitCode;
 
-use pvio_backends::net::{parse_mac, serve_until_signal, NetError, NetOptions};
+use pvio_backends::inherit::{take_inherited, InheritError};
+use pvio_backends::net::{parse_mac, serve_until_signal, NetError, NetOptions, TapSource};
+use pvio_backends::vhost_user::Listen;
 
 use super::args::NetBackendArgs;
 
 /// The backend's options from the command line (the MAC is parsed here, so
-/// a typo is reported before anything is opened).
+/// a typo is reported before anything is opened). Inherited fds are taken
+/// over here.
 pub fn options(a: NetBackendArgs) -> Result<NetOptions, NetError> {
-    let mut opts = NetOptions::new(a.socket, a.tap);
+    let mac = a.mac.as_deref().map(parse_mac).transpose()?;
+    // Every number at once, so that none is given twice.
+    let numbers: Vec<i32> = a.listen_fd.iter().chain(&a.tap_fd).copied().collect();
+    let mut fds = take_inherited(&numbers)?.into_iter();
+    let neither = InheritError::Neither;
+    let listen = match (a.socket, a.listen_fd) {
+        (Some(path), _) => Listen::Path(path),
+        (None, Some(_)) => Listen::Fd(fds.next().ok_or(neither("--socket or --listen-fd"))?),
+        (None, None) => return Err(neither("--socket or --listen-fd").into()),
+    };
+    let tap_fds: Vec<_> = fds.collect();
+    let tap = match a.tap {
+        Some(name) => TapSource::Name(name),
+        None if !tap_fds.is_empty() => TapSource::Fds(tap_fds),
+        None => return Err(neither("--tap or --tap-fd").into()),
+    };
+    let mut opts = NetOptions::with(listen, tap);
     opts.queue_pairs = a.num_queue_pairs;
     opts.queue_size = a.queue_size;
     opts.mtu = a.mtu;
-    opts.mac = a.mac.as_deref().map(parse_mac).transpose()?;
+    opts.mac = mac;
     Ok(opts)
 }
 
-/// `pvio backend net`: opens (or creates) the tap, serves the socket until
-/// SIGTERM or SIGINT, then removes the socket (and the tap if it made it).
+/// `pvio backend net`: opens (or creates) the tap or takes its queue fds,
+/// enters the sandbox (unless `--no-sandbox`), serves the socket until
+/// SIGTERM or SIGINT, then removes the socket it bound (and the tap if it
+/// made it).
 pub fn backend_net(a: NetBackendArgs) -> Result<ExitCode, NetError> {
-    serve_until_signal(&options(a)?)?;
+    let sandbox = a.sandbox.options();
+    serve_until_signal(&options(a)?, sandbox.as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -62,7 +84,7 @@ mod tests {
             "9000",
         ]))
         .unwrap();
-        assert_eq!(o.tap, "pviot0");
+        assert!(matches!(&o.tap, TapSource::Name(n) if n == "pviot0"));
         assert_eq!(o.queue_pairs, 2);
         assert_eq!(o.queue_size, 512);
         assert_eq!(o.mac, Some([0x52, 0x54, 0, 0, 0, 7]));

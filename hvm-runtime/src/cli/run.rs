@@ -86,15 +86,31 @@ fn host_check(json: bool) -> Result<ExitCode, CliError> {
 }
 
 /// `pvio backend blk`: serves the image in the foreground until SIGTERM or
-/// SIGINT.
+/// SIGINT, in the sandbox unless `--no-sandbox`.
 fn backend_blk(a: super::args::BlkBackendArgs) -> Result<ExitCode, CliError> {
-    let mut opts = pvio_backends::blk::BlkOptions::new(a.socket, a.image);
+    use pvio_backends::blk::{BlkError, BlkOptions, ImageSource};
+    use pvio_backends::inherit::{take_two, InheritError};
+    use pvio_backends::vhost_user::Listen;
+    // Inherited fds are taken over first, together (each number once).
+    let (listen_fd, image_fd) = take_two(a.listen_fd, a.image_fd).map_err(BlkError::from)?;
+    let neither = |what| BlkError::from(InheritError::Neither(what));
+    let listen = match (a.socket, listen_fd) {
+        (Some(path), _) => Listen::Path(path),
+        (None, Some(fd)) => Listen::Fd(fd),
+        (None, None) => return Err(neither("--socket or --listen-fd").into()),
+    };
+    let image = match (a.image, image_fd) {
+        (Some(path), _) => ImageSource::Path(path),
+        (None, Some(fd)) => ImageSource::Fd(fd),
+        (None, None) => return Err(neither("--image or --image-fd").into()),
+    };
+    let mut opts = BlkOptions::with(listen, image);
     opts.read_only = a.read_only;
     opts.num_queues = a.num_queues;
     opts.queue_size = a.queue_size;
     opts.direct = a.direct;
     opts.serial = a.serial;
-    pvio_backends::blk::serve_until_signal(&opts)?;
+    pvio_backends::blk::serve_until_signal(&opts, a.sandbox.options().as_ref())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -105,7 +105,9 @@ impl Backend {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.0])
             .arg(pvio_bin())
-            .args(["backend", "net", "--tap", tap, "--socket"])
+            // The sandbox has its own tests; sandboxed, a backend bound by
+            // path cannot remove its socket at exit (docs/backends.md).
+            .args(["backend", "net", "--no-sandbox", "--tap", tap, "--socket"])
             .arg(socket)
             .args(extra)
             .stdin(Stdio::null())

@@ -84,6 +84,7 @@ pub(crate) fn add(rules: &mut Rules) {
         ],
     );
     allow_arg(rules, libc::SYS_socket, 0, &[AF_UNIX]);
+    allow_arg(rules, libc::SYS_socketpair, 0, &[AF_UNIX]);
     allow_arg(rules, libc::SYS_prctl, 0, &[PR_SET_NAME, PR_GET_NAME]);
     allow_arg(rules, libc::SYS_ioctl, 1, &[FIONBIO, FIOCLEX]);
 }
