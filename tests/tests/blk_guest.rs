@@ -398,7 +398,7 @@ fn image_on_a_read_only_mount_needs_read_only() {
     let socket = dir.path().join("blk.sock");
     let in_read_only_mount = |extra: &str| {
         let script = format!(
-            "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && exec \"$2\" backend blk --socket \"$3\" --image \"$4\" {extra}"
+            "mount --bind \"$1\" \"$1\" && mount -o remount,bind,ro \"$1\" && exec \"$2\" backend blk --no-sandbox --socket \"$3\" --image \"$4\" {extra}"
         );
         let mut c = Command::new("unshare");
         c.args(["-m", "--propagation", "private", "sh", "-c", &script, "sh"])
