@@ -64,8 +64,11 @@ impl UringEngine {
     /// A ring deep enough for `depth` requests.
     pub fn new(file: Arc<File>, depth: u32) -> io::Result<Self> {
         let entries = depth.clamp(8, 4096).next_power_of_two();
+        // Made disabled, so that its restrictions are in place before the
+        // first submission.
         let ring = IoUring::builder()
             .setup_cqsize(entries.saturating_mul(2))
+            .setup_r_disabled()
             .build(entries)?;
         let mut probe = Probe::new();
         ring.submitter().register_probe(&mut probe)?;
@@ -78,6 +81,7 @@ impl UringEngine {
         ring.submitter().register_files(&[file.as_raw_fd()])?;
         let event = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
         ring.submitter().register_eventfd(event.as_raw_fd())?;
+        restrict(&ring)?;
         let inline_small = on_tmpfs(&file);
         Ok(Self {
             ring,
@@ -232,6 +236,23 @@ impl Drop for UringEngine {
 
 /// The submission entry for `op`.
 ///
+/// Restricts the ring to the opcodes in [`NEEDED`] on the registered image
+/// (every submission must carry `IOSQE_FIXED_FILE`, no other flag), no
+/// registration after this, then enables it. Submissions do not pass the
+/// seccomp filter: this is what keeps a ring from opening files or sockets
+/// on the backend's behalf.
+fn restrict(ring: &IoUring) -> io::Result<()> {
+    let mut rules: Vec<io_uring::register::Restriction> = NEEDED
+        .iter()
+        .map(|&op| io_uring::register::Restriction::sqe_op(op))
+        .collect();
+    rules.push(io_uring::register::Restriction::sqe_flags_required(
+        squeue::Flags::FIXED_FILE.bits(),
+    ));
+    ring.submitter().register_restrictions(&mut rules)?;
+    ring.submitter().register_enable_rings()
+}
+
 /// # Safety
 ///
 /// A read or write's `iov` must point to `iovcnt` readable iovecs.

@@ -22,6 +22,9 @@ pub(crate) fn add(rules: &mut Rules) {
             libc::SYS_fdatasync,
             libc::SYS_fsync,
             libc::SYS_fallocate,
+            // The engine asks whether the image is on tmpfs when it makes a
+            // ring.
+            libc::SYS_fstatfs,
         ],
     );
 }
