@@ -65,7 +65,13 @@ fn start_and_quit(p: &DomainPlan) {
             "sh",
         ])
         .arg(&p.qemu.binary)
-        .args(&p.qemu.args)
+        // The device model's identity is the domain's at start; nobody's here.
+        .args(
+            p.qemu
+                .args
+                .iter()
+                .map(|a| a.replace(pvio_hvm_runtime::plan::DM_USER_PLACEHOLDER, "65534:65534")),
+        )
         .args(["-qmp", "stdio"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -173,9 +179,12 @@ fn every_emulated_device_and_a_pv_disk_start() {
     while !sock.exists() && start.elapsed() < Duration::from_secs(20) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    start_and_quit(&p);
+    let started = std::panic::catch_unwind(|| start_and_quit(&p));
     let _ = daemon.kill();
     let _ = daemon.wait();
+    if let Err(e) = started {
+        std::panic::resume_unwind(e);
+    }
 }
 
 #[test]

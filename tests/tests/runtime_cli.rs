@@ -106,13 +106,21 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
     // The dry run's command line is QEMU's, argument for argument.
     let dry: serde_json::Value =
         serde_json::from_str(&env.ok(&["create", "--dry-run", "--json", cfg])).unwrap();
+    // The device model's identity is fixed when the domain starts (from its
+    // id); the dry run names it DM_UID:DM_GID.
+    let id = env.record("tty1").id;
+    let dm = 1_900_000_000 + 2 * id;
     let mut planned = vec![dry["plan"]["qemu"]["binary"].as_str().unwrap().to_owned()];
     planned.extend(
         dry["plan"]["qemu"]["args"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|a| a.as_str().unwrap().to_owned()),
+            .map(|a| {
+                a.as_str()
+                    .unwrap()
+                    .replace("DM_UID:DM_GID", &format!("{dm}:{dm}"))
+            }),
     );
     let cmdline = std::fs::read(format!("/proc/{qemu}/cmdline")).unwrap();
     let running: Vec<String> = cmdline

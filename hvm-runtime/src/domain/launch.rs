@@ -239,7 +239,20 @@ impl LaunchSpec {
             accel: plan.accel.accel.qemu_arg().to_owned(),
             config: config.map(Path::to_owned),
             qemu_binary: plan.qemu.binary.clone(),
-            qemu_args: plan.qemu.args.clone(),
+            // The device model's identity is the domain's, known now.
+            qemu_args: plan
+                .qemu
+                .args
+                .iter()
+                .map(|a| {
+                    let placeholder = format!("user={}", crate::plan::DM_USER_PLACEHOLDER);
+                    if *a == placeholder {
+                        format!("user={}", super::access::device_model(id).arg())
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect(),
             dm_dir,
             qmp_socket: plan.qmp_socket.clone(),
             events_socket: plan.events_socket.clone(),

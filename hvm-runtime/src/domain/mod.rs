@@ -6,7 +6,6 @@
 //! | file | role |
 //! | --- | --- |
 //! | `access.rs` | modes and owners of the run dir, sandbox identities, control-socket peers |
-//! | `dm_sandbox.rs` | the device model's seccomp filter and privilege drop |
 //! | `rundir.rs` | the run dir layout, name reservation, finding live domains |
 //! | `record.rs` | the domain record (`domain.json`), written atomically |
 //! | `launch.rs` | what the supervisor starts (`launch.json`), made from the plan |
@@ -36,7 +35,6 @@ pub mod backends;
 pub mod cleanup;
 pub mod console;
 pub mod control;
-pub mod dm_sandbox;
 pub mod guest_events;
 pub mod image_lock;
 pub mod launch;

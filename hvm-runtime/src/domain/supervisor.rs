@@ -267,16 +267,12 @@ fn spawn_qemu(
         source,
     })?;
     let mut cmd = Command::new(&spec.qemu_binary);
-    // The plan's command line (with -S: QEMU starts paused), then the
-    // devices `pvio assign` reserved: what `create --dry-run` prints; then
-    // the domain's own confinement (its identity is known only now).
-    let (confine, warning) = super::dm_sandbox::args(&spec.qemu_binary, spec.device_model());
-    if let Some(w) = warning {
-        tracing::warn!("{w}");
-    }
+    // The plan's command line (with -S: QEMU starts paused; and its
+    // confinement, -sandbox and -run-with user= the domain's identity),
+    // then the devices `pvio assign` reserved: what `create --dry-run`
+    // prints.
     cmd.args(&spec.qemu_args)
         .args(extra)
-        .args(&confine)
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
@@ -292,11 +288,10 @@ fn spawn_qemu(
         });
     }
     tracing::info!(
-        "starting {} {} {} {}",
+        "starting {} {} {}",
         spec.qemu_binary.display(),
         spec.qemu_args.join(" "),
-        extra.join(" "),
-        confine.join(" ")
+        extra.join(" ")
     );
     let mut child = cmd.spawn().map_err(|source| DomainError::QemuMissing {
         binary: spec.qemu_binary.clone(),

@@ -300,6 +300,7 @@ pub(super) fn command_line(
     }
 
     a.append(&mut plain);
+    confine(&mut a, opts.qemu_release, notes);
     a.extend(spec.device_model_args.iter().cloned());
     let binary = spec
         .device_model_override
@@ -307,6 +308,38 @@ pub(super) fn command_line(
         .map_or_else(|| DEFAULT_QEMU.into(), |o| o.value.clone());
     text(&binary)?;
     Ok(QemuCommand { binary, args: a })
+}
+
+/// QEMU's own seccomp filter: what libvirt denies, but set*id, which
+/// QEMU 10.0 needs for its own `-run-with user=` drop (`elevateprivileges=deny`
+/// and `=children` kill it there with SIGSYS: checked). After the drop all
+/// its ids are the domain's, its capabilities empty and `no_new_privs` set,
+/// so set*id cannot raise it again (docs/security.md).
+pub const SANDBOX_ARG: &str =
+    "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny";
+
+/// What the plan writes for the device model's identity: the domain's id
+/// fixes it at start (`PVIO_UID_BASE + 2 * id`), when the supervisor puts
+/// it in (`domain::launch`).
+pub const DM_USER_PLACEHOLDER: &str = "DM_UID:DM_GID";
+
+/// The first QEMU whose `-run-with` takes `user=`.
+const RUN_WITH_USER: (u32, u32) = (9, 1);
+
+/// The device model's confinement: its seccomp filter, and its drop to
+/// the domain's unprivileged identity once it has opened what it needs.
+fn confine(a: &mut Vec<String>, release: Option<(u32, u32)>, notes: &mut Vec<String>) {
+    a.push("-sandbox".to_owned());
+    a.push(SANDBOX_ARG.to_owned());
+    match release {
+        Some((major, minor)) if (major, minor) < RUN_WITH_USER => notes.push(format!(
+            "warning: QEMU {major}.{minor} cannot drop to the domain's own uid (-run-with user= needs 9.1): the device model runs as root under its seccomp filter; install QEMU 10 (scripts/setup.sh)"
+        )),
+        _ => {
+            a.push("-run-with".to_owned());
+            a.push(format!("user={DM_USER_PLACEHOLDER}"));
+        }
+    }
 }
 
 /// The longest password VNC authentication uses (DES, 8 bytes).
