@@ -152,6 +152,8 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
         keys,
         [
             "accelerator",
+            "backend_restarts",
+            "backends_down",
             "id",
             "memory",
             "name",

@@ -143,6 +143,14 @@ pub fn list(json: bool) -> Result<ExitCode> {
     for d in &dead {
         eprintln!("pvio: note: {d}; it was cleaned up");
     }
+    for r in &records {
+        for b in &r.backends_down {
+            eprintln!(
+                "pvio: warning: domain '{}': the PV backend of {} is down: {}",
+                r.name, b.device, b.why
+            );
+        }
+    }
     if json {
         let rows: Vec<ListEntry<'_>> = records.iter().map(ListEntry::of).collect();
         print_json(&rows)?;
@@ -172,6 +180,10 @@ pub struct ListEntry<'a> {
     pub uptime: u64,
     /// `kvm` or `tcg`.
     pub accelerator: &'a str,
+    /// How often its PV backends were started again after dying.
+    pub backend_restarts: u32,
+    /// PV backends left down after dying too often.
+    pub backends_down: &'a [crate::domain::record::BackendDown],
 }
 
 impl ListEntry<'_> {
@@ -186,6 +198,8 @@ impl ListEntry<'_> {
             state: r.state,
             uptime: r.uptime_secs(),
             accelerator: &r.accel,
+            backend_restarts: r.backend_restarts,
+            backends_down: &r.backends_down,
         }
     }
 }
@@ -368,6 +382,8 @@ mod tests {
             keys,
             [
                 "accelerator",
+                "backend_restarts",
+                "backends_down",
                 "id",
                 "memory",
                 "name",

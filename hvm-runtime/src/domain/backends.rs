@@ -14,18 +14,28 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::access::{self, Identity};
 use super::image_lock::{self, LockedImage};
+use super::live::Msg;
 use super::DomainError;
 
 use crate::plan::backend_cmd::{blk_args, net_args, LISTEN_FD};
 
 /// How long a backend may take to stop after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// The first pause before a dead backend is started again; it doubles
+/// with each death of the same minute.
+const RESTART_FIRST: Duration = Duration::from_millis(100);
+/// Deaths within [`DEATH_WINDOW`] after which a backend is left down.
+pub const MAX_DEATHS: usize = 5;
+/// The window [`MAX_DEATHS`] counts in.
+pub const DEATH_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a backend serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,33 +46,26 @@ pub enum BackendKind {
     Net,
 }
 
-/// A backend process to start: its command line (exactly what runs) and
-/// the descriptors it gets, in order from [`LISTEN_FD`].
-#[derive(Debug)]
-pub struct BackendCommand {
-    /// `backend blk ...` / `backend net ...` (after the `pvio` binary).
-    pub args: Vec<String>,
-    /// Passed on `LISTEN_FD`, `LISTEN_FD + 1`, ...
-    pub fds: Vec<OwnedFd>,
-}
-
 /// One running backend.
 #[derive(Debug)]
 struct Running {
     device: String,
     kind: BackendKind,
     socket: PathBuf,
-    pid: u32,
+    /// The current process (it changes at each restart).
+    pid: Arc<AtomicU32>,
+    /// Set before a stop: the watcher then restarts nothing.
+    stopping: Arc<AtomicBool>,
     exited: Receiver<ExitStatus>,
-    /// The supervisor's copies: the listener, the image (with its lock) or
-    /// the tap queues, kept open while the backend lives.
-    _held: Vec<OwnedFd>,
+    /// The image's lock, held while the disk is attached.
     _image: Option<LockedImage>,
 }
 
 /// The backends of one domain, by guest device (`xvda`, `net0`).
 #[derive(Debug)]
 pub struct Backends {
+    /// Where restarts and give-ups are reported (the supervisor's loop).
+    events: Option<mpsc::Sender<Msg>>,
     user: Identity,
     /// The group that may connect to the sockets: the device model's.
     socket_gid: Option<u32>,
@@ -75,8 +78,15 @@ impl Backends {
     /// No backends yet; they will run as `user`, their sockets reachable
     /// by group `socket_gid`, their images locked against every domain
     /// under `run_root`.
-    pub fn new(domain: &str, user: Identity, socket_gid: Option<u32>, run_root: &Path) -> Self {
+    pub fn new(
+        events: mpsc::Sender<Msg>,
+        domain: &str,
+        user: Identity,
+        socket_gid: Option<u32>,
+        run_root: &Path,
+    ) -> Self {
         Backends {
+            events: Some(events),
             user,
             socket_gid,
             run_root: run_root.to_owned(),
@@ -111,21 +121,9 @@ impl Backends {
             .file()
             .try_clone()
             .map_err(|e| fail(format!("cannot pass {}: {e}", image.display())))?;
-        let cmd = BackendCommand {
-            args: blk_args(device, read_only, &self.user.arg()),
-            fds: vec![
-                OwnedFd::from(listener.try_clone().map_err(|e| fail(e.to_string()))?),
-                OwnedFd::from(image_fd),
-            ],
-        };
-        self.spawn(
-            device,
-            BackendKind::Blk,
-            socket,
-            cmd,
-            vec![OwnedFd::from(listener)],
-            Some(locked),
-        )?;
+        let fds = vec![OwnedFd::from(listener), OwnedFd::from(image_fd)];
+        let args = blk_args(device, read_only, &self.user.arg());
+        self.spawn(device, BackendKind::Blk, socket, args, fds, Some(locked))?;
         tracing::info!(
             "block backend {device} serves {} on {}",
             image.display(),
@@ -159,21 +157,9 @@ impl Backends {
             .pop()
             .ok_or_else(|| fail(format!("tap {tap} gave no queue")))?;
         let listener = self.bind(device, socket)?;
-        let cmd = BackendCommand {
-            args: net_args(mac, mtu, &self.user.arg()),
-            fds: vec![
-                OwnedFd::from(listener.try_clone().map_err(|e| fail(e.to_string()))?),
-                queue.try_clone().map_err(|e| fail(e.to_string()))?,
-            ],
-        };
-        self.spawn(
-            device,
-            BackendKind::Net,
-            socket,
-            cmd,
-            vec![OwnedFd::from(listener), queue],
-            None,
-        )?;
+        let fds = vec![OwnedFd::from(listener), queue];
+        let args = net_args(mac, mtu, &self.user.arg());
+        self.spawn(device, BackendKind::Net, socket, args, fds, None)?;
         tracing::info!(
             "net backend {device} serves tap {tap} on {}",
             socket.display()
@@ -207,26 +193,143 @@ impl Backends {
         device: &str,
         kind: BackendKind,
         socket: &Path,
-        cmd: BackendCommand,
-        held: Vec<OwnedFd>,
+        args: Vec<String>,
+        fds: Vec<OwnedFd>,
         image: Option<LockedImage>,
     ) -> Result<(), DomainError> {
         let fail = |message: String| DomainError::Backend {
             device: device.to_owned(),
             message,
         };
-        let exe = std::env::current_exe().map_err(|e| fail(format!("cannot find pvio: {e}")))?;
-        let mut c = Command::new(exe);
-        c.args(&cmd.args)
+        // The supervisor's own binary, even once an upgrade replaced the
+        // file: backend and supervisor are always of one version.
+        let exe = PathBuf::from("/proc/self/exe");
+        let job = Arc::new(Job { exe, args, fds });
+        tracing::info!("starting pvio {}", job.args.join(" "));
+        let child = job
+            .start()
+            .map_err(|e| fail(format!("cannot start its process: {e}")))?;
+        let pid = Arc::new(AtomicU32::new(child.id()));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let watch = Watch {
+            device: device.to_owned(),
+            job,
+            pid: Arc::clone(&pid),
+            stopping: Arc::clone(&stopping),
+            done: tx,
+            domain: self.events.clone(),
+        };
+        std::thread::Builder::new()
+            .name(format!("watch-{device}"))
+            .spawn(move || watch.run(child))
+            .map_err(|e| fail(format!("cannot watch its process: {e}")))?;
+        self.running.push(Running {
+            device: device.to_owned(),
+            kind,
+            socket: socket.to_owned(),
+            pid,
+            stopping,
+            exited: rx,
+            _image: image,
+        });
+        Ok(())
+    }
+
+    /// Whether a backend serves `device`.
+    pub fn has(&self, device: &str) -> bool {
+        self.running.iter().any(|r| r.device == device)
+    }
+
+    /// The devices served, with their kind, socket and pid.
+    pub fn list(&self) -> Vec<(String, BackendKind, PathBuf, u32)> {
+        self.running
+            .iter()
+            .map(|r| {
+                (
+                    r.device.clone(),
+                    r.kind,
+                    r.socket.clone(),
+                    r.pid.load(Ordering::SeqCst),
+                )
+            })
+            .collect()
+    }
+
+    /// Stops the backend of `device` and waits for its process; false if
+    /// none serves it.
+    pub fn stop(&mut self, device: &str) -> bool {
+        let Some(i) = self.running.iter().position(|r| r.device == device) else {
+            return false;
+        };
+        let r = self.running.remove(i);
+        finish(r);
+        true
+    }
+
+    /// Stops every backend.
+    pub fn stop_all(&mut self) {
+        for r in &self.running {
+            r.stopping.store(true, Ordering::SeqCst);
+            super::process::signal(r.pid.load(Ordering::SeqCst), libc::SIGTERM);
+        }
+        for r in self.running.drain(..) {
+            finish(r);
+        }
+    }
+}
+
+/// An exit status in words, naming a seccomp kill.
+pub fn describe(status: ExitStatus) -> String {
+    match status.signal() {
+        Some(libc::SIGSYS) => {
+            "was killed by SIGSYS: it made a system call outside its seccomp allowlist".to_owned()
+        }
+        Some(s) => format!("was killed by signal {s}"),
+        None => format!("exited with {}", status.code().unwrap_or(-1)),
+    }
+}
+
+fn finish(r: Running) {
+    r.stopping.store(true, Ordering::SeqCst);
+    super::process::signal(r.pid.load(Ordering::SeqCst), libc::SIGTERM);
+    if r.exited.recv_timeout(STOP_GRACE).is_err() {
+        tracing::warn!(
+            "backend {} did not stop within {STOP_GRACE:?}; killing it",
+            r.device
+        );
+        super::process::signal(r.pid.load(Ordering::SeqCst), libc::SIGKILL);
+        let _ = r.exited.recv_timeout(STOP_GRACE);
+    }
+    // The supervisor bound the socket; it removes it.
+    let _ = std::fs::remove_file(&r.socket);
+    tracing::info!("backend {} stopped", r.device);
+}
+
+/// What starts a backend process, again and again: its arguments and the
+/// supervisor's copies of its descriptors (the listening socket, the
+/// image or tap queue), which outlive every process started from them.
+#[derive(Debug)]
+struct Job {
+    exe: PathBuf,
+    args: Vec<String>,
+    fds: Vec<OwnedFd>,
+}
+
+impl Job {
+    fn start(&self) -> std::io::Result<Child> {
+        let mut c = Command::new(&self.exe);
+        c.arg0("pvio")
+            .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
-        let sources: Vec<RawFd> = cmd.fds.iter().map(AsRawFd::as_raw_fd).collect();
+        let sources: Vec<RawFd> = self.fds.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: the closure runs in the forked child before exec and
         // calls only fcntl, dup2 and prctl, which are async-signal-safe,
-        // on descriptors `cmd.fds` keeps open until spawn returns. Each
-        // source is first moved above every target, so that placing one
-        // cannot close another; dup2 clears close-on-exec on the copies.
+        // on descriptors `self.fds` keeps open. Each source is first moved
+        // above every target, so that placing one cannot close another;
+        // dup2 clears close-on-exec on the copies.
         unsafe {
             c.pre_exec(move || {
                 let mut high = [0 as RawFd; 8];
@@ -249,94 +352,87 @@ impl Backends {
                 Ok(())
             });
         }
-        tracing::info!("starting pvio {}", cmd.args.join(" "));
-        let mut child = c
-            .spawn()
-            .map_err(|e| fail(format!("cannot start its process: {e}")))?;
-        drop(cmd.fds);
-        let pid = child.id();
-        let (tx, rx) = mpsc::channel();
-        let name = device.to_owned();
-        std::thread::Builder::new()
-            .name(format!("wait-{device}"))
-            .spawn(move || {
-                if let Ok(status) = child.wait() {
-                    tracing::info!("backend {name} (pid {pid}) {}", describe(status));
-                    let _ = tx.send(status);
+        c.spawn()
+    }
+}
+
+/// A backend's watcher: waits for its process and, unless it is being
+/// stopped, starts it again on the same descriptors after a back-off; a
+/// backend that dies [`MAX_DEATHS`] times within [`DEATH_WINDOW`] is left
+/// down and the domain told.
+struct Watch {
+    device: String,
+    job: Arc<Job>,
+    pid: Arc<AtomicU32>,
+    stopping: Arc<AtomicBool>,
+    done: mpsc::Sender<ExitStatus>,
+    domain: Option<mpsc::Sender<Msg>>,
+}
+
+impl Watch {
+    fn run(self, mut child: Child) {
+        let mut deaths: Vec<Instant> = Vec::new();
+        loop {
+            let status = match child.wait() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!("backend {}: cannot wait for it: {e}", self.device);
+                    return;
                 }
-            })
-            .map_err(|e| fail(format!("cannot watch its process: {e}")))?;
-        self.running.push(Running {
-            device: device.to_owned(),
-            kind,
-            socket: socket.to_owned(),
-            pid,
-            exited: rx,
-            _held: held,
-            _image: image,
-        });
-        Ok(())
-    }
-
-    /// Whether a backend serves `device`.
-    pub fn has(&self, device: &str) -> bool {
-        self.running.iter().any(|r| r.device == device)
-    }
-
-    /// The devices served, with their kind, socket and pid.
-    pub fn list(&self) -> Vec<(String, BackendKind, PathBuf, u32)> {
-        self.running
-            .iter()
-            .map(|r| (r.device.clone(), r.kind, r.socket.clone(), r.pid))
-            .collect()
-    }
-
-    /// Stops the backend of `device` and waits for its process; false if
-    /// none serves it.
-    pub fn stop(&mut self, device: &str) -> bool {
-        let Some(i) = self.running.iter().position(|r| r.device == device) else {
-            return false;
-        };
-        let r = self.running.remove(i);
-        finish(r);
-        true
-    }
-
-    /// Stops every backend.
-    pub fn stop_all(&mut self) {
-        for r in &self.running {
-            super::process::signal(r.pid, libc::SIGTERM);
+            };
+            let pid = child.id();
+            if self.stopping.load(Ordering::SeqCst) {
+                tracing::info!("backend {} (pid {pid}) {}", self.device, describe(status));
+                let _ = self.done.send(status);
+                return;
+            }
+            tracing::warn!("backend {} (pid {pid}) {}", self.device, describe(status));
+            let now = Instant::now();
+            deaths.retain(|t| now.duration_since(*t) < DEATH_WINDOW);
+            deaths.push(now);
+            if deaths.len() >= MAX_DEATHS {
+                let why = format!(
+                    "it died {} times within {}s (last: {}); it is left down: `pvio block-detach`/`network-detach` and attach again, or restart the domain",
+                    deaths.len(),
+                    DEATH_WINDOW.as_secs(),
+                    describe(status)
+                );
+                self.tell(Some(why));
+                let _ = self.done.send(status);
+                return;
+            }
+            // 0.1 s, 0.2 s, 0.4 s, 0.8 s between the deaths of one minute.
+            let exp = u32::try_from(deaths.len().saturating_sub(1)).unwrap_or(0);
+            let pause = RESTART_FIRST.saturating_mul(1 << exp.min(4));
+            std::thread::sleep(pause);
+            if self.stopping.load(Ordering::SeqCst) {
+                let _ = self.done.send(status);
+                return;
+            }
+            match self.job.start() {
+                Ok(c) => {
+                    self.pid.store(c.id(), Ordering::SeqCst);
+                    tracing::info!("backend {} restarted (pid {})", self.device, c.id());
+                    child = c;
+                    if self.stopping.load(Ordering::SeqCst) {
+                        super::process::signal(child.id(), libc::SIGTERM);
+                    }
+                    self.tell(None);
+                }
+                Err(e) => {
+                    self.tell(Some(format!("cannot start it again: {e}")));
+                    let _ = self.done.send(status);
+                    return;
+                }
+            }
         }
-        for r in self.running.drain(..) {
-            finish(r);
+    }
+
+    fn tell(&self, down: Option<String>) {
+        if let Some(tx) = &self.domain {
+            let _ = tx.send(Msg::Backend(self.device.clone(), down));
         }
     }
-}
-
-/// An exit status in words, naming a seccomp kill.
-pub fn describe(status: ExitStatus) -> String {
-    match status.signal() {
-        Some(libc::SIGSYS) => {
-            "was killed by SIGSYS: it made a system call outside its seccomp allowlist".to_owned()
-        }
-        Some(s) => format!("was killed by signal {s}"),
-        None => format!("exited with {}", status.code().unwrap_or(-1)),
-    }
-}
-
-fn finish(r: Running) {
-    super::process::signal(r.pid, libc::SIGTERM);
-    if r.exited.recv_timeout(STOP_GRACE).is_err() {
-        tracing::warn!(
-            "backend {} did not stop within {STOP_GRACE:?}; killing it",
-            r.device
-        );
-        super::process::signal(r.pid, libc::SIGKILL);
-        let _ = r.exited.recv_timeout(STOP_GRACE);
-    }
-    // The supervisor bound the socket; it removes it.
-    let _ = std::fs::remove_file(&r.socket);
-    tracing::info!("backend {} stopped", r.device);
 }
 
 impl Drop for Backends {

@@ -294,6 +294,8 @@ impl LaunchSpec {
             nics: self.nics.clone(),
             pci: Vec::new(),
             taps_created: Vec::new(),
+            backends_down: Vec::new(),
+            backend_restarts: 0,
             reboots: 0,
             state: DomainState::Starting,
             ended: None,

@@ -32,6 +32,8 @@ pub enum Msg {
     Destroy,
     /// SIGTERM, SIGINT or SIGHUP.
     Signal(i32),
+    /// A PV backend was restarted (`None`) or left down (`Some(why)`).
+    Backend(String, Option<String>),
 }
 
 /// Events QEMU sent, numbered, for waiters.
@@ -101,6 +103,7 @@ pub struct LiveDomain {
     /// is a reboot (cleared by it, or by any reset).
     pub reboot_requested: AtomicBool,
     tx: Mutex<Sender<Msg>>,
+    qemu_release: std::sync::OnceLock<Option<(u32, u32)>>,
 }
 
 impl LiveDomain {
@@ -112,6 +115,7 @@ impl LiveDomain {
         tx: Sender<Msg>,
     ) -> LiveDomain {
         let backends = Backends::new(
+            tx.clone(),
             &spec.name,
             spec.backend_identity(),
             Some(spec.device_model().gid),
@@ -127,7 +131,15 @@ impl LiveDomain {
             hotplug: Mutex::new(()),
             reboot_requested: AtomicBool::new(false),
             tx: Mutex::new(tx),
+            qemu_release: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The running QEMU's `(major, minor)`, read once.
+    pub fn qemu_release(&self) -> Option<(u32, u32)> {
+        *self
+            .qemu_release
+            .get_or_init(|| crate::host::qemu_release(&self.spec.qemu_binary))
     }
 
     /// The domain's name.

@@ -156,12 +156,27 @@ pub struct DomainRecord {
     pub pci: Vec<PciEntry>,
     /// Taps pvio created (and removes at the end).
     pub taps_created: Vec<String>,
+    /// PV backends left down after dying too often (device, why).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends_down: Vec<BackendDown>,
+    /// Backend restarts so far.
+    #[serde(default)]
+    pub backend_restarts: u32,
     /// Guest reboots so far.
     pub reboots: u32,
     /// The state.
     pub state: DomainState,
     /// How it ended, once it has.
     pub ended: Option<Ending>,
+}
+
+/// A PV backend the supervisor stopped restarting.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendDown {
+    /// The guest device (`xvda`, `net0`).
+    pub device: String,
+    /// Why, in words.
+    pub why: String,
 }
 
 impl DomainRecord {
@@ -283,6 +298,8 @@ pub(crate) fn sample(name: &str) -> DomainRecord {
         nics: Vec::new(),
         pci: Vec::new(),
         taps_created: Vec::new(),
+        backends_down: Vec::new(),
+        backend_restarts: 0,
         reboots: 0,
         state: DomainState::Running,
         ended: None,

@@ -402,6 +402,18 @@ fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
                     }
                 }
             }
+            Msg::Backend(device, None) => {
+                live.update(|r| r.backend_restarts = r.backend_restarts.saturating_add(1));
+                tracing::info!("backend {device} restarted");
+            }
+            Msg::Backend(device, Some(why)) => {
+                tracing::error!("backend {device} left down: {why}");
+                live.update(|r| {
+                    r.backends_down.retain(|b| b.device != device);
+                    r.backends_down
+                        .push(super::record::BackendDown { device, why });
+                });
+            }
             Msg::Destroy | Msg::Signal(_) => {
                 let why = match msg {
                     Msg::Signal(s) => format!("the supervisor got signal {s}"),

@@ -66,7 +66,7 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
         .start_blk(&d.vdev, &socket, &image, d.read_only)?;
     let chr = format!("chr-{}", d.vdev);
     let plugged = live.qmp(|q| {
-        chardev::add_socket(q, &chr, &socket)?;
+        chardev::add_socket(q, &chr, &socket, live.qemu_release())?;
         let added = device::add(
             q,
             "vhost-user-blk-pci",

@@ -3,36 +3,45 @@
 
 use std::path::Path;
 
+use serde_json::json;
+
 use crate::qmp::{qmp, Qmp, QmpError};
 
-/// Adds chardev `id`, a client of the Unix socket `path`.
-pub(super) fn add_socket(q: &mut Qmp, id: &str, path: &Path) -> Result<(), QmpError> {
-    let addr = qmp::SocketAddressLegacy::unix(qmp::UnixSocketAddressWrapper {
-        data: qmp::UnixSocketAddress {
-            abstract_: None,
-            tight: None,
-            path: path.to_string_lossy().into_owned(),
-        },
+/// `chardev-add` as QEMU 10 takes it: the client reconnects
+/// (`reconnect-ms`), which the typed schema of the QMP crate predates.
+#[derive(serde::Serialize)]
+struct ChardevAdd {
+    id: String,
+    backend: serde_json::Value,
+}
+
+impl qapi::Command for ChardevAdd {
+    type Ok = serde_json::Value;
+    const NAME: &'static str = "chardev-add";
+    const ALLOW_OOB: bool = false;
+}
+
+/// Adds chardev `id`, a client of the Unix socket `path` that reconnects
+/// when its backend is restarted (`plan::reconnect`).
+pub(super) fn add_socket(
+    q: &mut Qmp,
+    id: &str,
+    path: &Path,
+    release: Option<(u32, u32)>,
+) -> Result<(), QmpError> {
+    let mut data = json!({
+        "addr": { "type": "unix", "data": { "path": path.to_string_lossy() } },
+        "server": false,
     });
-    let socket = qmp::ChardevSocket {
-        base: qmp::ChardevCommon {
-            logappend: None,
-            logfile: None,
-        },
-        nodelay: None,
-        reconnect: None,
-        server: Some(false),
-        telnet: None,
-        tls_authz: None,
-        tls_creds: None,
-        tn3270: None,
-        wait: None,
-        websocket: None,
-        addr,
-    };
-    q.execute(&qmp::chardev_add {
+    let every = crate::plan::reconnect::RECONNECT_MS;
+    if crate::plan::reconnect::takes_ms(release) {
+        data["reconnect-ms"] = json!(every);
+    } else {
+        data["reconnect"] = json!(every.div_ceil(1000));
+    }
+    q.execute(&ChardevAdd {
         id: id.to_owned(),
-        backend: qmp::ChardevBackend::socket(qmp::ChardevSocketWrapper { data: socket }),
+        backend: json!({ "type": "socket", "data": data }),
     })
     .map(drop)
 }

@@ -116,7 +116,7 @@ fn plug_pv(
     live.backends().start_net(id, socket, tap, mac, mtu)?;
     let chr = format!("chr-{id}");
     let plugged = live.qmp(|q| {
-        chardev::add_socket(q, &chr, socket)?;
+        chardev::add_socket(q, &chr, socket, live.qemu_release())?;
         let netdev = qmp::Netdev::vhost_user {
             id: id.to_owned(),
             vhost_user: qmp::NetdevVhostUserOptions {
@@ -135,11 +135,8 @@ fn plug_pv(
         }
         // One queue pair, as the net backend serves; no MSI-X under TCG
         // (see `plan::msix`).
-        let vectors = msix::pv_nic_vectors(
-            msix::accel_named(&live.spec.accel),
-            1,
-            crate::host::qemu_release(&live.spec.qemu_binary),
-        );
+        let vectors =
+            msix::pv_nic_vectors(msix::accel_named(&live.spec.accel), 1, live.qemu_release());
         props.push(("vectors", json!(vectors)));
         let added = device::add(q, "virtio-net-pci", dev, bus.as_deref(), &props);
         if added.is_err() {

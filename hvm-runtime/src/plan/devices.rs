@@ -46,7 +46,13 @@ pub(super) fn plan_devices(
     };
     let mut scsi_controller = false;
     for disk in &spec.disks {
-        if let Err(e) = disk_args(disk, spec.machine, dm_dir, &mut d, &mut scsi_controller) {
+        if let Err(e) = disk_args(
+            disk,
+            (spec.machine, release),
+            dm_dir,
+            &mut d,
+            &mut scsi_controller,
+        ) {
             errors.push(e);
         }
     }
@@ -117,7 +123,11 @@ fn vif_args(
         }
         d.args.extend([
             "-chardev".to_owned(),
-            format!("socket,id=chr-{id},path={}", qemu_path(&sock)?),
+            format!(
+                "socket,id=chr-{id},path={},{}",
+                qemu_path(&sock)?,
+                super::reconnect::chardev_option(release)
+            ),
             "-netdev".to_owned(),
             format!("vhost-user,id={id},chardev=chr-{id}"),
             "-device".to_owned(),
@@ -158,7 +168,7 @@ fn vif_args(
 
 fn disk_args(
     disk: &Located<DiskSpec>,
-    machine: Machine,
+    (machine, release): (Machine, Option<(u32, u32)>),
     dm_dir: &Path,
     d: &mut Devices,
     scsi_controller: &mut bool,
@@ -187,7 +197,12 @@ fn disk_args(
             });
             d.args.extend([
                 "-chardev".to_owned(),
-                format!("socket,id=chr-{},path={}", s.vdev, qemu_path(&path)?),
+                format!(
+                    "socket,id=chr-{},path={},{}",
+                    s.vdev,
+                    qemu_path(&path)?,
+                    super::reconnect::chardev_option(release)
+                ),
                 "-device".to_owned(),
                 format!("vhost-user-blk-pci,chardev=chr-{},id={}", s.vdev, s.vdev),
             ]);

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod msix;
 pub mod pcie;
 mod qemu;
+pub mod reconnect;
 pub use qemu::{DM_USER_PLACEHOLDER, SANDBOX_ARG};
 pub mod render;
 mod rtc;

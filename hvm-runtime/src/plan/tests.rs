@@ -173,9 +173,9 @@ fn pv_devices_get_backends_and_shared_memory() {
     assert_eq!(
         values(&p, "-chardev"),
         [
-            "socket,id=chr-xvda,path=/run/pvio/.dm/pv/blk-xvda.sock",
-            "socket,id=chr-xvdb,path=/run/pvio/.dm/pv/blk-xvdb.sock",
-            "socket,id=chr-net0,path=/run/pvio/.dm/pv/net-0.sock"
+            "socket,id=chr-xvda,path=/run/pvio/.dm/pv/blk-xvda.sock,reconnect-ms=1000",
+            "socket,id=chr-xvdb,path=/run/pvio/.dm/pv/blk-xvdb.sock,reconnect-ms=1000",
+            "socket,id=chr-net0,path=/run/pvio/.dm/pv/net-0.sock,reconnect-ms=1000"
         ]
     );
     let devices = values(&p, "-device");

@@ -1,0 +1,146 @@
+//! A PV backend that dies is started again by the domain's supervisor on
+//! the same socket and descriptors; QEMU's chardev reconnects and the guest
+//! carries on: a real domain writes to its PV disk and pings over its PV
+//! NIC while the test kills each backend with SIGKILL; the writes go on
+//! with no I/O error, the pings resume, and a backend that dies five times
+//! within a minute is left down, which the record and `pvio list` say.
+
+mod runtime_support;
+
+use std::time::{Duration, Instant};
+
+use runtime_support::peer::BridgePeer;
+use runtime_support::{Env, TestBridge};
+
+const T: Duration = Duration::from_secs(120);
+
+const SCRIPT: &str = r#"
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.97.0.2/24 dev eth0
+echo GUEST-UP
+i=0
+while true; do
+  i=$((i+1))
+  if printf "REC-%08d" $i | dd of=/dev/vda bs=512 seek=$((i % 2000)) conv=sync,fsync 2>/dev/null; then
+    echo "IO-OK $i"
+  else
+    echo "IO-ERROR $i"
+  fi
+  if ping -c 1 -W 1 10.97.0.1 >/dev/null 2>&1; then echo "PING-OK $i"; fi
+  sleep 0.2
+done
+"#;
+
+/// The pid of the domain's `kind` backend (a child of its supervisor).
+fn backend_pid(supervisor: u32, kind: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"backend" && w[1] == kind.as_bytes());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let child = status
+            .lines()
+            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&supervisor.to_string()));
+        if ours && child {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// Waits until the console has `n` more lines with `pattern` than `from`.
+fn wait_more(env: &Env, pattern: &str, from: usize, n: usize) {
+    let start = Instant::now();
+    while env.count_console("sv", pattern) < from + n {
+        assert!(
+            start.elapsed() < T,
+            "no {n} more '{pattern}' after {from}; console:\n{}\nlogs:\n{}",
+            std::fs::read_to_string(env.console_path("sv")).unwrap_or_default(),
+            env.log("sv")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Kills the `kind` backend and waits for the supervisor to start a new
+/// one (a different pid).
+fn kill_and_wait_restart(env: &Env, supervisor: u32, kind: &str) -> u32 {
+    let old = backend_pid(supervisor, kind).expect("a backend process");
+    // SAFETY: a signal to a pid the test just read.
+    unsafe { libc::kill(i32::try_from(old).unwrap(), libc::SIGKILL) };
+    let start = Instant::now();
+    loop {
+        if let Some(p) = backend_pid(supervisor, kind).filter(|p| *p != old) {
+            return p;
+        }
+        assert!(
+            start.elapsed() < T,
+            "{kind} backend not restarted:\n{}",
+            env.log("sv")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn killed_backends_come_back_and_the_guest_carries_on() {
+    let env = Env::new();
+    let br = TestBridge::new("sv");
+    let _peer = BridgePeer::new(&br, "10.97.0.1");
+    let pv = env.image("pv.img", 16);
+    let initramfs = env.initramfs(SCRIPT);
+    let cfg = env.config(
+        "sv",
+        &initramfs,
+        &format!(
+            "disk = [ 'file:{},xvda,w' ]\nvif = [ 'type=vif,bridge={}' ]\non_poweroff = 'destroy'",
+            pv.display(),
+            br.name
+        ),
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    env.wait_console("sv", "PING-OK", T);
+    let supervisor = env.record("sv").supervisor_pid.unwrap();
+
+    // Block: killed, started again, the writes go on.
+    let io = env.count_console("sv", "IO-OK");
+    kill_and_wait_restart(&env, supervisor, "blk");
+    wait_more(&env, "IO-OK", io, 5);
+    // Net: killed, started again, the pings resume.
+    let pings = env.count_console("sv", "PING-OK");
+    kill_and_wait_restart(&env, supervisor, "net");
+    wait_more(&env, "PING-OK", pings, 3);
+    env.wait_record("sv", "two restarts", T, |r| r.backend_restarts >= 2);
+    assert_eq!(
+        env.count_console("sv", "IO-ERROR"),
+        0,
+        "the guest saw an I/O error"
+    );
+
+    // Five deaths within a minute: the net backend is left down.
+    for _ in 0..3 {
+        kill_and_wait_restart(&env, supervisor, "net");
+    }
+    let last = backend_pid(supervisor, "net").unwrap();
+    // SAFETY: a signal to a pid the test just read.
+    unsafe { libc::kill(i32::try_from(last).unwrap(), libc::SIGKILL) };
+    let r = env.wait_record("sv", "the net backend left down", T, |r| {
+        !r.backends_down.is_empty()
+    });
+    assert_eq!(r.backends_down[0].device, "net0");
+    let out = env.pvio(&["list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the PV backend of net0 is down"), "{err}");
+    // The disk is unaffected.
+    let io = env.count_console("sv", "IO-OK");
+    wait_more(&env, "IO-OK", io, 3);
+    env.ok(&["destroy", "sv"]);
+}
