@@ -9,6 +9,7 @@
 //! `pvio-passthrough`). Host facts that are not about PCI devices (CPU flags,
 //! loaded modules, bridges, `/dev/kvm`) it reads directly.
 
+pub mod assign;
 pub mod cli;
 pub mod config;
 pub mod domain;
