@@ -1,30 +1,22 @@
 //! The PCI passthrough commands: `pci-list`, `pci-assignable-add`,
 //! `pci-assignable-remove`, `pci-assignable-list`, `assign` and `release`.
 //!
-//! The host side (sysfs, vfio-pci, the ownership record) is
-//! `pvio_passthrough::Manager`; this file only turns arguments into calls and
-//! results into lines. The domain side of `assign` and `release` goes
-//! through the domain's supervisor: `assign` hot-plugs into a running
-//! domain (`Request::PciAttach`) and reserves the device for a stopped
-//! one's next `pvio create`; `release` first hot-unplugs it from a running
-//! owner ([`hot_unplug_from_running_owner`], `Request::PciDetach`).
+//! What they do is [`crate::assign`]'s (the host side through
+//! `pvio_passthrough::Manager`, the domain side through the domain's
+//! supervisor, the rollback when a hot-plug fails); this file only turns
+//! arguments into calls, and results, the steps reported along the way
+//! and warnings into lines.
 
 use std::process::ExitCode;
 
-use pvio_passthrough::ownership::Record;
-use pvio_passthrough::{
-    Bdf, BdfError, DeviceStatus, Manager, ManagerError, Options, Refusal, State,
-};
+use pvio_passthrough::{Bdf, BdfError, DeviceStatus, Options, Refusal, State};
 use serde_json::json;
 
 use super::args::{
     AssignArgs, JsonArg, PciAssignableAddArgs, PciAssignableRemoveArgs, PciListArgs, ReleaseArgs,
 };
-use crate::domain::control::Request;
-use crate::domain::record::{DomainRecord, PciEntry};
-use crate::domain::rundir::valid_name;
-use crate::domain::{actions, DomainError, RunRoot};
-use crate::plan::ids::{passthrough_id, vfio_pci_device};
+use crate::assign::{self, AssignError, Assigned, Progress};
+use crate::plan::ids::vfio_pci_device;
 
 /// A PCI passthrough command failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,38 +24,15 @@ pub enum PciError {
     /// The address typed is not a PCI address.
     #[error(transparent)]
     Bdf(#[from] BdfError),
-    /// The passthrough manager refused or failed.
+    /// The operation refused or failed.
     #[error(transparent)]
-    Manager(#[from] ManagerError),
+    Assign(#[from] AssignError),
     /// JSON output failed.
     #[error("cannot write the output")]
     Json(#[source] serde_json::Error),
-    /// The domain's state could not be read.
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    /// The running domain did not take the device.
-    #[error("cannot hot-plug {bdf} into `{domain}`{}", if *given_back { "; what this command took was given back (to its driver, or to pci-assignable-add's state if it was prepared before)" } else { "; it stays reserved for the domain" })]
-    Attach {
-        /// The device.
-        bdf: Bdf,
-        /// The domain.
-        domain: String,
-        /// Whether this command gave the device back.
-        given_back: bool,
-        /// What the supervisor said.
-        #[source]
-        source: DomainError,
-    },
 }
 
 type Result<T> = std::result::Result<T, PciError>;
-
-/// The manager for this host: `PVIO_HOST_ROOT` (default `/`) for sysfs,
-/// procfs and `/dev`, `PVIO_STATE_DIR` (default `/var/lib/pvio`) for the
-/// record.
-fn manager(dry_run: bool) -> Manager {
-    crate::domain::passthrough::manager(dry_run)
-}
 
 fn parse(bdf: &str) -> Result<Bdf> {
     Ok(bdf.parse()?)
@@ -77,20 +46,18 @@ fn print_json(value: &impl serde::Serialize) -> Result<()> {
 
 /// `pvio pci-list [--all] [--json]`.
 pub fn pci_list(a: PciListArgs) -> Result<ExitCode> {
-    let m = manager(false);
-    let list = m.list(a.all)?;
-    let iommu = m.host().sys.iommu_enabled().unwrap_or(false);
+    let host = assign::host_devices(a.all)?;
     if a.json {
-        print_json(&json!({ "iommu": iommu, "devices": list }))?;
+        print_json(&json!({ "iommu": host.iommu, "devices": host.devices }))?;
         return Ok(ExitCode::SUCCESS);
     }
-    if !iommu {
+    if !host.iommu {
         println!(
             "IOMMU: off: no device can be assigned (VT-d/AMD-Vi in the firmware, \
              `intel_iommu=on` on the kernel command line)"
         );
     }
-    for d in &list {
+    for d in &host.devices {
         print!("{}", device_lines(d));
     }
     Ok(ExitCode::SUCCESS)
@@ -153,15 +120,34 @@ fn print_warnings(warnings: &[String]) {
     }
 }
 
+/// Shows a step of `assign` or `release` when it happens.
+fn show(step: Progress, dry_run: bool) {
+    match step {
+        Progress::Warning(w) => print_warnings(&[w]),
+        Progress::HotPlugged { device, domain } => println!(
+            "{} is assigned to `{domain}` and hot-plugged as {}",
+            device.host, device.id
+        ),
+        Progress::HotUnplugged { bdf, owner } => println!("{bdf} is hot-unplugged from `{owner}`"),
+        Progress::WouldSend(qmp) => println!("qmp {qmp}"),
+        Progress::OwnerNotRunning(owner) if dry_run => {
+            println!("(`{owner}` is not running: nothing to hot-unplug)")
+        }
+        Progress::OwnerNotRunning(_) => {}
+        Progress::NotGivenBack { error, .. } => {
+            eprintln!("pvio: warning: {}", crate::cli::error_line(&error))
+        }
+    }
+}
+
 /// `pvio pci-assignable-add [--dry-run] [--force] [--group] BDF`.
 pub fn assignable_add(a: PciAssignableAddArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
-    let m = manager(a.dry_run);
     let opts = Options {
         force: a.force,
         group: a.group,
     };
-    let out = m.prepare(bdf, opts)?;
+    let out = assign::assignable_add(bdf, opts, a.dry_run)?;
     print_warnings(&out.warnings);
     if a.dry_run {
         println!("(dry run: nothing was changed)");
@@ -184,13 +170,11 @@ pub fn assignable_add(a: PciAssignableAddArgs) -> Result<ExitCode> {
 /// `pvio pci-assignable-remove [-r] [--dry-run] BDF`.
 pub fn assignable_remove(a: PciAssignableRemoveArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
-    let m = manager(a.dry_run);
-    m.give_back(bdf, a.rebind)?;
+    let back = assign::assignable_remove(bdf, a.rebind, a.dry_run)?;
     if a.dry_run {
         println!("(dry run: nothing was changed)");
     } else {
-        let driver = m.host().sys.driver(bdf).ok().flatten();
-        match driver {
+        match back.driver {
             Some(d) => println!("{bdf} is back on {d}"),
             None if a.rebind => println!("{bdf} had no driver before; it is left unbound"),
             None => println!("{bdf} is unbound (no driver); `-r` rebinds the driver it had"),
@@ -201,7 +185,7 @@ pub fn assignable_remove(a: PciAssignableRemoveArgs) -> Result<ExitCode> {
 
 /// `pvio pci-assignable-list [--json]`.
 pub fn assignable_list(a: JsonArg) -> Result<ExitCode> {
-    let records = manager(false).prepared()?;
+    let records = assign::prepared()?;
     if a.json {
         print_json(&records)?;
         return Ok(ExitCode::SUCCESS);
@@ -219,49 +203,19 @@ pub fn assignable_list(a: JsonArg) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The QMP id pvio gives a passed-through device: `pt-0000-03-00.0`, the
-/// same as the plan gives a config's `pci` device ([`passthrough_id`]).
-pub fn qmp_id(bdf: Bdf) -> String {
-    passthrough_id(bdf)
-}
-
-/// The QMP command that hot-unplugs the device with QEMU id `id`.
-pub fn qmp_device_del(id: &str) -> serde_json::Value {
-    json!({ "execute": "device_del", "arguments": { "id": id } })
-}
-
-/// The record of `name` if it is running (or paused), `None` if it is not.
-fn running(root: &RunRoot, name: &str) -> Result<Option<DomainRecord>> {
-    match root.live(name) {
-        Ok(found) => Ok(Some(found.record)),
-        Err(DomainError::NoSuchDomain(_) | DomainError::SupervisorDied { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 /// `pvio assign [--dry-run] [--group] [--force] BDF DOMAIN`: prepare the
 /// device and record DOMAIN as its owner; hot-plug it if DOMAIN runs,
 /// otherwise it is added at the domain's next `pvio create`.
 pub fn assign(a: AssignArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
-    if !valid_name(&a.domain) {
-        return Err(DomainError::BadName(a.domain.clone()).into());
-    }
-    let root = RunRoot::from_env();
-    let live = running(&root, &a.domain)?;
-    let m = manager(a.dry_run);
     let opts = Options {
         force: a.force,
         group: a.group,
     };
-    let out = m.prepare_for(bdf, &a.domain, opts)?;
-    print_warnings(&out.warnings);
-    let devices: Vec<Bdf> = std::iter::once(bdf)
-        .chain(out.taken_along.iter().copied())
-        .collect();
+    let dry = a.dry_run;
     let name = &a.domain;
-    let Some(record) = live else {
-        if a.dry_run {
+    match assign::assign(bdf, name, opts, dry, &mut |p| show(p, dry))? {
+        Assigned::Reserved(devices) if dry => {
             for d in &devices {
                 println!(
                     "qemu -device {} (not run now: `{name}` is not running; the device would be \
@@ -270,7 +224,8 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
                 );
             }
             println!("(dry run: nothing was changed)");
-        } else {
+        }
+        Assigned::Reserved(devices) => {
             let list: Vec<String> = devices.iter().map(Bdf::to_string).collect();
             println!(
                 "{} reserved for `{name}`; it is added at `{name}`'s next `pvio create`",
@@ -281,129 +236,33 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
                 }
             );
         }
-        return Ok(ExitCode::SUCCESS);
-    };
-    // The domain runs: hot-plug what it does not have yet.
-    let missing: Vec<PciEntry> = devices
-        .iter()
-        .filter(|d| !record.pci.iter().any(|p| p.host == d.to_string()))
-        .map(|d| PciEntry {
-            host: d.to_string(),
-            id: qmp_id(*d),
-        })
-        .collect();
-    if a.dry_run {
-        if !missing.is_empty() {
-            let req = Request::PciAttachPreview {
-                devices: missing.clone(),
-            };
-            let lines = actions::request(&root, name, &req)?;
-            for line in lines.as_array().into_iter().flatten() {
-                println!("qmp {}", line.as_str().unwrap_or_default());
+        Assigned::Preview(lines) => {
+            for line in &lines {
+                println!("qmp {line}");
+            }
+            println!("(dry run: nothing was changed)");
+        }
+        Assigned::HotPlugged(plugged) => {
+            if plugged.is_empty() {
+                println!("{bdf} is already assigned to `{name}`");
             }
         }
-        println!("(dry run: nothing was changed)");
-        return Ok(ExitCode::SUCCESS);
-    }
-    for d in &missing {
-        let req = Request::PciAttach {
-            host: d.host.clone(),
-            id: d.id.clone(),
-        };
-        if let Err(source) = actions::request(&root, name, &req) {
-            // Give back what this command took (unplugging the group
-            // members already added): to the host driver, or to the
-            // prepared state it was in; a reservation made earlier stays
-            // (the domain's end gives it back).
-            if out.claimed {
-                for g in m.give_back_owned(name, Some(&[bdf]), &mut |r| {
-                    hot_unplug_from_running_owner(&m, r, false)
-                }) {
-                    if let Err(e) = g.result {
-                        eprintln!("pvio: warning: {}", crate::cli::error_line(&e));
-                    }
-                }
-            }
-            return Err(PciError::Attach {
-                bdf: parse(&d.host)?,
-                domain: name.clone(),
-                given_back: out.claimed,
-                source,
-            });
-        }
-        println!(
-            "{} is assigned to `{name}` and hot-plugged as {}",
-            d.host, d.id
-        );
-    }
-    if missing.is_empty() {
-        println!("{bdf} is already assigned to `{name}`");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The hook `release` runs before it unbinds anything: if the owner runs,
-/// each of the devices (the one named and the group members taken along
-/// with it) that its QEMU has is hot-unplugged (QMP `device_del`, then the
-/// guest's `DEVICE_DELETED`) through its supervisor. An error stops the
-/// release with nothing changed on the host. In dry-run mode it prints
-/// the QMP commands instead.
-pub fn hot_unplug_from_running_owner(
-    m: &Manager,
-    record: &Record,
-    dry_run: bool,
-) -> std::result::Result<(), String> {
-    let Some(owner) = &record.owner else {
-        return Ok(());
-    };
-    let root = RunRoot::from_env();
-    let live = running(&root, owner).map_err(|e| crate::cli::error_line(&e))?;
-    let Some(live) = live else {
-        if dry_run {
-            println!("(`{owner}` is not running: nothing to hot-unplug)");
-        }
-        return Ok(());
-    };
-    let mut hosts = vec![record.bdf];
-    if let Ok(members) = m.owned_by(owner) {
-        hosts.extend(
-            members
-                .iter()
-                .filter(|r| r.group_of == Some(record.bdf))
-                .map(|r| r.bdf),
-        );
-    }
-    for h in hosts {
-        let Some(entry) = live.pci.iter().find(|p| p.host == h.to_string()) else {
-            continue;
-        };
-        if dry_run {
-            let del = qmp_device_del(&entry.id);
-            println!("qmp {del}");
-            continue;
-        }
-        let req = Request::PciDetach {
-            id: entry.id.clone(),
-        };
-        actions::request(&root, owner, &req).map_err(|e| crate::cli::error_line(&e))?;
-        println!("{h} is hot-unplugged from `{owner}`");
-    }
-    Ok(())
 }
 
 /// `pvio release [--dry-run] BDF`.
 pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
     let bdf = parse(&a.bdf)?;
-    let m = manager(a.dry_run);
     let dry = a.dry_run;
-    m.release(bdf, &mut |r| hot_unplug_from_running_owner(&m, r, dry))?;
+    let back = assign::release(bdf, dry, &mut |p| show(p, dry))?;
     if dry {
         println!("(dry run: nothing was changed)");
     } else {
-        let driver = m.host().sys.driver(bdf).ok().flatten();
         println!(
             "{bdf} is released{}",
-            driver.map_or(String::new(), |d| format!(" and back on {d}"))
+            back.driver
+                .map_or(String::new(), |d| format!(" and back on {d}"))
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -412,16 +271,6 @@ pub fn release(a: ReleaseArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn qmp_commands_name_the_device() {
-        let bdf: Bdf = "0000:03:00.0".parse().unwrap();
-        assert_eq!(qmp_id(bdf), "pt-0000-03-00.0");
-        assert_eq!(
-            qmp_device_del(&qmp_id(bdf))["arguments"]["id"],
-            "pt-0000-03-00.0"
-        );
-    }
 
     fn status(state: State, refusals: Vec<Refusal>) -> DeviceStatus {
         DeviceStatus {
