@@ -26,6 +26,7 @@ use super::config::{config_space, features, DiskInfo};
 use super::engine::{Engine, EngineKind};
 use super::metrics::Metrics;
 use super::worker::QueueWorker;
+use crate::vhost_user::inflight::InflightCell;
 use crate::vhost_user::{Device, Vring, VringHandler, GM};
 
 /// The epoll event id of a queue's engine completions (ids up to the number
@@ -45,6 +46,9 @@ pub struct BlkDevice {
     queues: Vec<Mutex<QueueWorker>>,
     metrics: Arc<Metrics>,
     engine_name: &'static str,
+    /// The inflight region of the current connection (see
+    /// `vhost_user/inflight.rs`).
+    inflight: Arc<InflightCell>,
 }
 
 impl std::fmt::Debug for BlkDevice {
@@ -63,6 +67,7 @@ impl BlkDevice {
         let disk = Arc::new(disk);
         let metrics = Arc::new(Metrics::new());
         let writethrough = Arc::new(AtomicBool::new(false));
+        let inflight = Arc::new(InflightCell::default());
         let depth = u32::from(disk.queue_size);
         let queues: Vec<_> = (0..usize::from(disk.num_queues))
             .map(|i| {
@@ -73,6 +78,7 @@ impl BlkDevice {
                     Arc::clone(&disk),
                     Arc::clone(&metrics),
                     Arc::clone(&writethrough),
+                    Arc::clone(&inflight),
                 ))
             })
             .collect();
@@ -88,6 +94,7 @@ impl BlkDevice {
             queues,
             metrics,
             engine_name,
+            inflight,
         }
     }
 
@@ -254,6 +261,12 @@ impl Device for Arc<BlkDevice> {
             }
         }
         Ok(())
+    }
+
+    /// In-flight requests survive a backend restart: the frontend keeps
+    /// the region and hands it to the next backend, which does them again.
+    fn inflight(&self) -> Option<Arc<InflightCell>> {
+        Some(Arc::clone(&self.inflight))
     }
 
     fn detach(&self) {

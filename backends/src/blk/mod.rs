@@ -13,6 +13,7 @@
 //! [`BlkServer`] serves one image on one socket.
 
 pub mod bench;
+mod chain;
 pub mod config;
 pub mod device;
 pub mod engine;

@@ -20,6 +20,7 @@ use pvio_frontend_protocol::blk::{
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP,
 };
 use pvio_frontend_protocol::zerocopy::FromBytes;
+use virtio_queue::desc::split::Descriptor;
 use virtio_queue::DescriptorChain;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap};
 
@@ -205,7 +206,20 @@ where
     M: Deref,
     M::Target: GuestMemory,
 {
-    req.head = chain.head_index();
+    parse_descriptors(chain.head_index(), chain, mem, disk, req)
+}
+
+/// [`parse`] for the descriptors of the chain at `head`, however they were
+/// read (a chain resubmitted after a restart is read by its head, not from
+/// the avail ring).
+pub fn parse_descriptors(
+    head: u16,
+    chain: impl Iterator<Item = Descriptor>,
+    mem: &GuestMemoryMmap,
+    disk: &DiskInfo,
+    req: &mut Request,
+) -> Result<(), ChainError> {
+    req.head = head;
     req.iovecs.clear();
     req.data_len = 0;
     req.descs.clear();

@@ -9,6 +9,7 @@
 //! It must not know about the vhost-user protocol beyond the vring it is
 //! given, nor about how the engine does its I/O.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ use super::metrics::{GuestError, Metrics};
 use super::poll::Poller;
 use super::request::{parse, Action, ChainError, Request};
 use super::slot::{Slot, SlotOp};
+use crate::vhost_user::inflight::{InflightCell, InflightQueue};
 use crate::vhost_user::notify::HeldBack;
 use crate::vhost_user::{Vring, GM};
 
@@ -63,6 +65,14 @@ pub struct QueueWorker {
     unsubmitted_requests: usize,
     /// `EARLY_SUBMIT_BYTES` and `EARLY_SUBMIT_REQUESTS` (smaller in tests).
     early_submit: (u64, usize),
+    /// Where the connection's inflight region is (see `worker/inflight.rs`).
+    inflight_cell: Arc<InflightCell>,
+    /// This queue's part of it, once the ring started with one.
+    inflight: Option<InflightQueue>,
+    /// Heads a previous backend left in flight, to do before new chains.
+    resubmit: VecDeque<u16>,
+    /// The ring's start (inflight recovery) is done.
+    started: bool,
 }
 
 impl std::fmt::Debug for QueueWorker {
@@ -84,6 +94,7 @@ impl QueueWorker {
         disk: Arc<DiskInfo>,
         metrics: Arc<Metrics>,
         writethrough: Arc<AtomicBool>,
+        inflight_cell: Arc<InflightCell>,
     ) -> Self {
         let max_in_flight = usize::from(disk.queue_size).max(1);
         Self {
@@ -106,6 +117,10 @@ impl QueueWorker {
             unsubmitted: 0,
             unsubmitted_requests: 0,
             early_submit: (EARLY_SUBMIT_BYTES, EARLY_SUBMIT_REQUESTS),
+            inflight_cell,
+            inflight: None,
+            resubmit: VecDeque::new(),
+            started: false,
         }
     }
 
@@ -151,6 +166,10 @@ impl QueueWorker {
         // nor mark the queue broken.
         if !state.get_queue().ready() {
             return;
+        }
+        if !self.started {
+            self.started = true;
+            self.start_ring(state, &mem);
         }
         let mut used = false;
         loop {
@@ -247,39 +266,11 @@ impl QueueWorker {
                 self.throttled = true;
                 return;
             }
-            let queue = state.get_queue_mut();
-            // An avail index more than a ring ahead, or an avail ring that
-            // cannot be read, is a broken driver: without stopping here the
-            // polling loop would see work it can never pop and spin forever.
-            // (The index is read first: a chain published between two reads
-            // must not look like an unreadable ring.)
-            match queue.avail_idx(&**mem, Ordering::Acquire) {
-                Ok(idx) if idx.0 == queue.next_avail() => return,
-                Ok(_) => {}
-                Err(e) => {
-                    self.needs_reset(&format!("cannot read the avail ring: {e}"));
+            if let Some(head) = self.resubmit.pop_front() {
+                if !self.parse_resubmitted(state, mem, head) {
                     return;
                 }
-            }
-            let chain = match queue.iter(&**mem) {
-                Ok(mut avail) => avail.next(),
-                Err(e) => {
-                    self.needs_reset(&format!("the avail ring is invalid: {e}"));
-                    return;
-                }
-            };
-            let Some(chain) = chain else {
-                self.needs_reset("cannot read the avail ring");
-                return;
-            };
-            if let Err(e) = parse(chain, mem, &self.disk, &mut self.request) {
-                let kind = match e {
-                    ChainError::Truncated => GuestError::MalformedChain,
-                    ChainError::NoStatus => GuestError::NoStatus,
-                    ChainError::StatusOutsideMemory => GuestError::BadAddress,
-                };
-                self.metrics.record(kind, self.index, &e);
-                self.needs_reset(&e.to_string());
+            } else if !self.pop_one(state, mem) {
                 return;
             }
             *used |= self.dispatch(state, mem);
@@ -294,6 +285,50 @@ impl QueueWorker {
                 }
             }
         }
+    }
+
+    /// Pops the next chain from the avail ring and parses it into
+    /// `self.request`. False if there is none, or the queue broke.
+    fn pop_one(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMemoryMmap>) -> bool {
+        let queue = state.get_queue_mut();
+        // An avail index more than a ring ahead, or an avail ring that
+        // cannot be read, is a broken driver: without stopping here the
+        // polling loop would see work it can never pop and spin forever.
+        // (The index is read first: a chain published between two reads
+        // must not look like an unreadable ring.)
+        match queue.avail_idx(&**mem, Ordering::Acquire) {
+            Ok(idx) if idx.0 == queue.next_avail() => return false,
+            Ok(_) => {}
+            Err(e) => {
+                self.needs_reset(&format!("cannot read the avail ring: {e}"));
+                return false;
+            }
+        }
+        let chain = match queue.iter(&**mem) {
+            Ok(mut avail) => avail.next(),
+            Err(e) => {
+                self.needs_reset(&format!("the avail ring is invalid: {e}"));
+                return false;
+            }
+        };
+        let Some(chain) = chain else {
+            self.needs_reset("cannot read the avail ring");
+            return false;
+        };
+        if let Some(inflight) = &mut self.inflight {
+            inflight.mark(chain.head_index());
+        }
+        if let Err(e) = parse(chain, mem, &self.disk, &mut self.request) {
+            let kind = match e {
+                ChainError::Truncated => GuestError::MalformedChain,
+                ChainError::NoStatus => GuestError::NoStatus,
+                ChainError::StatusOutsideMemory => GuestError::BadAddress,
+            };
+            self.metrics.record(kind, self.index, &e);
+            self.needs_reset(&e.to_string());
+            return false;
+        }
+        true
     }
 
     /// Starts the parsed request, or finishes it at once. True if it went
@@ -392,11 +427,7 @@ impl QueueWorker {
         if let Err(e) = mem.write_obj(status, status_addr) {
             self.metrics.record(GuestError::BadAddress, self.index, &e);
         }
-        if let Err(e) = state.get_queue_mut().add_used(mem, head, len) {
-            self.needs_reset(&format!("cannot add to the used ring: {e}"));
-            return false;
-        }
-        true
+        self.add_used(state, mem, head, len)
     }
 
     /// Hands slot `idx`'s (next) operation to the engine; on failure the
@@ -556,11 +587,7 @@ impl QueueWorker {
         if self.broken {
             return false;
         }
-        if let Err(e) = state.get_queue_mut().add_used(mem, head, len) {
-            self.needs_reset(&format!("cannot add to the used ring: {e}"));
-            return false;
-        }
-        true
+        self.add_used(state, mem, head, len)
     }
 
     fn needs_reset(&mut self, why: &str) {
@@ -576,6 +603,7 @@ impl QueueWorker {
     }
 }
 
+mod inflight;
 mod lifecycle;
 
 #[cfg(test)]

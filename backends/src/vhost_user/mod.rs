@@ -12,6 +12,7 @@
 //! This module must not know about any device type (block, net): a device
 //! plugs in through the [`Device`] trait.
 
+pub mod inflight;
 pub mod notify;
 mod relay;
 mod server;

@@ -13,9 +13,18 @@
 //! frontend asked for. Every other message, file descriptors included, passes
 //! through unchanged and in order; replies come back the same way.
 //!
+//! For a device that tracks inflight I/O (see `inflight.rs`) the relay also
+//! offers `VHOST_USER_PROTOCOL_F_INFLIGHT_SHMFD` in the daemon's
+//! `GET_PROTOCOL_FEATURES` reply, answers `GET_INFLIGHT_FD` and
+//! `SET_INFLIGHT_FD` itself (the daemon would refuse them), and once a
+//! region is installed writes each kick eventfd once, so that a queue whose
+//! driver waits only for completions still starts and resubmits what a
+//! previous backend left in flight.
+//!
 //! It must not know what device is served. A [`Device`](super::Device) asks
 //! for the holding back with
-//! [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable);
+//! [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable)
+//! and for inflight tracking with [`Device::inflight`](super::Device::inflight);
 //! the server gives the queue limits in a [`RelayPolicy`].
 
 use std::io::{self, Read, Write};
@@ -26,10 +35,11 @@ use std::thread::{self, JoinHandle};
 
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
-use super::validate::Validator;
+use super::inflight::{self, InflightCell, InflightRegion};
+use super::validate::{Validator, SET_VRING_KICK};
 
 /// What the relay of one connection enforces.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RelayPolicy {
     /// Hold `SET_VRING_ENABLE` back until `SET_FEATURES` (see the module).
     pub hold_early_vring_enable: bool,
@@ -37,6 +47,9 @@ pub struct RelayPolicy {
     pub num_queues: usize,
     /// The device's largest queue size.
     pub max_queue_size: usize,
+    /// Where `SET_INFLIGHT_FD`'s region goes, for a device that tracks
+    /// inflight I/O; `None` leaves the feature unoffered.
+    pub inflight: Option<Arc<InflightCell>>,
 }
 
 /// vhost-user header: request, flags, payload size (all `u32` LE).
@@ -48,6 +61,8 @@ const MAX_FDS: usize = 32;
 
 const SET_FEATURES: u32 = 2;
 const RESET_OWNER: u32 = 4;
+const GET_PROTOCOL_FEATURES: u32 = 15;
+const SET_PROTOCOL_FEATURES: u32 = 16;
 const SET_VRING_ENABLE: u32 = 18;
 const RESET_DEVICE: u32 = 34;
 
@@ -89,17 +104,26 @@ impl Msg {
         u64::from_le_bytes(b)
     }
 
+    /// Replaces the `u64` at the start of the payload.
+    fn set_u64_payload(&mut self, v: u64) {
+        if let Some(b) = self.payload.get_mut(..8) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
     /// The ack (`u64` 0, success) for a request that asked for one.
     fn ack(&self) -> Self {
+        self.reply(vec![0; 8], Vec::new())
+    }
+
+    /// A reply to this request.
+    fn reply(&self, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Self {
         let mut hdr = [0u8; HDR_LEN];
         hdr[0..4].copy_from_slice(&self.request().to_le_bytes());
         hdr[4..8].copy_from_slice(&(FLAG_VERSION | FLAG_REPLY).to_le_bytes());
-        hdr[8..12].copy_from_slice(&8u32.to_le_bytes());
-        Self {
-            hdr,
-            payload: vec![0; 8],
-            fds: Vec::new(),
-        }
+        let len = u32::try_from(payload.len()).unwrap_or(0);
+        hdr[8..12].copy_from_slice(&len.to_le_bytes());
+        Self { hdr, payload, fds }
     }
 }
 
@@ -177,6 +201,7 @@ impl Relay {
         let fe_writer = Arc::new(Mutex::new(frontend.try_clone()?));
         let be_reader = backend.try_clone()?;
         let fe_for_replies = Arc::clone(&fe_writer);
+        let offer_inflight = policy.inflight.is_some();
         let requests = thread::Builder::new()
             .name("vhost-relay-req".into())
             .spawn(move || {
@@ -190,7 +215,11 @@ impl Relay {
             .name("vhost-relay-rep".into())
             .spawn(move || {
                 let result = (|| -> io::Result<()> {
-                    while let Some(msg) = recv_msg(&be_reader)? {
+                    while let Some(mut msg) = recv_msg(&be_reader)? {
+                        if offer_inflight && msg.request() == GET_PROTOCOL_FEATURES {
+                            let offered = msg.u64_payload() | inflight::PROTOCOL_F_INFLIGHT_SHMFD;
+                            msg.set_u64_payload(offered);
+                        }
                         tracing::trace!(
                             "vhost-user reply {} size {}",
                             msg.request(),
@@ -236,6 +265,7 @@ fn forward_requests(
     let mut validator = Validator::new(policy.num_queues, policy.max_queue_size);
     let mut features_set = !policy.hold_early_vring_enable;
     let mut held: Vec<Msg> = Vec::new();
+    let cell = policy.inflight.as_deref();
     while let Some(mut msg) = recv_msg(frontend)? {
         tracing::trace!(
             "vhost-user request {} flags {:#x} size {} fds {}",
@@ -275,6 +305,30 @@ fn forward_requests(
                 }
                 continue;
             }
+            inflight::GET_INFLIGHT_FD | inflight::SET_INFLIGHT_FD if cell.is_some() => {
+                if let Some(cell) = cell {
+                    let reply = answer_inflight(&mut msg, cell, &policy)?;
+                    if let Some(reply) = reply {
+                        let fe = fe_writer.lock().unwrap_or_else(PoisonError::into_inner);
+                        send_msg(&fe, &reply)?;
+                    }
+                }
+                continue;
+            }
+            // The daemon knows nothing of inflight tracking: it sees only
+            // the features it offered itself.
+            SET_PROTOCOL_FEATURES if cell.is_some() => {
+                let acked = msg.u64_payload() & !inflight::PROTOCOL_F_INFLIGHT_SHMFD;
+                msg.set_u64_payload(acked);
+            }
+            SET_VRING_KICK if cell.is_some_and(|c| c.current().is_some()) => {
+                // A restarted backend must look at the ring even if the
+                // driver never kicks again (it waits for completions). The
+                // count stays in the eventfd until the ring is enabled.
+                if let Some(kick) = msg.fds.first() {
+                    let _ = rustix::io::write(kick, &1u64.to_ne_bytes());
+                }
+            }
             RESET_OWNER | RESET_DEVICE => {
                 features_set = !policy.hold_early_vring_enable;
                 held.clear();
@@ -286,6 +340,61 @@ fn forward_requests(
     Ok(())
 }
 
+/// `GET_INFLIGHT_FD` / `SET_INFLIGHT_FD` (payload: mmap_size u64,
+/// mmap_offset u64, num_queues u16, queue_size u16; QEMU pads it to 24
+/// bytes, and a reply has the request's length). What the frontend asks for
+/// must fit the device; anything else ends the connection.
+fn answer_inflight(
+    msg: &mut Msg,
+    cell: &InflightCell,
+    policy: &RelayPolicy,
+) -> io::Result<Option<Msg>> {
+    let bad = |why: String| {
+        tracing::warn!("refusing the frontend: {why}; closing the connection");
+        io::Error::new(io::ErrorKind::InvalidData, why)
+    };
+    let p = &msg.payload;
+    if p.len() < 20 || p.len() > 32 {
+        return Err(bad(format!("inflight message of {} bytes", p.len())));
+    }
+    let u64_at = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&p[at..at + 8]);
+        u64::from_le_bytes(b)
+    };
+    let (mmap_size, mmap_offset) = (u64_at(0), u64_at(8));
+    let num_queues = u16::from_le_bytes([p[16], p[17]]);
+    let queue_size = u16::from_le_bytes([p[18], p[19]]);
+    let fits = usize::from(num_queues) <= policy.num_queues
+        && usize::from(queue_size) <= policy.max_queue_size;
+    if !fits {
+        return Err(bad(format!(
+            "an inflight region for {num_queues} queue(s) of {queue_size}; the device has {} of at most {}",
+            policy.num_queues, policy.max_queue_size
+        )));
+    }
+    if msg.request() == inflight::GET_INFLIGHT_FD {
+        let new = InflightRegion::create(num_queues, queue_size).map_err(|e| bad(e.to_string()))?;
+        let mut payload = msg.payload.clone();
+        payload[0..8].copy_from_slice(&new.mmap_size.to_le_bytes());
+        payload[8..16].copy_from_slice(&0u64.to_le_bytes());
+        tracing::debug!(
+            "inflight region of {} bytes for {num_queues} queue(s) of {queue_size}",
+            new.mmap_size
+        );
+        return Ok(Some(msg.reply(payload, vec![new.fd])));
+    }
+    let fd = match (msg.fds.pop(), msg.fds.is_empty()) {
+        (Some(fd), true) => fd,
+        _ => return Err(bad("SET_INFLIGHT_FD without exactly one fd".into())),
+    };
+    let region = InflightRegion::open(fd, mmap_size, mmap_offset, num_queues, queue_size)
+        .map_err(|e| bad(e.to_string()))?;
+    tracing::info!("inflight region installed ({num_queues} queue(s) of {queue_size})");
+    cell.set(region);
+    Ok((msg.flags() & FLAG_NEED_REPLY != 0).then(|| msg.ack()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +403,7 @@ mod tests {
         hold_early_vring_enable: true,
         num_queues: 2,
         max_queue_size: 256,
+        inflight: None,
     };
 
     fn msg(request: u32, flags: u32, payload: &[u8]) -> Msg {

@@ -19,6 +19,7 @@ use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler, V
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
+use super::inflight::InflightCell;
 use super::relay::{Relay, RelayPolicy};
 use super::stop::StopHandle;
 
@@ -78,6 +79,13 @@ pub trait Device: Send + Sync + 'static {
     /// through must hold those back. Off by default.
     fn relay_early_vring_enable(&self) -> bool {
         false
+    }
+
+    /// Where a device that tracks inflight I/O (vhost-user's
+    /// `INFLIGHT_SHMFD`, see `inflight.rs`) finds the region its frontend
+    /// hands over. `None` (the default): the feature is not offered.
+    fn inflight(&self) -> Option<Arc<InflightCell>> {
+        None
     }
 }
 
@@ -286,6 +294,12 @@ impl<D: Device> Server<D> {
     }
 
     fn serve_one(&mut self) -> Result<()> {
+        // A connection starts without an inflight region until its frontend
+        // sends one.
+        let inflight = self.device.inflight();
+        if let Some(cell) = &inflight {
+            cell.clear();
+        }
         let mem = GM::new(GuestMemoryMmap::new());
         let mut daemon = VhostUserDaemon::new(self.name.clone(), self.device.backend(), mem)
             .map_err(|e| ServerError::Daemon(e.to_string()))?;
@@ -307,6 +321,9 @@ impl<D: Device> Server<D> {
         drop(daemon);
         relay.join();
         self.device.detach();
+        if let Some(cell) = &inflight {
+            cell.clear();
+        }
         Ok(())
     }
 
@@ -319,6 +336,7 @@ impl<D: Device> Server<D> {
             hold_early_vring_enable: self.device.relay_early_vring_enable(),
             num_queues: backend.num_queues(),
             max_queue_size: backend.max_queue_size(),
+            inflight: self.device.inflight(),
         };
         let frontend = loop {
             match self.listener.accept() {

@@ -62,6 +62,7 @@ impl QueueWorker {
     /// flight into the used ring and forget the broken state.
     pub fn stop(&mut self) {
         self.drain(true);
+        self.forget_inflight();
         self.broken = false;
         self.poller = Poller::new();
         self.held_back.reset();
@@ -71,6 +72,7 @@ impl QueueWorker {
     /// the connection.
     pub fn detach(&mut self) {
         self.drain(false);
+        self.forget_inflight();
         self.slots.clear();
         self.free.clear();
         self.mem = None;

@@ -2,6 +2,7 @@
 //! `rig`): the status byte, the used ring, the image and the counters after
 //! good and bad requests, on each engine.
 
+mod inflight;
 mod notify;
 mod rig;
 

@@ -25,6 +25,10 @@ pub(crate) fn add(rules: &mut Rules) {
             // The engine asks whether the image is on tmpfs when it makes a
             // ring.
             libc::SYS_fstatfs,
+            // GET_INFLIGHT_FD: the inflight region is a sealed memfd made
+            // and sized here (vhost_user/inflight.rs).
+            libc::SYS_memfd_create,
+            libc::SYS_ftruncate,
         ],
     );
 }

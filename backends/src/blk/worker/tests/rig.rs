@@ -25,6 +25,7 @@ use crate::blk::config::DiskInfo;
 use crate::blk::engine::{Engine, EngineKind};
 use crate::blk::metrics::Metrics;
 use crate::blk::worker::QueueWorker;
+use crate::vhost_user::inflight::{InflightCell, InflightRegion};
 use crate::vhost_user::{Vring, GM};
 
 pub const QSIZE: u16 = 16;
@@ -86,6 +87,11 @@ pub struct Rig {
     pub writethrough: Arc<AtomicBool>,
     /// The image file (the temporary one unless `Setup::file` was given).
     pub image: Option<PathBuf>,
+    /// The connection's inflight region, when a test installs one.
+    pub inflight: Arc<InflightCell>,
+    kind: EngineKind,
+    file: Arc<File>,
+    disk: Arc<DiskInfo>,
     _tmp: Option<tempfile::NamedTempFile>,
     next_desc: u16,
     avail_idx: u16,
@@ -98,11 +104,7 @@ pub fn rig(kind: EngineKind) -> Rig {
 pub fn rig_with(setup: Setup) -> Rig {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_LEN)]).unwrap();
     let gm = GM::new(mem);
-    let vring = Vring::new(gm.clone(), QSIZE).unwrap();
-    vring.set_queue_size(QSIZE);
-    vring.set_queue_info(DESC_TABLE, AVAIL, USED).unwrap();
-    vring.set_queue_ready(true);
-    vring.set_enabled(true);
+    let vring = new_vring(&gm);
     let (file, tmp) = match setup.file {
         Some(f) => (f, None),
         None => {
@@ -123,13 +125,16 @@ pub fn rig_with(setup: Setup) -> Rig {
     });
     let metrics = Arc::new(Metrics::new());
     let writethrough = Arc::new(AtomicBool::new(false));
-    let engine = Engine::new(setup.kind, Arc::new(file), u32::from(QSIZE));
+    let file = Arc::new(file);
+    let engine = Engine::new(setup.kind, Arc::clone(&file), u32::from(QSIZE));
+    let inflight = Arc::new(InflightCell::default());
     let mut worker = QueueWorker::new(
         0,
         engine,
-        disk,
+        Arc::clone(&disk),
         Arc::clone(&metrics),
         Arc::clone(&writethrough),
+        Arc::clone(&inflight),
     );
     worker.set_memory(gm.clone());
     Rig {
@@ -139,13 +144,59 @@ pub fn rig_with(setup: Setup) -> Rig {
         metrics,
         writethrough,
         image: tmp.as_ref().map(|t| t.path().to_owned()),
+        inflight,
+        kind: setup.kind,
+        file,
+        disk,
         _tmp: tmp,
         next_desc: 0,
         avail_idx: 0,
     }
 }
 
+fn new_vring(gm: &GM) -> Vring {
+    let vring = Vring::new(gm.clone(), QSIZE).unwrap();
+    vring.set_queue_size(QSIZE);
+    vring.set_queue_info(DESC_TABLE, AVAIL, USED).unwrap();
+    vring.set_queue_ready(true);
+    vring.set_enabled(true);
+    vring
+}
+
 impl Rig {
+    /// Installs a fresh inflight region (GET_INFLIGHT_FD, then
+    /// SET_INFLIGHT_FD with what it returned).
+    pub fn with_inflight(self) -> Self {
+        let new = InflightRegion::create(1, QSIZE).unwrap();
+        let region = InflightRegion::open(new.fd, new.mmap_size, 0, 1, QSIZE).unwrap();
+        self.inflight.set(region);
+        self
+    }
+
+    /// The backend dies (nothing is finished or detached) and a new one
+    /// starts on the same guest memory, image and inflight region. Its ring
+    /// starts where the frontend puts it after losing the backend: next
+    /// avail at the used ring's index (QEMU's
+    /// `virtio_queue_restore_last_avail_idx`).
+    pub fn restart(&mut self) {
+        let used: u16 = self.mem().read_obj(GuestAddress(USED + 2)).unwrap();
+        self.vring = new_vring(&self.gm);
+        self.vring.set_queue_next_avail(used);
+        let engine = Engine::new(self.kind, Arc::clone(&self.file), u32::from(QSIZE));
+        let mut worker = QueueWorker::new(
+            0,
+            engine,
+            Arc::clone(&self.disk),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.writethrough),
+            Arc::clone(&self.inflight),
+        );
+        worker.set_memory(self.gm.clone());
+        // The old worker's process is gone: whatever it did stays done, and
+        // nothing it held goes into the used ring.
+        self.worker = worker;
+    }
+
     pub fn mem(&self) -> Arc<GuestMemoryMmap> {
         self.gm.memory().into_inner()
     }
