@@ -7,6 +7,13 @@
 //!
 //! Every request is `O_DIRECT` (no guest page cache); random offsets are
 //! block-aligned over the whole device, sequential reads wrap at its end.
+//!
+//! `pvio-guest-io DEVICE verify BLOCK_BYTES DEPTH WRITES` is a verifying
+//! workload instead (`verify.rs`): WRITES random block writes at DEPTH, each
+//! block's content derived from its index and how often it was written,
+//! then every block read back and checked. It prints `IO-PROGRESS N` every
+//! 1000 writes and ends with the device's FNV-1a digest, for the host to
+//! compare with the image.
 
 use std::alloc::Layout;
 use std::fs::OpenOptions;
@@ -17,11 +24,14 @@ use std::time::{Duration, Instant};
 
 use io_uring::{opcode, types, IoUring};
 
+mod verify;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Pattern {
     RandRead,
     RandWrite,
     SeqRead,
+    Verify,
 }
 
 struct Args {
@@ -43,6 +53,7 @@ fn parse() -> Result<Args, String> {
         "randread" => Pattern::RandRead,
         "randwrite" => Pattern::RandWrite,
         "read" => Pattern::SeqRead,
+        "verify" => Pattern::Verify,
         other => return Err(format!("unknown pattern {other}")),
     };
     let num = |s: &str, what: &str| {
@@ -60,12 +71,20 @@ fn parse() -> Result<Args, String> {
         pattern,
         block,
         depth: num(depth, "depth")?,
+        // For `verify`: the number of writes.
         seconds: u64::try_from(num(seconds, "seconds")?).map_err(|e| e.to_string())?,
     })
 }
 
 fn main() -> ExitCode {
-    match parse().and_then(|a| run(&a)) {
+    let run = |a: Args| {
+        if a.pattern == Pattern::Verify {
+            verify::run(&a)
+        } else {
+            run(&a)
+        }
+    };
+    match parse().and_then(run) {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
@@ -78,14 +97,14 @@ fn main() -> ExitCode {
 }
 
 /// One aligned buffer per request slot, freed on drop.
-struct Buffers {
+pub(crate) struct Buffers {
     ptr: *mut u8,
     layout: Layout,
     block: usize,
 }
 
 impl Buffers {
-    fn new(block: usize, depth: usize) -> Result<Self, String> {
+    pub(crate) fn new(block: usize, depth: usize) -> Result<Self, String> {
         let layout = Layout::from_size_align(block * depth, 4096).map_err(|e| e.to_string())?;
         // SAFETY: the layout has a non-zero size (block and depth are > 0).
         let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
@@ -95,7 +114,7 @@ impl Buffers {
         Ok(Self { ptr, layout, block })
     }
 
-    fn slot(&self, i: usize) -> *mut u8 {
+    pub(crate) fn slot(&self, i: usize) -> *mut u8 {
         self.ptr.wrapping_add(i * self.block)
     }
 }
@@ -109,15 +128,27 @@ impl Drop for Buffers {
 }
 
 /// xorshift64*: cheap, and the same offsets on every disk.
-struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+}
+
+/// The device's size in bytes, from sysfs.
+pub(crate) fn device_size(device: &str) -> Result<u64, String> {
+    std::fs::read_to_string(format!(
+        "/sys/class/block/{}/size",
+        device.trim_start_matches("/dev/")
+    ))
+    .ok()
+    .and_then(|s| s.trim().parse::<u64>().ok())
+    .map(|sectors| sectors * 512)
+    .ok_or_else(|| format!("cannot read the size of {device}"))
 }
 
 fn run(a: &Args) -> Result<String, String> {
@@ -128,14 +159,7 @@ fn run(a: &Args) -> Result<String, String> {
         .custom_flags(libc::O_DIRECT)
         .open(&a.device)
         .map_err(|e| format!("{}: {e}", a.device))?;
-    let size = std::fs::read_to_string(format!(
-        "/sys/class/block/{}/size",
-        a.device.trim_start_matches("/dev/")
-    ))
-    .ok()
-    .and_then(|s| s.trim().parse::<u64>().ok())
-    .map(|sectors| sectors * 512)
-    .ok_or_else(|| format!("cannot read the size of {}", a.device))?;
+    let size = device_size(&a.device)?;
     let block = u64::try_from(a.block).map_err(|e| e.to_string())?;
     let blocks = size / block;
     if blocks == 0 {
