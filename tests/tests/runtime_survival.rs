@@ -144,3 +144,32 @@ fn killed_backends_come_back_and_the_guest_carries_on() {
     wait_more(&env, "IO-OK", io, 3);
     env.ok(&["destroy", "sv"]);
 }
+
+#[test]
+fn a_hung_qemu_is_destroyed_in_bounded_time() {
+    let env = Env::new();
+    let pv = env.image("pv.img", 8);
+    let initramfs = env.initramfs("echo GUEST-UP\nsleep 600\n");
+    let cfg = env.config(
+        "hung",
+        &initramfs,
+        &format!("disk = [ 'file:{},xvda,w' ]", pv.display()),
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    env.wait_console("hung", "GUEST-UP", T);
+    let qemu = env.record("hung").qemu_pid.unwrap();
+    // SAFETY: a signal to the domain's QEMU, read from its record.
+    unsafe { libc::kill(i32::try_from(qemu).unwrap(), libc::SIGSTOP) };
+    let start = Instant::now();
+    let out = env.pvio(&["destroy", "hung"]);
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took < Duration::from_secs(15), "destroy took {took:?}");
+    let r = env.record("hung");
+    assert_eq!(r.ended.unwrap().cause, "destroy");
+    assert!(!runtime_support::alive(u64::from(qemu)), "QEMU left behind");
+}

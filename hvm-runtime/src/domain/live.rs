@@ -182,6 +182,22 @@ impl LiveDomain {
         out
     }
 
+    /// Reads what QEMU queued on the command connection (events sent to
+    /// every monitor), unless a request holds the connection now: a
+    /// domain that runs for days keeps nothing piling up in QEMU's
+    /// buffers or ours. Events read are kept for waiters, at most a few
+    /// hundred (`qmp::client`).
+    pub fn drain_qmp(&self) {
+        let Ok(mut g) = self.qmp.try_lock() else {
+            return;
+        };
+        if let Some(q) = g.as_mut() {
+            if q.execute(&qmp::query_status {}).is_err() {
+                *g = None;
+            }
+        }
+    }
+
     /// Sets the QMP connection made at start.
     pub fn set_qmp(&self, q: Qmp) {
         *lock(&self.qmp) = Some(q);

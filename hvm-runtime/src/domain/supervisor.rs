@@ -33,8 +33,11 @@ pub const LOCK_FD: RawFd = 3;
 pub const QEMU_LOG: &str = "qemu.log";
 /// How long QEMU may take to open its QMP sockets.
 const QEMU_START: Duration = Duration::from_secs(30);
-/// How long QEMU may take to exit after `quit` before it is killed.
+/// How long QEMU may take to exit after SIGTERM before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(10);
+/// How often the idle main loop reads what QEMU queued on the command
+/// connection.
+const DRAIN_EVERY: Duration = Duration::from_secs(20);
 
 /// Runs the supervisor of the domain in `dir` until the domain ends.
 pub fn run(dir: &Path) -> Result<(), DomainError> {
@@ -378,11 +381,15 @@ fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
     let mut deadline: Option<Instant> = None;
     loop {
         let msg = match deadline {
-            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            None => rx.recv_timeout(DRAIN_EVERY),
             Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
         };
         let msg = match msg {
             Ok(m) => m,
+            Err(RecvTimeoutError::Timeout) if deadline.is_none() => {
+                live.drain_qmp();
+                continue;
+            }
             Err(RecvTimeoutError::Timeout) => {
                 tracing::warn!("QEMU did not quit within {QUIT_GRACE:?}; killing it");
                 kill_qemu(live);
@@ -556,10 +563,12 @@ fn restart_in_place(live: &LiveDomain) -> Result<(), QmpError> {
     Ok(())
 }
 
+/// Asks QEMU to quit with SIGTERM (what QMP `quit` does, without waiting
+/// for a QMP connection a hung or stopped QEMU would never answer); the
+/// main loop kills it after [`QUIT_GRACE`].
 fn quit_qemu(live: &LiveDomain) {
-    if let Err(e) = live.qmp(|q| q.execute(&qmp::quit {})) {
-        tracing::warn!("quit over QMP failed ({}); killing QEMU", error_line(&e));
-        kill_qemu(live);
+    if let Some(pid) = live.record().qemu_pid {
+        process::signal(pid, libc::SIGTERM);
     }
 }
 

@@ -14,8 +14,14 @@ use qapi::qmp;
 
 use super::{QmpError, Result};
 
-/// How long one reply may take before the connection counts as hung.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one reply may take before the connection counts as hung: a
+/// stopped or hung QEMU holds no request (and no supervisor thread)
+/// longer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Events kept on a command connection until someone takes them; older
+/// ones are dropped.
+const PENDING_KEPT: usize = 256;
 
 /// How often an event wait asks QEMU for pending events.
 const EVENT_POLL: Duration = Duration::from_millis(50);
@@ -114,7 +120,12 @@ impl Qmp {
             let v: serde_json::Value = serde_json::from_str(&text).map_err(QmpError::Protocol)?;
             if v.get("event").is_some() {
                 match serde_json::from_value::<qmp::Event>(v) {
-                    Ok(e) => self.pending.push(e),
+                    Ok(e) => {
+                        if self.pending.len() >= PENDING_KEPT {
+                            self.pending.remove(0);
+                        }
+                        self.pending.push(e);
+                    }
                     Err(_) => {
                         tracing::debug!("QMP event this schema does not know: {}", text.trim())
                     }
