@@ -512,4 +512,62 @@ mod tests {
         assert!(recv_msg(&fe_test).unwrap().is_none());
         relay.join();
     }
+
+    #[test]
+    fn spec_inflight_io_tracking_get_and_set_are_answered_by_the_relay() {
+        let (fe_test, fe_relay) = UnixStream::pair().unwrap();
+        let (be_relay, be_test) = UnixStream::pair().unwrap();
+        let cell = Arc::new(InflightCell::default());
+        let policy = RelayPolicy {
+            inflight: Some(Arc::clone(&cell)),
+            ..HOLD
+        };
+        let relay = Relay::start(fe_relay, be_relay, policy).unwrap();
+        // The daemon's protocol features gain INFLIGHT_SHMFD on the way back.
+        send_msg(&fe_test, &msg(GET_PROTOCOL_FEATURES, FLAG_VERSION, &[])).unwrap();
+        let got = recv_msg(&be_test).unwrap().unwrap();
+        send_msg(
+            &be_test,
+            &got.reply(0x20u64.to_le_bytes().to_vec(), Vec::new()),
+        )
+        .unwrap();
+        let offered = recv_msg(&fe_test).unwrap().unwrap().u64_payload();
+        assert_eq!(offered, 0x20 | inflight::PROTOCOL_F_INFLIGHT_SHMFD);
+        // ... and lose it on the way in.
+        let acked = (0x20 | inflight::PROTOCOL_F_INFLIGHT_SHMFD).to_le_bytes();
+        send_msg(&fe_test, &msg(SET_PROTOCOL_FEATURES, FLAG_VERSION, &acked)).unwrap();
+        assert_eq!(recv_msg(&be_test).unwrap().unwrap().u64_payload(), 0x20);
+
+        // GET_INFLIGHT_FD as QEMU sends it: 24 bytes, 2 queues of 128.
+        let mut p = vec![0u8; 24];
+        p[16..18].copy_from_slice(&2u16.to_le_bytes());
+        p[18..20].copy_from_slice(&128u16.to_le_bytes());
+        send_msg(&fe_test, &msg(inflight::GET_INFLIGHT_FD, FLAG_VERSION, &p)).unwrap();
+        let mut reply = recv_msg(&fe_test).unwrap().unwrap();
+        assert_eq!(reply.request(), inflight::GET_INFLIGHT_FD);
+        assert_eq!(reply.flags(), FLAG_VERSION | FLAG_REPLY);
+        assert_eq!(reply.payload.len(), 24);
+        assert_eq!(reply.u64_payload(), 2 * 2112, "mmap_size");
+        assert_eq!(reply.payload[16..20], p[16..20]);
+        assert_eq!(reply.fds.len(), 1);
+        assert!(cell.current().is_none(), "GET alone installs nothing");
+
+        // SET_INFLIGHT_FD with it, asking for an ack.
+        let mut set = msg(
+            inflight::SET_INFLIGHT_FD,
+            FLAG_VERSION | FLAG_NEED_REPLY,
+            &reply.payload,
+        );
+        set.fds.push(reply.fds.pop().unwrap());
+        send_msg(&fe_test, &set).unwrap();
+        assert_eq!(recv_msg(&fe_test).unwrap().unwrap().payload, [0; 8]);
+        assert_eq!(cell.current().unwrap().num_queues(), 2);
+
+        // More queues than the device has: the connection ends.
+        p[16..18].copy_from_slice(&3u16.to_le_bytes());
+        send_msg(&fe_test, &msg(inflight::GET_INFLIGHT_FD, FLAG_VERSION, &p)).unwrap();
+        assert!(recv_msg(&fe_test).unwrap().is_none());
+        assert!(recv_msg(&be_test).unwrap().is_none());
+        relay.join();
+    }
 }
