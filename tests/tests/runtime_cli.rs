@@ -152,6 +152,7 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
         keys,
         [
             "accelerator",
+            "adopted",
             "backend_restarts",
             "backends_down",
             "id",

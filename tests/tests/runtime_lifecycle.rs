@@ -1,7 +1,8 @@
 //! A domain's life through the `pvio` commands: a duplicate name refused,
 //! pause and unpause, a reboot done in place, `destroy` leaving no
-//! process, socket or tap; then a supervisor killed with SIGKILL, whose
-//! domain the next `pvio list` recognises as dead and cleans up.
+//! process, socket or tap; then a supervisor killed with SIGKILL together
+//! with its QEMU, whose domain the next `pvio list` recognises as dead and
+//! cleans up (a supervisor killed alone is adopted: runtime_survival.rs).
 
 mod runtime_support;
 
@@ -139,8 +140,9 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     let err = env.fails(&["destroy", "lc1"]);
     assert!(err.contains("no domain named 'lc1' is running"), "{err}");
 
-    // A supervisor killed with SIGKILL: its QEMU dies with it, and the next
-    // `pvio list` sees the domain dead and cleans what is left.
+    // A supervisor killed with SIGKILL, and its QEMU too: the next `pvio
+    // list` sees the domain dead and cleans what is left (backends, taps,
+    // sockets).
     let serial = format!("serial='file:{}'", env.console_path("lc2").display());
     env.ok(&["create", cfg, "name='lc2'", &serial]);
     env.wait_console("lc2", "GUEST-READY", T);
@@ -148,7 +150,7 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     let (qemu, sup) = (rec.qemu_pid.unwrap(), rec.supervisor_pid.unwrap());
     let tap = rec.nics[0].tap.clone();
     let killed = std::process::Command::new("kill")
-        .args(["-KILL", &sup.to_string()])
+        .args(["-KILL", &sup.to_string(), &qemu.to_string()])
         .status()
         .unwrap();
     assert!(killed.success());

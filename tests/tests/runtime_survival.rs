@@ -173,3 +173,103 @@ fn a_hung_qemu_is_destroyed_in_bounded_time() {
     assert_eq!(r.ended.unwrap().cause, "destroy");
     assert!(!runtime_support::alive(u64::from(qemu)), "QEMU left behind");
 }
+
+#[test]
+fn a_killed_supervisor_is_replaced_and_the_guest_never_notices() {
+    let env = Env::new();
+    let pv = env.image("pv.img", 16);
+    let hot = env.image("hot.img", 8);
+    let iso_dir = env.path("iso");
+    std::fs::create_dir(&iso_dir).unwrap();
+    std::fs::write(iso_dir.join("hello.txt"), "hello\n").unwrap();
+    let iso = env.path("cd.iso");
+    let made = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-o"])
+        .arg(&iso)
+        .arg(&iso_dir)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let script = r#"
+echo GUEST-UP
+i=0
+while true; do
+  i=$((i+1))
+  if printf "REC-%08d" $i | dd of=/dev/vda bs=512 seek=$((i % 2000)) conv=sync,fsync 2>/dev/null; then
+    echo "IO-OK $i"
+  else
+    echo "IO-ERROR $i"
+  fi
+  sleep 0.2
+done
+"#;
+    let initramfs = env.initramfs(script);
+    let cfg = env.config(
+        "ad",
+        &initramfs,
+        &format!(
+            "disk = [ 'file:{},xvda,w', ',hdc:cdrom,r' ]\non_poweroff = 'destroy'",
+            pv.display()
+        ),
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    env.wait_console("ad", "IO-OK 3", T);
+    let before = env.record("ad");
+    let (qemu, sup) = (before.qemu_pid.unwrap(), before.supervisor_pid.unwrap());
+    // SAFETY: a signal to the domain's supervisor, read from its record.
+    unsafe { libc::kill(i32::try_from(sup).unwrap(), libc::SIGKILL) };
+    assert!(
+        pvio_hvm_runtime::domain::lock::FileLock::wait_free(&env.run_dir.join("ad/lock"), T)
+            .unwrap()
+    );
+    // The guest runs on without a supervisor.
+    let io = env.count_console("ad", "IO-OK");
+    let start = Instant::now();
+    while env.count_console("ad", "IO-OK") < io + 3 {
+        assert!(start.elapsed() < T, "the guest stopped with its supervisor");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(runtime_support::alive(u64::from(qemu)));
+    // The next command adopts it: same QEMU, same id, a new supervisor.
+    let out = env.pvio(&["list"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .any(|l| l.starts_with("ad") && l.contains("running")),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("adopted"));
+    let after = env.record("ad");
+    assert_eq!(after.qemu_pid, Some(qemu));
+    assert_eq!(after.id, before.id);
+    assert_eq!(after.started_at, before.started_at);
+    assert_eq!(after.adopted, 1);
+    assert_ne!(after.supervisor_pid, Some(sup));
+    let io = env.count_console("ad", "IO-OK");
+    wait_more_in(&env, "ad", "IO-OK", io, 3);
+    // It answers as before: hot-plug, a new CD, destroy.
+    env.ok(&[
+        "block-attach",
+        "ad",
+        &format!("file:{},xvdb,w", hot.display()),
+    ]);
+    env.ok(&["cd-insert", "ad", "hdc", iso.to_str().unwrap()]);
+    assert_eq!(env.count_console("ad", "IO-ERROR"), 0);
+    env.ok(&["destroy", "ad"]);
+    assert!(!runtime_support::alive(u64::from(qemu)));
+    assert_eq!(env.record("ad").ended.unwrap().cause, "destroy");
+}
+
+fn wait_more_in(env: &Env, name: &str, pattern: &str, from: usize, n: usize) {
+    let start = Instant::now();
+    while env.count_console(name, pattern) < from + n {
+        assert!(
+            start.elapsed() < T,
+            "no {n} more '{pattern}'; logs:\n{}",
+            env.log(name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

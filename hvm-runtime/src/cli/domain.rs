@@ -60,6 +60,9 @@ pub type Result<T> = std::result::Result<T, DomainCliError>;
 /// `pvio supervise DIR` (hidden): the supervisor of one domain.
 #[derive(Debug, Args)]
 pub struct SuperviseArgs {
+    /// Adopt a domain whose QEMU outlived its supervisor.
+    #[arg(long)]
+    pub adopt: bool,
     /// The domain's run dir.
     pub dir: PathBuf,
 }
@@ -144,6 +147,12 @@ pub fn list(json: bool) -> Result<ExitCode> {
         eprintln!("pvio: note: {d}; it was cleaned up");
     }
     for r in &records {
+        if r.adopted > 0 {
+            eprintln!(
+                "pvio: note: domain '{}' runs on; its supervisor was replaced {} time(s) (adopted)",
+                r.name, r.adopted
+            );
+        }
         for b in &r.backends_down {
             eprintln!(
                 "pvio: warning: domain '{}': the PV backend of {} is down: {}",
@@ -184,6 +193,8 @@ pub struct ListEntry<'a> {
     pub backend_restarts: u32,
     /// PV backends left down after dying too often.
     pub backends_down: &'a [crate::domain::record::BackendDown],
+    /// How often a new supervisor adopted the running domain.
+    pub adopted: u32,
 }
 
 impl ListEntry<'_> {
@@ -200,6 +211,7 @@ impl ListEntry<'_> {
             accelerator: &r.accel,
             backend_restarts: r.backend_restarts,
             backends_down: &r.backends_down,
+            adopted: r.adopted,
         }
     }
 }
@@ -354,7 +366,7 @@ fn why_no_vnc(config: Option<&std::path::Path>) -> String {
 
 /// `pvio supervise DIR`.
 pub fn supervise(a: &SuperviseArgs) -> Result<ExitCode> {
-    supervisor::run(&a.dir)?;
+    supervisor::run(&a.dir, a.adopt)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -382,6 +394,7 @@ mod tests {
             keys,
             [
                 "accelerator",
+                "adopted",
                 "backend_restarts",
                 "backends_down",
                 "id",

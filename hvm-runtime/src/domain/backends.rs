@@ -319,14 +319,16 @@ struct Job {
 impl Job {
     fn start(&self) -> std::io::Result<Child> {
         let mut c = Command::new(&self.exe);
+        // Not killed with the supervisor: a new one adopts the domain.
         c.arg0("pvio")
+            .process_group(0)
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
         let sources: Vec<RawFd> = self.fds.iter().map(AsRawFd::as_raw_fd).collect();
         // SAFETY: the closure runs in the forked child before exec and
-        // calls only fcntl, dup2 and prctl, which are async-signal-safe,
+        // calls only fcntl and dup2, which are async-signal-safe,
         // on descriptors `self.fds` keeps open. Each source is first moved
         // above every target, so that placing one cannot close another;
         // dup2 clears close-on-exec on the copies.
@@ -345,9 +347,6 @@ impl Job {
                     if libc::dup2(*h, target) < 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                }
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
             });

@@ -26,6 +26,12 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
             }
         }
     }
+    for (device, pid) in &record.backend_pids {
+        if process::alive(*pid) && process::cmdline_mentions(*pid, Path::new("backend")) {
+            process::signal(*pid, libc::SIGKILL);
+            done.push(format!("ended the backend of {device} (pid {pid})"));
+        }
+    }
     if !record.qemu_pid.is_some_and(process::alive) {
         let config = LaunchSpec::load(dir)
             .map(|l| l.passthrough)

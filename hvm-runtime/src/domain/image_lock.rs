@@ -100,6 +100,23 @@ pub fn open_locked(
     }
 }
 
+/// Waits up to `timeout` until `path` could be locked as `read_only`
+/// asks: a backend killed a moment ago may still hold its lock while the
+/// kernel tears its io_uring down (registered files go last). True when
+/// it is free.
+pub fn wait_free(path: &Path, read_only: bool, timeout: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    loop {
+        match open_locked(path, read_only, Path::new("/nonexistent"), "", "") {
+            Ok(_) => return true,
+            Err(ImageLockError::InUse { .. }) if start.elapsed() < timeout => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(_) => return false,
+        }
+    }
+}
+
 /// Who uses `image`, in words: the first disk of a live domain's record
 /// with the same file, or "another process".
 fn holder(image: &Path, run_root: &Path, asker: (&str, &str)) -> String {

@@ -296,6 +296,8 @@ impl LaunchSpec {
             taps_created: Vec::new(),
             backends_down: Vec::new(),
             backend_restarts: 0,
+            backend_pids: std::collections::BTreeMap::new(),
+            adopted: 0,
             reboots: 0,
             state: DomainState::Starting,
             ended: None,

@@ -182,6 +182,18 @@ impl LiveDomain {
         out
     }
 
+    /// Writes the backends' current pids into the record (for a
+    /// supervisor that adopts the domain later).
+    pub fn refresh_backend_pids(&self) {
+        let pids: std::collections::BTreeMap<String, u32> = self
+            .backends()
+            .list()
+            .into_iter()
+            .map(|(device, _, _, pid)| (device, pid))
+            .collect();
+        self.update(|r| r.backend_pids = pids);
+    }
+
     /// Reads what QEMU queued on the command connection (events sent to
     /// every monitor), unless a request holds the connection now: a
     /// domain that runs for days keeps nothing piling up in QEMU's

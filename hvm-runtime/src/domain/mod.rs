@@ -6,6 +6,7 @@
 //! | file | role |
 //! | --- | --- |
 //! | `access.rs` | modes and owners of the run dir, sandbox identities, control-socket peers |
+//! | `adopt.rs` | a new supervisor for a domain whose QEMU outlived its own |
 //! | `rundir.rs` | the run dir layout, name reservation, finding live domains |
 //! | `record.rs` | the domain record (`domain.json`), written atomically |
 //! | `launch.rs` | what the supervisor starts (`launch.json`), made from the plan |
@@ -31,6 +32,7 @@
 
 pub mod access;
 pub mod actions;
+pub mod adopt;
 pub mod backends;
 pub mod cleanup;
 pub mod console;

@@ -162,6 +162,12 @@ pub struct DomainRecord {
     /// Backend restarts so far.
     #[serde(default)]
     pub backend_restarts: u32,
+    /// The PV backends' processes, by device.
+    #[serde(default)]
+    pub backend_pids: std::collections::BTreeMap<String, u32>,
+    /// How often a new supervisor adopted the running domain.
+    #[serde(default)]
+    pub adopted: u32,
     /// Guest reboots so far.
     pub reboots: u32,
     /// The state.
@@ -300,6 +306,8 @@ pub(crate) fn sample(name: &str) -> DomainRecord {
         taps_created: Vec::new(),
         backends_down: Vec::new(),
         backend_restarts: 0,
+        backend_pids: std::collections::BTreeMap::new(),
+        adopted: 0,
         reboots: 0,
         state: DomainState::Running,
         ended: None,

@@ -245,6 +245,20 @@ impl RunRoot {
         if record.state == DomainState::Ended {
             return Err(no_such());
         }
+        // QEMU outlived its supervisor: a new one adopts the domain.
+        if super::adopt::adoptable(&record) {
+            match super::adopt::respawn(&dir) {
+                Ok(record) => return Ok(Found { dir, record }),
+                Err(e) => tracing::warn!(
+                    "domain {name}: {}; cleaning up after it",
+                    crate::cli::error_line(&e)
+                ),
+            }
+            record = DomainRecord::load(&dir.join(RECORD)).map_err(|_| no_such())?;
+            if record.state == DomainState::Ended {
+                return Err(no_such());
+            }
+        }
         cleanup::reap_dead(&dir, &mut record);
         Err(DomainError::SupervisorDied {
             name: name.to_owned(),

@@ -45,6 +45,22 @@ pub fn start(
 }
 
 fn spawn_supervisor(res: &Reservation) -> Result<Child, DomainError> {
+    spawn_supervisor_for(&res.dir, &res.lock, false)
+}
+
+/// Starts `pvio supervise [--adopt] DIR` detached, with `lock` (held) on
+/// [`LOCK_FD`]: a new domain's, or one that adopts a running QEMU whose
+/// supervisor died.
+pub(super) fn spawn_supervisor_for(
+    dir: &Path,
+    lock: &super::lock::FileLock,
+    adopt: bool,
+) -> Result<Child, DomainError> {
+    struct Res<'a> {
+        dir: &'a Path,
+        lock: &'a super::lock::FileLock,
+    }
+    let res = Res { dir, lock };
     let exe = std::env::current_exe().map_err(DomainError::Spawn)?;
     let log_path = res.dir.join(LOG);
     let open_log = || {
@@ -59,8 +75,11 @@ fn spawn_supervisor(res: &Reservation) -> Result<Child, DomainError> {
             })
     };
     let mut cmd = Command::new(exe);
-    cmd.arg(SUPERVISE)
-        .arg(&res.dir)
+    cmd.arg(SUPERVISE);
+    if adopt {
+        cmd.arg("--adopt");
+    }
+    cmd.arg(res.dir)
         .current_dir("/")
         .stdin(Stdio::null())
         .stdout(open_log()?)

@@ -39,8 +39,9 @@ const QUIT_GRACE: Duration = Duration::from_secs(10);
 /// connection.
 const DRAIN_EVERY: Duration = Duration::from_secs(20);
 
-/// Runs the supervisor of the domain in `dir` until the domain ends.
-pub fn run(dir: &Path) -> Result<(), DomainError> {
+/// Runs the supervisor of the domain in `dir` until the domain ends;
+/// with `adopt`, of a domain whose QEMU outlived its first supervisor.
+pub fn run(dir: &Path, adopt: bool) -> Result<(), DomainError> {
     close_inherited();
     let _own_lock = keep_lock(dir)?;
     let spec = LaunchSpec::load(dir)?;
@@ -52,8 +53,14 @@ pub fn run(dir: &Path) -> Result<(), DomainError> {
     live.update(|_| ());
     tracing::info!("supervising domain {} (id {})", live.name(), live.spec.id);
     let exited = Arc::new(AtomicBool::new(false));
-    let mut ran = false;
-    let (cause, detail) = match start(&live, &exited) {
+    let began = if adopt {
+        super::adopt::take_over(&live, &exited).and_then(|()| serve_control(&live))
+    } else {
+        start(&live, &exited)
+    };
+    // An adopted domain ran before this supervisor: its end is a run's.
+    let mut ran = adopt;
+    let (cause, detail) = match began {
         Ok(()) => {
             ran = true;
             supervise(&live, &rx)
@@ -172,7 +179,31 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
         live.backends()
             .start_net(&device, &n.socket, &n.tap, &n.mac, n.mtu)?;
     }
+    live.refresh_backend_pids();
     spawn_qemu(live, exited, &pci.extra_qemu_args())?;
+    connect_qmp(live, exited)?;
+    set_up_qemu(live)?;
+    serve_control(live)?;
+    let status = live.qmp(|q| {
+        q.execute(&qmp::cont {})?;
+        q.status()
+    })?;
+    if !status.running {
+        return Err(DomainError::NotRunning(format!("{:?}", status.status)));
+    }
+    live.update(|r| r.state = DomainState::Running);
+    tracing::info!("domain {} runs", live.name());
+    Ok(())
+}
+
+/// Connects the supervisor's two QMP connections (events, commands) to
+/// QEMU, gives the monitor socket to the operators and starts reading
+/// events: at start, and when a new supervisor adopts a running QEMU.
+pub(super) fn connect_qmp(
+    live: &Arc<LiveDomain>,
+    exited: &Arc<AtomicBool>,
+) -> Result<(), DomainError> {
+    let spec = &live.spec;
     let alive = || !exited.load(Ordering::SeqCst);
     let gone = |e: QmpError| {
         if exited.load(Ordering::SeqCst) {
@@ -186,23 +217,16 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
     let q = Qmp::connect_while(&spec.qmp_socket, QEMU_START, alive).map_err(gone)?;
     live.set_qmp(q);
     protect_monitor(live);
-    spawn_event_thread(live, events)?;
-    set_up_qemu(live)?;
+    spawn_event_thread(live, events)
+}
+
+/// Serves the control socket.
+pub(super) fn serve_control(live: &Arc<LiveDomain>) -> Result<(), DomainError> {
     let handler_live = Arc::clone(live);
     control::serve(
-        &spec.control_socket,
+        &live.spec.control_socket,
         Arc::new(move |req| requests::handle(&handler_live, req)),
-    )?;
-    let status = live.qmp(|q| {
-        q.execute(&qmp::cont {})?;
-        q.status()
-    })?;
-    if !status.running {
-        return Err(DomainError::NotRunning(format!("{:?}", status.status)));
-    }
-    live.update(|r| r.state = DomainState::Running);
-    tracing::info!("domain {} runs", live.name());
-    Ok(())
+    )
 }
 
 /// Makes the device model's dir, reachable by its identity alone, after
@@ -279,17 +303,9 @@ fn spawn_qemu(
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2);
-    // SAFETY: the closure runs in the forked child before exec and only
-    // calls prctl, which is async-signal-safe. QEMU then dies with the
-    // supervisor's main thread (a SIGKILLed supervisor leaves no QEMU).
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    // QEMU does not die with the supervisor: a new one adopts it
+    // (`adopt.rs`). Its own session keeps a terminal's signals away.
+    cmd.process_group(0);
     tracing::info!(
         "starting {} {} {}",
         spec.qemu_binary.display(),
@@ -411,6 +427,7 @@ fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
             }
             Msg::Backend(device, None) => {
                 live.update(|r| r.backend_restarts = r.backend_restarts.saturating_add(1));
+                live.refresh_backend_pids();
                 tracing::info!("backend {device} restarted");
             }
             Msg::Backend(device, Some(why)) => {

@@ -93,6 +93,7 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
         hotplugged: true,
     };
     live.update(|r| r.disks.push(entry.clone()));
+    live.refresh_backend_pids();
     tracing::info!("{} hot-plugged", d.vdev);
     Ok(entry)
 }
@@ -145,6 +146,7 @@ pub fn detach(live: &LiveDomain, vdev: &str) -> Result<()> {
         tracing::warn!("chardev-remove {chr}: {}", crate::cli::error_line(&e));
     }
     live.backends().stop(vdev);
+    live.refresh_backend_pids();
     live.update(|r| r.disks.retain(|d| d.vdev != vdev));
     tracing::info!("{vdev} hot-unplugged");
     Ok(())

@@ -93,6 +93,7 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
             r.taps_created.push(tap.clone());
         }
     });
+    live.refresh_backend_pids();
     tracing::info!("{dev} hot-plugged on {} (tap {tap})", v.bridge);
     Ok(entry)
 }
@@ -230,6 +231,7 @@ pub fn detach(live: &LiveDomain, nic: &str) -> Result<()> {
     }
     if pv {
         live.backends().stop(&id);
+        live.refresh_backend_pids();
     }
     let made = rec.taps_created.contains(&n.tap);
     if made {
