@@ -45,8 +45,13 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
         done.push(format!("removed {removed} socket(s)"));
     }
     for tap in &record.taps_created {
-        match taps::delete(tap) {
-            Ok(()) => done.push(format!("deleted tap {tap}")),
+        match taps::delete_in(tap, record.netns.as_deref()) {
+            Ok(taps::Deleted::Deleted) => done.push(format!("deleted tap {tap}")),
+            Ok(taps::Deleted::Gone) => {}
+            Ok(taps::Deleted::NamespaceGone) => done.push(format!(
+                "found tap {tap} gone with its network namespace {}",
+                record.netns.as_deref().unwrap_or("?")
+            )),
             Err(e) => tracing::warn!("{e}"),
         }
     }

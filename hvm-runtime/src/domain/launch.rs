@@ -294,6 +294,7 @@ impl LaunchSpec {
             nics: self.nics.clone(),
             pci: Vec::new(),
             taps_created: Vec::new(),
+            netns: None,
             backends_down: Vec::new(),
             backend_restarts: 0,
             backend_pids: std::collections::BTreeMap::new(),

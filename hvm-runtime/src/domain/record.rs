@@ -156,6 +156,9 @@ pub struct DomainRecord {
     pub pci: Vec<PciEntry>,
     /// Taps pvio created (and removes at the end).
     pub taps_created: Vec<String>,
+    /// The network namespace the taps were made in (`net:[inode]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<String>,
     /// PV backends left down after dying too often (device, why).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub backends_down: Vec<BackendDown>,
@@ -304,6 +307,7 @@ pub(crate) fn sample(name: &str) -> DomainRecord {
         nics: Vec::new(),
         pci: Vec::new(),
         taps_created: Vec::new(),
+        netns: None,
         backends_down: Vec::new(),
         backend_restarts: 0,
         backend_pids: std::collections::BTreeMap::new(),

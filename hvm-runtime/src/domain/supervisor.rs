@@ -165,6 +165,7 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
     let pci = passthrough::take(&passthrough::manager(false), live.name(), &spec.passthrough)
         .map_err(Box::new)?;
     live.update(|r| r.pci = pci.entries());
+    live.update(|r| r.netns = taps::current_netns());
     for t in &spec.taps {
         if taps::create(&t.name, &t.bridge, t.mtu)? {
             live.update(|r| r.taps_created.push(t.name.clone()));
@@ -613,8 +614,9 @@ fn teardown(live: &LiveDomain, exited: &AtomicBool, ran: bool, cause: &str, deta
         passthrough::domain_ended(live.name(), &live.spec.passthrough, ran);
         live.update(|r| r.pci.clear());
     }
+    let netns = live.record().netns;
     for tap in live.record().taps_created {
-        if let Err(e) = taps::delete(&tap) {
+        if let Err(e) = taps::delete_in(&tap, netns.as_deref()) {
             tracing::warn!("{e}");
         }
     }
