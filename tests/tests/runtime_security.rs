@@ -163,13 +163,15 @@ fn a_domain_is_closed_to_others_and_each_process_is_sandboxed() {
     let br = runtime_support::TestBridge::new("s");
     let pv = env.image("pv.img", 16);
     let spare = env.image("spare.img", 8);
+    let ide = env.image("ide.img", 8);
     let initramfs = env.initramfs(&pvio_tests::strict(SCRIPT));
     let cfg = env.config(
         "sec",
         &initramfs,
         &format!(
-            "disk = [ 'file:{},xvda,w' ]\nvif = [ 'type=vif,bridge={}' ]\nmonitor = 1\non_poweroff = 'destroy'",
+            "disk = [ 'file:{},xvda,w', 'file:{},hda,w' ]\nvif = [ 'type=vif,bridge={}' ]\nmonitor = 1\non_poweroff = 'destroy'",
             pv.display(),
+            ide.display(),
             br.name
         ),
     );
@@ -317,6 +319,13 @@ fn a_domain_is_closed_to_others_and_each_process_is_sandboxed() {
         &format!("file:{},xvdf,w", spare.display()),
     ]);
     assert!(e.contains("in use by disk xvd"), "{e}");
+    // An emulated disk's image is locked as well.
+    let e = env.fails(&[
+        "block-attach",
+        "sec",
+        &format!("file:{},xvdg,w", ide.display()),
+    ]);
+    assert!(e.contains("disk hda of domain 'sec' (writable)"), "{e}");
     // A second domain on the same writable image does not start.
     let cfg2 = env.config(
         "sec2",

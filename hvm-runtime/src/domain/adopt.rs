@@ -108,6 +108,12 @@ pub(super) fn take_over(
             process::wait_gone(*pid, Duration::from_secs(5));
         }
     }
+    for d in record.disks.iter().filter(|d| d.bus != "pv" && !d.cdrom) {
+        if let Some(image) = &d.image {
+            super::image_lock::wait_free(image, d.read_only, LOCK_RELEASE);
+        }
+    }
+    live.lock_emulated_images()?;
     for d in record.disks.iter().filter(|d| d.bus == "pv") {
         if let (Some(socket), Some(image)) = (&d.socket, &d.image) {
             super::image_lock::wait_free(image, d.read_only, LOCK_RELEASE);

@@ -104,6 +104,8 @@ pub struct LiveDomain {
     pub reboot_requested: AtomicBool,
     tx: Mutex<Sender<Msg>>,
     qemu_release: std::sync::OnceLock<Option<(u32, u32)>>,
+    /// Locks on the images of emulated disks, held while the domain runs.
+    emulated_locks: Mutex<Vec<super::image_lock::LockedImage>>,
 }
 
 impl LiveDomain {
@@ -132,6 +134,7 @@ impl LiveDomain {
             reboot_requested: AtomicBool::new(false),
             tx: Mutex::new(tx),
             qemu_release: std::sync::OnceLock::new(),
+            emulated_locks: Mutex::new(Vec::new()),
         }
     }
 
@@ -180,6 +183,30 @@ impl LiveDomain {
             *g = None;
         }
         out
+    }
+
+    /// Locks the images of the domain's emulated disks (not CD media) as
+    /// the PV backends' images are locked: one writer or several readers
+    /// among pvio's disks. QEMU opens these images itself (its own OFD
+    /// locks do not see these).
+    pub fn lock_emulated_images(&self) -> Result<(), super::DomainError> {
+        let root = self.dir.parent().unwrap_or(std::path::Path::new("/"));
+        let mut held = lock(&self.emulated_locks);
+        for d in self
+            .record()
+            .disks
+            .iter()
+            .filter(|d| d.bus != "pv" && !d.cdrom)
+        {
+            let Some(image) = &d.image else { continue };
+            let l = super::image_lock::open_locked(image, d.read_only, root, self.name(), &d.vdev)
+                .map_err(|source| super::DomainError::Image {
+                    device: d.vdev.clone(),
+                    source,
+                })?;
+            held.push(l);
+        }
+        Ok(())
     }
 
     /// Writes the backends' current pids into the record (for a

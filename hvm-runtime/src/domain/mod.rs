@@ -167,6 +167,15 @@ pub enum DomainError {
         /// Why.
         message: String,
     },
+    /// A disk's image cannot be used (missing, or held by another disk).
+    #[error("disk {device}")]
+    Image {
+        /// The guest device.
+        device: String,
+        /// Why.
+        #[source]
+        source: image_lock::ImageLockError,
+    },
     /// A tap or bridge could not be set up.
     #[error("{0}")]
     Network(String),

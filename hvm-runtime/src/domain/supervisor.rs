@@ -165,6 +165,7 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
     let pci = passthrough::take(&passthrough::manager(false), live.name(), &spec.passthrough)
         .map_err(Box::new)?;
     live.update(|r| r.pci = pci.entries());
+    live.lock_emulated_images()?;
     live.update(|r| r.netns = taps::current_netns());
     for t in &spec.taps {
         if taps::create(&t.name, &t.bridge, t.mtu)? {
