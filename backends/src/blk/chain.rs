@@ -7,8 +7,9 @@
 //!
 //! It must not know what a request means.
 
+use crate::vhost_user::GuestMem;
 use virtio_queue::desc::split::Descriptor;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 /// One split descriptor's size.
 const DESC_LEN: u64 = 16;
@@ -16,7 +17,7 @@ const DESC_LEN: u64 = 16;
 /// The descriptors of the chain at `head` of a table of `queue_size`.
 #[derive(Debug)]
 pub struct TableChain<'a> {
-    mem: &'a GuestMemoryMmap,
+    mem: &'a GuestMem,
     table: GuestAddress,
     size: u16,
     next: u16,
@@ -28,7 +29,7 @@ pub struct TableChain<'a> {
 
 impl<'a> TableChain<'a> {
     /// The chain whose first descriptor is `head` in the table at `table`.
-    pub fn new(mem: &'a GuestMemoryMmap, table: GuestAddress, queue_size: u16, head: u16) -> Self {
+    pub fn new(mem: &'a GuestMem, table: GuestAddress, queue_size: u16, head: u16) -> Self {
         Self {
             mem,
             table,
@@ -84,8 +85,9 @@ impl Iterator for TableChain<'_> {
 
 #[cfg(test)]
 mod tests {
+    use crate::vhost_user::GuestMem;
     use virtio_queue::desc::split::Descriptor;
-    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+    use vm_memory::{Bytes, GuestAddress};
 
     use super::TableChain;
 
@@ -93,11 +95,11 @@ mod tests {
     const WRITE: u16 = 2;
     const INDIRECT: u16 = 4;
 
-    fn mem() -> GuestMemoryMmap {
-        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap()
+    fn mem() -> GuestMem {
+        GuestMem::from_ranges(&[(GuestAddress(0), 0x10000)]).unwrap()
     }
 
-    fn put(m: &GuestMemoryMmap, table: u64, i: u64, d: Descriptor) {
+    fn put(m: &GuestMem, table: u64, i: u64, d: Descriptor) {
         m.write_obj(d, GuestAddress(table + 16 * i)).unwrap();
     }
 

@@ -4,6 +4,7 @@
 //!
 //! It must not know about queues, engines or vhost-user messages.
 
+use crate::vhost_user::dirty_log::VHOST_F_LOG_ALL;
 use pvio_frontend_protocol::blk::{
     BlkConfig, BlkTopology, SECTOR_SIZE, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_CONFIG_WCE,
     VIRTIO_BLK_F_DISCARD, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_MQ, VIRTIO_BLK_F_RO,
@@ -81,6 +82,7 @@ pub fn features(disk: &DiskInfo) -> u64 {
         | VIRTIO_F_EVENT_IDX
         | VIRTIO_F_INDIRECT_DESC
         | VHOST_USER_F_PROTOCOL_FEATURES
+        | VHOST_F_LOG_ALL
         | VIRTIO_BLK_F_SIZE_MAX
         | VIRTIO_BLK_F_SEG_MAX
         | VIRTIO_BLK_F_BLK_SIZE
@@ -145,6 +147,7 @@ mod tests {
             ("EVENT_IDX", VIRTIO_F_EVENT_IDX),
             ("INDIRECT_DESC", VIRTIO_F_INDIRECT_DESC),
             ("PROTOCOL_FEATURES", VHOST_USER_F_PROTOCOL_FEATURES),
+            ("LOG_ALL", VHOST_F_LOG_ALL),
         ];
         let all = offered.iter().fold(0, |acc, &(_, bit)| acc | bit);
         for read_only in [false, true] {

@@ -27,7 +27,7 @@ use super::engine::{Engine, EngineKind};
 use super::metrics::Metrics;
 use super::worker::QueueWorker;
 use crate::vhost_user::inflight::InflightCell;
-use crate::vhost_user::{Device, Vring, VringHandler, GM};
+use crate::vhost_user::{Device, LogBitmap, Vring, VringHandler, GM};
 
 /// The epoll event id of a queue's engine completions (ids up to the number
 /// of queues are the library's own).
@@ -129,7 +129,7 @@ fn lock(q: &Mutex<QueueWorker>) -> MutexGuard<'_, QueueWorker> {
 }
 
 impl VhostUserBackend for BlkDevice {
-    type Bitmap = ();
+    type Bitmap = LogBitmap;
     type Vring = Vring;
 
     fn num_queues(&self) -> usize {
@@ -152,6 +152,7 @@ impl VhostUserBackend for BlkDevice {
         VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::LOG_SHMFD
             | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS
     }
 
@@ -340,6 +341,7 @@ mod tests {
         let want = VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::LOG_SHMFD
             | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS;
         assert_eq!(p, want);
         // And the virtio features are the config module's.

@@ -14,6 +14,7 @@
 //!
 //! It must not know about engines, threads or vhost-user.
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::blk::{
     encode_blk_id, BlkReqHeader, DiscardWriteZeroesSeg, SECTOR_SIZE, VIRTIO_BLK_T_DISCARD,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_GET_LIFETIME, VIRTIO_BLK_T_IN,
@@ -22,7 +23,7 @@ use pvio_frontend_protocol::blk::{
 use pvio_frontend_protocol::ring::{VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use pvio_frontend_protocol::zerocopy::IntoBytes;
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use super::config::{DiskInfo, MAX_DATA_BYTES, MAX_SEGMENTS};
 use super::request::{parse, Action, Request};
@@ -163,7 +164,7 @@ pub enum Outcome {
 pub fn run(data: &[u8]) -> Outcome {
     let mut c = Cursor { data };
     let ranges: Vec<_> = REGIONS.iter().map(|&(a, l)| (GuestAddress(a), l)).collect();
-    let Ok(mem) = GuestMemoryMmap::<()>::from_ranges(&ranges) else {
+    let Ok(mem) = GuestMem::from_ranges(&ranges) else {
         return Outcome::NoChain;
     };
     let flags = c.u8();
@@ -295,7 +296,7 @@ pub fn run(data: &[u8]) -> Outcome {
 }
 
 /// The parser's promises about an accepted request.
-fn check(mem: &GuestMemoryMmap, disk: &DiskInfo, req: &Request) {
+fn check(mem: &GuestMem, disk: &DiskInfo, req: &Request) {
     assert!(
         mem.get_slice(req.status, 1).is_ok(),
         "status byte outside guest memory"
@@ -353,7 +354,7 @@ fn check(mem: &GuestMemoryMmap, disk: &DiskInfo, req: &Request) {
 }
 
 /// Whether `[addr, addr + len)` lies inside the host mapping of one region.
-fn inside_one_region(mem: &GuestMemoryMmap, addr: usize, len: usize) -> bool {
+fn inside_one_region(mem: &GuestMem, addr: usize, len: usize) -> bool {
     mem.iter().any(|r| {
         let Ok(base) = mem.get_host_address(r.start_addr()) else {
             return false;

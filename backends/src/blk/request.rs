@@ -15,6 +15,7 @@
 
 use std::ops::Deref;
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::blk::{
     BlkReqHeader, DiscardWriteZeroesSeg, RequestType, SECTOR_SIZE, VIRTIO_BLK_ID_BYTES,
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP,
@@ -22,7 +23,7 @@ use pvio_frontend_protocol::blk::{
 use pvio_frontend_protocol::zerocopy::FromBytes;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::DescriptorChain;
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend};
 
 use super::config::{DiskInfo, MAX_DATA_BYTES, MAX_DISCARD_SECTORS, MAX_DISCARD_SEG, MAX_SEGMENTS};
 use super::metrics::GuestError;
@@ -162,7 +163,7 @@ impl Request {
     /// writable buffers of a GET_ID request.
     pub fn write_id(
         &self,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         id: &[u8; VIRTIO_BLK_ID_BYTES],
     ) -> Result<(), vm_memory::GuestMemoryError> {
         let want = usize::try_from(self.data_len).unwrap_or(0).min(id.len());
@@ -198,7 +199,7 @@ impl Request {
 /// until the driver resets it.
 pub fn parse<M>(
     chain: DescriptorChain<M>,
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     disk: &DiskInfo,
     req: &mut Request,
 ) -> Result<(), ChainError>
@@ -215,7 +216,7 @@ where
 pub fn parse_descriptors(
     head: u16,
     chain: impl Iterator<Item = Descriptor>,
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     disk: &DiskInfo,
     req: &mut Request,
 ) -> Result<(), ChainError> {
@@ -364,7 +365,7 @@ pub fn parse_descriptors(
 /// Reads and writes: the data must be whole sectors, inside the disk, in at
 /// most [`MAX_SEGMENTS`] pieces of mapped guest memory.
 fn data_request(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     disk: &DiskInfo,
     req: &mut Request,
     header: &BlkReqHeader,
@@ -434,7 +435,7 @@ fn get_id(disk: &DiskInfo, req: &mut Request, in_len: u64) {
 /// DISCARD and WRITE_ZEROES: one range (`max_*_seg` is 1), checked flags,
 /// inside the disk, not on a read-only disk.
 fn discard_write_zeroes(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     disk: &DiskInfo,
     req: &mut Request,
     discard: bool,
@@ -528,7 +529,7 @@ fn in_disk(disk: &DiskInfo, sector: u64, len: u64) -> Option<u64> {
 /// Maps the readable (`writable == false`) or writable stream, from byte
 /// `skip` on, into `req.iovecs` and `req.data_len`.
 fn map_stream(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     req: &mut Request,
     writable: bool,
     mut skip: u64,
@@ -568,7 +569,7 @@ fn map_stream(
 /// Copies `out.len()` bytes of the readable or writable stream, starting at
 /// byte `skip`, out of guest memory.
 fn copy_from_stream(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     descs: &[Piece],
     writable: bool,
     mut skip: u64,

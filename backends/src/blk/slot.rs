@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use crate::vhost_user::GuestMem;
+use vm_memory::GuestAddress;
 
 /// What a slot's operation is, for completion handling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub(super) struct Slot {
     pub(super) first: usize,
     /// The guest memory the iovecs point into: kept mapped until the engine
     /// is done with them, even if the frontend sends a new memory table.
-    pub(super) mem: Option<Arc<GuestMemoryMmap>>,
+    pub(super) mem: Option<Arc<GuestMem>>,
 }
 
 // SAFETY: the iovecs are host addresses into the mapping held by `mem` in the

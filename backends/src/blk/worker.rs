@@ -13,9 +13,11 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use crate::vhost_user::dirty_log::mark_iovecs;
+use crate::vhost_user::GuestMem;
 use vhost_user_backend::{VringState, VringT};
 use virtio_queue::{QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
 
 use pvio_frontend_protocol::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 
@@ -260,7 +262,7 @@ impl QueueWorker {
     }
 
     /// Pops and starts every available chain (up to `max_in_flight`).
-    fn pop_all(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMemoryMmap>, used: &mut bool) {
+    fn pop_all(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMem>, used: &mut bool) {
         loop {
             if self.in_flight() >= self.max_in_flight {
                 self.throttled = true;
@@ -289,7 +291,7 @@ impl QueueWorker {
 
     /// Pops the next chain from the avail ring and parses it into
     /// `self.request`. False if there is none, or the queue broke.
-    fn pop_one(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMemoryMmap>) -> bool {
+    fn pop_one(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMem>) -> bool {
         let queue = state.get_queue_mut();
         // An avail index more than a ring ahead, or an avail ring that
         // cannot be read, is a broken driver: without stopping here the
@@ -333,7 +335,7 @@ impl QueueWorker {
 
     /// Starts the parsed request, or finishes it at once. True if it went
     /// into the used ring already.
-    fn dispatch(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMemoryMmap>) -> bool {
+    fn dispatch(&mut self, state: &mut VringState<GM>, mem: &Arc<GuestMem>) -> bool {
         let req = &mut self.request;
         let (op, offset, len) = match req.action {
             Action::Fail {
@@ -403,12 +405,7 @@ impl QueueWorker {
     }
 
     /// Writes `status`, puts the current request in the used ring.
-    fn finish_now(
-        &mut self,
-        state: &mut VringState<GM>,
-        mem: &GuestMemoryMmap,
-        status: u8,
-    ) -> bool {
+    fn finish_now(&mut self, state: &mut VringState<GM>, mem: &GuestMem, status: u8) -> bool {
         let len = self.request.used_len(status == VIRTIO_BLK_S_OK);
         let head = self.request.head;
         let addr = self.request.status;
@@ -418,7 +415,7 @@ impl QueueWorker {
     fn put_used(
         &mut self,
         state: &mut VringState<GM>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         head: u16,
         status_addr: GuestAddress,
         status: u8,
@@ -487,7 +484,7 @@ impl QueueWorker {
 
     /// Handles every finished operation. True if something went into the
     /// used ring.
-    fn reap(&mut self, state: &mut VringState<GM>, mem: &GuestMemoryMmap) -> bool {
+    fn reap(&mut self, state: &mut VringState<GM>, mem: &GuestMem) -> bool {
         let mut done = std::mem::take(&mut self.completions);
         self.engine.reap(&mut done);
         let mut used = false;
@@ -514,12 +511,7 @@ impl QueueWorker {
     }
 
     /// One finished operation: continue it, or finish its request.
-    fn complete(
-        &mut self,
-        state: &mut VringState<GM>,
-        mem: &GuestMemoryMmap,
-        c: Completion,
-    ) -> bool {
+    fn complete(&mut self, state: &mut VringState<GM>, mem: &GuestMem, c: Completion) -> bool {
         let Some(idx) = usize::try_from(c.tag)
             .ok()
             .filter(|&i| i < self.slots.len())
@@ -533,6 +525,14 @@ impl QueueWorker {
         let status = match (slot.op, c.result) {
             (SlotOp::Read | SlotOp::Write { .. }, n) if n > 0 => {
                 let n = u64::try_from(n).unwrap_or(0);
+                if slot.op == SlotOp::Read {
+                    // The kernel wrote these bytes, not vm-memory: log them
+                    // for a migration (a branch when none runs).
+                    if let Some(m) = slot.mem.as_deref() {
+                        let iov = slot.iovecs.get(slot.first..).unwrap_or_default();
+                        mark_iovecs(m, iov, usize::try_from(n).unwrap_or(usize::MAX));
+                    }
+                }
                 if n < slot.remaining {
                     slot.advance(n);
                     self.start(idx);

@@ -7,9 +7,8 @@
 
 use std::ops::Deref;
 
-use vm_memory::{
-    Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice,
-};
+use crate::vhost_user::GuestMem;
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, GuestMemoryBackend, VolatileSlice};
 
 use virtio_queue::DescriptorChain;
 
@@ -63,7 +62,7 @@ pub enum Direction {
 pub fn collect<M>(
     chain: DescriptorChain<M>,
     dir: Direction,
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     max: usize,
     segs: &mut Vec<Seg>,
 ) -> Result<usize, ChainError>
@@ -82,7 +81,7 @@ where
 fn collect_inner<M>(
     chain: DescriptorChain<M>,
     dir: Direction,
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     max: usize,
     segs: &mut Vec<Seg>,
 ) -> Result<usize, ChainError>
@@ -125,7 +124,7 @@ where
 /// The iovecs point into `mem`'s mappings: they are valid as long as the
 /// caller keeps `mem` (the guard of the guest memory) alive.
 pub fn push_iovecs(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     segs: &[Seg],
     iov: &mut Vec<libc::iovec>,
     max_iov: usize,
@@ -133,7 +132,7 @@ pub fn push_iovecs(
     let start = iov.len();
     let result = segs.iter().try_for_each(|seg| {
         for slice in GuestMemoryBackend::get_slices(mem, seg.addr, seg.len) {
-            let slice: VolatileSlice<'_, ()> = slice.map_err(|_| ChainError::OutsideMemory)?;
+            let slice: VolatileSlice<'_, _> = slice.map_err(|_| ChainError::OutsideMemory)?;
             if iov.len() >= max_iov {
                 return Err(ChainError::TooManySegments(max_iov));
             }
@@ -164,7 +163,7 @@ pub fn addr_at(segs: &[Seg], mut offset: usize) -> Option<GuestAddress> {
 /// Copies bytes `offset..offset + out.len()` of the buffer made of `segs`
 /// out of guest memory. Fails when the buffer is shorter or not in `mem`.
 pub fn read_at(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     segs: &[Seg],
     offset: usize,
     out: &mut [u8],
@@ -179,7 +178,7 @@ pub fn read_at(
 /// Writes `bytes` at `offset` of the buffer made of `segs` into guest
 /// memory. Fails when the buffer is shorter or not in `mem`.
 pub fn write_at(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     segs: &[Seg],
     offset: usize,
     bytes: &[u8],
@@ -195,7 +194,7 @@ pub fn write_at(
 /// Copies the buffer made of `segs` out of guest memory into `out`, from
 /// its start. Returns the bytes copied (all of `out` unless the buffer is
 /// shorter).
-pub fn copy_from(mem: &GuestMemoryMmap, segs: &[Seg], out: &mut [u8]) -> Result<usize, ChainError> {
+pub fn copy_from(mem: &GuestMem, segs: &[Seg], out: &mut [u8]) -> Result<usize, ChainError> {
     let mut done = 0;
     for seg in segs {
         if done == out.len() {
@@ -211,7 +210,7 @@ pub fn copy_from(mem: &GuestMemoryMmap, segs: &[Seg], out: &mut [u8]) -> Result<
 
 /// Copies `data` into the buffer made of `segs`, from its start. Returns
 /// the bytes copied (all of `data` unless the buffer is shorter).
-pub fn copy_into(mem: &GuestMemoryMmap, segs: &[Seg], data: &[u8]) -> Result<usize, ChainError> {
+pub fn copy_into(mem: &GuestMem, segs: &[Seg], data: &[u8]) -> Result<usize, ChainError> {
     let mut done = 0;
     for seg in segs {
         if done == data.len() {
@@ -235,9 +234,9 @@ mod tests {
     const F_NEXT: u16 = pvio_frontend_protocol::ring::VIRTQ_DESC_F_NEXT;
     const F_WRITE: u16 = pvio_frontend_protocol::ring::VIRTQ_DESC_F_WRITE;
 
-    fn mem() -> GuestMemoryMmap {
+    fn mem() -> GuestMem {
         // Two regions with a hole between them.
-        GuestMemoryMmap::from_ranges(&[
+        GuestMem::from_ranges(&[
             (GuestAddress(0), 0x10_0000),
             (GuestAddress(0x10_0000), 0x1000),
             (GuestAddress(0x20_0000), 0x10_0000),
@@ -245,7 +244,7 @@ mod tests {
         .unwrap()
     }
 
-    fn chain_of(mem: &GuestMemoryMmap, descs: &[(u64, u32, u16)]) -> (Queue, Vec<Seg>) {
+    fn chain_of(mem: &GuestMem, descs: &[(u64, u32, u16)]) -> (Queue, Vec<Seg>) {
         let vq = MockSplitQueue::new(mem, 16);
         let raw: Vec<RawDescriptor> = descs
             .iter()
@@ -263,7 +262,7 @@ mod tests {
     }
 
     fn run(
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         descs: &[(u64, u32, u16)],
         dir: Direction,
         max: usize,

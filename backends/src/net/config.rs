@@ -8,6 +8,8 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use pvio_frontend_protocol::features::VHOST_USER_F_PROTOCOL_FEATURES;
+
+use crate::vhost_user::dirty_log::VHOST_F_LOG_ALL;
 use pvio_frontend_protocol::net::{
     is_valid_unicast_mac, NetConfig, MAC_LEN, VIRTIO_NET_F_CTRL_VQ, VIRTIO_NET_F_MQ,
     VIRTIO_NET_S_LINK_UP,
@@ -167,6 +169,7 @@ pub fn features(tun_support: libc::c_uint) -> u64 {
         | VIRTIO_NET_F_MQ
         | VIRTIO_NET_F_CTRL_VQ
         | VHOST_USER_F_PROTOCOL_FEATURES
+        | VHOST_F_LOG_ALL
 }
 
 /// The config space the guest reads (virtio 1.2 §5.1.4): the MAC, link up,

@@ -10,6 +10,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::net::{
     NetCtrlHdr, NetCtrlMq, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_ERR,
     VIRTIO_NET_F_MQ, VIRTIO_NET_OK,
@@ -17,7 +18,7 @@ use pvio_frontend_protocol::net::{
 use pvio_frontend_protocol::zerocopy::FromBytes;
 use vhost_user_backend::VringT;
 use virtio_queue::{DescriptorChain, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemory, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{GuestAddressSpace, GuestMemory, GuestMemoryBackend};
 
 use super::chain::{self, ChainError, Seg};
 use super::stats::{guest_warn, PairStats, RateLimit};
@@ -112,7 +113,7 @@ impl Ctrl {
 
     /// Runs one command; returns the bytes written (the ack, or 0 for a
     /// chain with nowhere to put it).
-    fn command<M>(&mut self, desc_chain: DescriptorChain<M>, mem: &GuestMemoryMmap) -> u32
+    fn command<M>(&mut self, desc_chain: DescriptorChain<M>, mem: &GuestMem) -> u32
     where
         M: std::ops::Deref,
         M::Target: GuestMemory,
@@ -209,7 +210,7 @@ fn also(suppressed: u64) -> String {
 /// device-writable part (ack).
 fn split<M>(
     desc_chain: DescriptorChain<M>,
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
 ) -> Result<(Vec<Seg>, Vec<Seg>), ChainError>
 where
     M: std::ops::Deref,
@@ -252,13 +253,14 @@ where
 mod tests {
     use std::os::fd::AsRawFd;
 
+    use crate::vhost_user::GuestMem;
     use pvio_frontend_protocol::net::{
         NetCtrlMq, VIRTIO_NET_CTRL_MQ, VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, VIRTIO_NET_CTRL_RX,
         VIRTIO_NET_F_MQ, VIRTIO_NET_OK,
     };
     use pvio_frontend_protocol::zerocopy::IntoBytes;
     use vhost_user_backend::{VringRwLock, VringT};
-    use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+    use vm_memory::{GuestAddress, GuestMemoryAtomic};
 
     use super::*;
     use crate::net::driver::{Buf, DriverQueue};
@@ -282,8 +284,7 @@ mod tests {
                 .collect();
             let (mut dq, end) = DriverQueue::new(0x1000, 256, 64).unwrap();
             let mem =
-                GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(end).unwrap())])
-                    .unwrap();
+                GuestMem::from_ranges(&[(GuestAddress(0), usize::try_from(end).unwrap())]).unwrap();
             let gm = GuestMemoryAtomic::new(mem.clone());
             let vring = VringRwLock::new(gm.clone(), 256).unwrap();
             vring.set_queue_size(256);

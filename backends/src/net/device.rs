@@ -30,7 +30,7 @@ use super::offload::tun_offload_flags;
 use super::stats::StatsSnapshot;
 use super::tap::Tap;
 use super::worker::{Negotiated, PairShared, QueuePair};
-use crate::vhost_user::{Device, Vring, VringHandler, GM};
+use crate::vhost_user::{Device, LogBitmap, Vring, VringHandler, GM};
 
 /// The device: the tap, what it offers, and the counters, across
 /// connections.
@@ -176,7 +176,7 @@ fn event_id(num_queues: usize, offset: usize) -> u64 {
 }
 
 impl VhostUserBackend for NetBackend {
-    type Bitmap = ();
+    type Bitmap = LogBitmap;
     type Vring = Vring;
 
     fn num_queues(&self) -> usize {
@@ -219,6 +219,7 @@ impl VhostUserBackend for NetBackend {
         VhostUserProtocolFeatures::CONFIG
             | VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::LOG_SHMFD
     }
 
     fn set_event_idx(&self, _enabled: bool) {

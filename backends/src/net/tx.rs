@@ -9,11 +9,12 @@
 
 use std::io;
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::net::{NetHdr, NET_HDR_LEN};
 use pvio_frontend_protocol::zerocopy::FromBytes;
 use vhost_user_backend::VringT;
 use virtio_queue::{DescriptorChain, QueueT};
-use vm_memory::{GuestAddressSpace, GuestMemoryMmap};
+use vm_memory::GuestAddressSpace;
 
 use super::chain::{self, ChainError, Direction};
 use super::hdr::check_tx;
@@ -110,7 +111,7 @@ impl QueuePair {
     fn send_chain<M>(
         &mut self,
         desc_chain: DescriptorChain<M>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         iov: &mut Vec<libc::iovec>,
     ) where
         M: std::ops::Deref,
@@ -203,7 +204,7 @@ impl QueuePair {
 
     /// A chain of more than `IOV_MAX` pieces: gathered into the bounce
     /// buffer, then written.
-    fn write_gathered(&mut self, mem: &GuestMemoryMmap, total: usize) -> io::Result<usize> {
+    fn write_gathered(&mut self, mem: &GuestMem, total: usize) -> io::Result<usize> {
         let segs = std::mem::take(&mut self.segs);
         let buf = self.bounce_buf();
         let len = total.min(buf.len());

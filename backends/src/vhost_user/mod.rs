@@ -12,6 +12,7 @@
 //! This module must not know about any device type (block, net): a device
 //! plugs in through the [`Device`] trait.
 
+pub mod dirty_log;
 pub mod inflight;
 pub mod notify;
 mod relay;
@@ -20,6 +21,7 @@ mod signal;
 mod stop;
 pub mod validate;
 
+pub use dirty_log::{GuestMem, LogBitmap};
 pub use server::{Device, Listen, Server, ServerError, Vring, VringHandler, GM};
 pub use signal::{stop_on_signals, SignalError};
 pub use stop::StopHandle;

@@ -21,6 +21,10 @@
 //! driver waits only for completions still starts and resubmits what a
 //! previous backend left in flight.
 //!
+//! For dirty logging (see `dirty_log.rs`) it stops the log when
+//! `SET_FEATURES` comes without `VHOST_F_LOG_ALL`, and answers
+//! `SET_LOG_FD` itself (the log is written directly; nothing is signalled).
+//!
 //! It must not know what device is served. A [`Device`](super::Device) asks
 //! for the holding back with
 //! [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable)
@@ -35,7 +39,11 @@ use std::thread::{self, JoinHandle};
 
 use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
+use vm_memory::GuestAddressSpace;
+
+use super::dirty_log::{self, VHOST_F_LOG_ALL};
 use super::inflight::{self, InflightCell, InflightRegion};
+use super::server::GM;
 use super::validate::{Validator, SET_VRING_KICK};
 
 /// What the relay of one connection enforces.
@@ -50,6 +58,10 @@ pub struct RelayPolicy {
     /// Where `SET_INFLIGHT_FD`'s region goes, for a device that tracks
     /// inflight I/O; `None` leaves the feature unoffered.
     pub inflight: Option<Arc<InflightCell>>,
+    /// The connection's guest memory, whose dirty log stops when the
+    /// frontend acks features without `VHOST_F_LOG_ALL` (see
+    /// `dirty_log.rs`).
+    pub memory: Option<GM>,
 }
 
 /// vhost-user header: request, flags, payload size (all `u32` LE).
@@ -61,6 +73,7 @@ const MAX_FDS: usize = 32;
 
 const SET_FEATURES: u32 = 2;
 const RESET_OWNER: u32 = 4;
+const SET_LOG_FD: u32 = 7;
 const GET_PROTOCOL_FEATURES: u32 = 15;
 const SET_PROTOCOL_FEATURES: u32 = 16;
 const SET_VRING_ENABLE: u32 = 18;
@@ -279,7 +292,21 @@ fn forward_requests(
             tracing::warn!("refusing the frontend: {refusal}; closing the connection");
             return Err(io::Error::new(io::ErrorKind::InvalidData, refusal));
         }
+        if msg.request() == SET_FEATURES && msg.u64_payload() & VHOST_F_LOG_ALL == 0 {
+            if let Some(mem) = &policy.memory {
+                dirty_log::stop(&mem.memory());
+            }
+        }
         match msg.request() {
+            // The log is written directly; there is nothing to signal on
+            // this fd, which the daemon would refuse. Closed here.
+            SET_LOG_FD => {
+                if msg.flags() & FLAG_NEED_REPLY != 0 {
+                    let fe = fe_writer.lock().unwrap_or_else(PoisonError::into_inner);
+                    send_msg(&fe, &msg.ack())?;
+                }
+                continue;
+            }
             SET_VRING_ENABLE if !features_set => {
                 if msg.flags() & FLAG_NEED_REPLY != 0 {
                     let fe = fe_writer.lock().unwrap_or_else(PoisonError::into_inner);
@@ -404,6 +431,7 @@ mod tests {
         num_queues: 2,
         max_queue_size: 256,
         inflight: None,
+        memory: None,
     };
 
     fn msg(request: u32, flags: u32, payload: &[u8]) -> Msg {

@@ -16,16 +16,18 @@ use std::sync::Arc;
 
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler, VringRwLock};
-use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vm_memory::GuestMemoryAtomic;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
+use super::dirty_log::{GuestMem, LogBitmap};
 use super::inflight::InflightCell;
 use super::relay::{Relay, RelayPolicy};
 use super::stop::StopHandle;
 
 /// The guest memory as the vhost-user crates hand it out: swapped atomically
-/// when the frontend sends a new memory table.
-pub type GM = GuestMemoryAtomic<GuestMemoryMmap<()>>;
+/// when the frontend sends a new memory table. Its regions carry the dirty
+/// log of a migration (see `dirty_log.rs`).
+pub type GM = GuestMemoryAtomic<GuestMem>;
 
 /// One virtqueue with the state the vhost-user handler keeps for it.
 pub type Vring = VringRwLock<GM>;
@@ -61,7 +63,7 @@ impl Listen {
 /// threads exist, and [`Device::detach`] after they have stopped.
 pub trait Device: Send + Sync + 'static {
     /// What the vhost-user daemon drives (cloned once per queue thread).
-    type Backend: VhostUserBackend<Bitmap = (), Vring = Vring> + Clone + 'static;
+    type Backend: VhostUserBackend<Bitmap = LogBitmap, Vring = Vring> + Clone + 'static;
 
     /// The backend for the next connection.
     fn backend(&self) -> Self::Backend;
@@ -300,13 +302,14 @@ impl<D: Device> Server<D> {
         if let Some(cell) = &inflight {
             cell.clear();
         }
-        let mem = GM::new(GuestMemoryMmap::new());
-        let mut daemon = VhostUserDaemon::new(self.name.clone(), self.device.backend(), mem)
-            .map_err(|e| ServerError::Daemon(e.to_string()))?;
+        let mem = GM::new(GuestMem::new());
+        let mut daemon =
+            VhostUserDaemon::new(self.name.clone(), self.device.backend(), mem.clone())
+                .map_err(|e| ServerError::Daemon(e.to_string()))?;
         self.device
             .attach(&daemon.get_epoll_handlers())
             .map_err(ServerError::Attach)?;
-        let relay = self.start_relayed(&mut daemon)?;
+        let relay = self.start_relayed(&mut daemon, mem)?;
         tracing::info!("{}: frontend connected", self.name);
         self.stop.set_current(daemon.shutdown_handle());
         let result = daemon.wait();
@@ -330,13 +333,18 @@ impl<D: Device> Server<D> {
     /// Accepts the frontend here and starts `daemon` on a private socket
     /// behind a [`Relay`], which checks every control message before the
     /// daemon sees it (see `validate.rs`).
-    fn start_relayed(&mut self, daemon: &mut VhostUserDaemon<D::Backend>) -> Result<Relay> {
+    fn start_relayed(
+        &mut self,
+        daemon: &mut VhostUserDaemon<D::Backend>,
+        memory: GM,
+    ) -> Result<Relay> {
         let backend = self.device.backend();
         let policy = RelayPolicy {
             hold_early_vring_enable: self.device.relay_early_vring_enable(),
             num_queues: backend.num_queues(),
             max_queue_size: backend.max_queue_size(),
             inflight: self.device.inflight(),
+            memory: Some(memory),
         };
         let frontend = loop {
             match self.listener.accept() {

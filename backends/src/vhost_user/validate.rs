@@ -27,6 +27,8 @@ pub const SET_VRING_NUM: u32 = 8;
 pub const SET_VRING_ADDR: u32 = 9;
 /// `VHOST_USER_SET_VRING_KICK`.
 pub const SET_VRING_KICK: u32 = 12;
+/// `VHOST_USER_SET_LOG_BASE`.
+pub const SET_LOG_BASE: u32 = 6;
 /// `VHOST_USER_ADD_MEM_REG`.
 pub const ADD_MEM_REG: u32 = 37;
 /// `VHOST_USER_REM_MEM_REG`.
@@ -91,6 +93,25 @@ pub enum Refusal {
         /// The device's largest queue.
         max: usize,
     },
+    /// The dirty log's fd is not a regular file, or the log is empty or runs
+    /// past the end of it.
+    #[error("the dirty log ({size} bytes at offset {offset}) does not lie inside its fd, a regular file of {file_size} bytes")]
+    LogPastEnd {
+        /// The log's size.
+        size: u64,
+        /// Its offset into the file.
+        offset: u64,
+        /// The file's size (0 if it is not a regular file).
+        file_size: u64,
+    },
+    /// The dirty log has too few bits for the guest memory.
+    #[error("the dirty log has {size} bytes; the guest memory needs {need}")]
+    LogTooSmall {
+        /// The log's size.
+        size: u64,
+        /// One bit per 4 KiB page up to the end of the highest region.
+        need: u64,
+    },
     /// A ring that does not lie inside one mapped region.
     #[error("queue {index}: the {ring} ring ({len} bytes at {addr:#x}) lies outside the mapped guest memory")]
     RingOutside {
@@ -109,6 +130,7 @@ pub enum Refusal {
 /// are given in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Region {
+    guest_addr: u64,
     user_addr: u64,
     size: u64,
 }
@@ -203,6 +225,16 @@ impl Validator {
                 self.regions
                     .retain(|r| (r.user_addr, r.size) != (gone.user_addr, gone.size));
             }
+            SET_LOG_BASE => {
+                layout(payload.len() == 16)?;
+                let [fd] = fds else {
+                    return Err(Refusal::FdCount {
+                        regions: 1,
+                        fds: fds.len(),
+                    });
+                };
+                self.check_log(u64_at(payload, 0), u64_at(payload, 8), fd)?;
+            }
             SET_VRING_NUM => {
                 layout(payload.len() == 8)?;
                 let (index, num) = (u32_at(payload, 0), u32_at(payload, 4));
@@ -233,6 +265,37 @@ impl Validator {
                 self.check_rings(index)?;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// The dirty log of `SET_LOG_BASE`: inside its file (a log past the end
+    /// would kill the backend with SIGBUS at the first mark), page aligned,
+    /// and with a bit for every page of the memory mapped so far.
+    fn check_log(&self, size: u64, offset: u64, fd: &OwnedFd) -> Result<(), Refusal> {
+        let file_size = fstat(fd)
+            .ok()
+            .filter(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile)
+            .map_or(0, |st| u64::try_from(st.st_size).unwrap_or(0));
+        let fits = size > 0
+            && offset % 4096 == 0
+            && offset.checked_add(size).is_some_and(|end| end <= file_size);
+        if !fits {
+            return Err(Refusal::LogPastEnd {
+                size,
+                offset,
+                file_size,
+            });
+        }
+        let end = self
+            .regions
+            .iter()
+            .map(|r| r.guest_addr.saturating_add(r.size))
+            .max()
+            .unwrap_or(0);
+        let need = end.div_ceil(4096).div_ceil(8);
+        if size < need {
+            return Err(Refusal::LogTooSmall { size, need });
         }
         Ok(())
     }
@@ -285,6 +348,7 @@ impl Validator {
 
 fn parse_region(p: &[u8]) -> Region {
     Region {
+        guest_addr: u64_at(p, 0),
         size: u64_at(p, 8),
         user_addr: u64_at(p, 16),
     }
@@ -304,7 +368,8 @@ fn check_region(index: usize, p: &[u8], fd: &OwnedFd) -> Result<Region, Refusal>
         && offset
             .checked_add(region.size)
             .is_some_and(|end| end <= file_size)
-        && region.user_addr.checked_add(region.size).is_some();
+        && region.user_addr.checked_add(region.size).is_some()
+        && region.guest_addr.checked_add(region.size).is_some();
     if !fits {
         return Err(Refusal::PastEnd {
             index,

@@ -7,6 +7,7 @@ mod bad_requests;
 mod good;
 mod hostile_chains;
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::blk::{
     BlkReqHeader, DiscardWriteZeroesSeg, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_UNSUPP,
     VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_GET_LIFETIME,
@@ -17,7 +18,7 @@ use pvio_frontend_protocol::ring::{VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIR
 use pvio_frontend_protocol::zerocopy::IntoBytes;
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use super::*;
 
@@ -29,9 +30,9 @@ const STATUS: u64 = 0x9000;
 /// Guest memory: two adjacent regions, a hole, a third region.
 const REGIONS: [(u64, usize); 3] = [(0, 0x10000), (0x10000, 0x10000), (0x40000, 0x10000)];
 
-fn guest() -> GuestMemoryMmap {
+fn guest() -> GuestMem {
     let ranges: Vec<_> = REGIONS.iter().map(|&(a, l)| (GuestAddress(a), l)).collect();
-    GuestMemoryMmap::from_ranges(&ranges).unwrap()
+    GuestMem::from_ranges(&ranges).unwrap()
 }
 
 fn disk() -> DiskInfo {
@@ -59,7 +60,7 @@ fn linked(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
     ))
 }
 
-fn header(mem: &GuestMemoryMmap, type_: u32, sector: u64) {
+fn header(mem: &GuestMem, type_: u32, sector: u64) {
     mem.write_slice(
         BlkReqHeader::new(type_, sector).as_bytes(),
         GuestAddress(HDR),
@@ -69,7 +70,7 @@ fn header(mem: &GuestMemoryMmap, type_: u32, sector: u64) {
 
 /// Parses a chain made of `descs` (NEXT flags and links set for them).
 fn parse_descs(
-    mem: &GuestMemoryMmap,
+    mem: &GuestMem,
     disk: &DiskInfo,
     descs: &[RawDescriptor],
 ) -> (Result<(), ChainError>, Request) {
@@ -81,13 +82,13 @@ fn parse_descs(
 }
 
 /// Parses a chain laid out exactly as `descs` say (links included).
-fn parse_raw(mem: &GuestMemoryMmap, descs: &[RawDescriptor]) -> Result<(), ChainError> {
+fn parse_raw(mem: &GuestMem, descs: &[RawDescriptor]) -> Result<(), ChainError> {
     let q = MockSplitQueue::new(mem, 16);
     let chain = q.build_multiple_desc_chains(descs).unwrap();
     parse(chain, mem, &disk(), &mut Request::new())
 }
 
-fn host(mem: &GuestMemoryMmap, addr: u64) -> *mut libc::c_void {
+fn host(mem: &GuestMem, addr: u64) -> *mut libc::c_void {
     mem.get_host_address(GuestAddress(addr)).unwrap().cast()
 }
 
@@ -107,7 +108,7 @@ fn read_chain(len: u32) -> [RawDescriptor; 3] {
 }
 
 /// A discard / write-zeroes chain with one range at `DATA`.
-fn dwz_chain(mem: &GuestMemoryMmap, sector: u64, num: u32, flags: u32) -> [RawDescriptor; 3] {
+fn dwz_chain(mem: &GuestMem, sector: u64, num: u32, flags: u32) -> [RawDescriptor; 3] {
     let seg = DiscardWriteZeroesSeg::new(sector, num, flags);
     mem.write_slice(seg.as_bytes(), GuestAddress(DATA)).unwrap();
     [desc(HDR, 16, R), desc(DATA, 16, R), desc(STATUS, 1, W)]

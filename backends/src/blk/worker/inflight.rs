@@ -7,9 +7,10 @@
 
 use std::sync::Arc;
 
+use crate::vhost_user::GuestMem;
 use vhost_user_backend::VringState;
 use virtio_queue::QueueT;
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestAddress;
 
 use super::super::chain::TableChain;
 use super::super::metrics::GuestError;
@@ -24,7 +25,7 @@ impl QueueWorker {
     /// them for resubmission and set the ring's indexes as
     /// `vu_check_queue_inflights` does (next avail = used index + chains in
     /// flight).
-    pub(super) fn start_ring(&mut self, state: &mut VringState<GM>, mem: &GuestMemoryMmap) {
+    pub(super) fn start_ring(&mut self, state: &mut VringState<GM>, mem: &GuestMem) {
         self.resubmit.clear();
         self.inflight = None;
         let Some(region) = self.inflight_cell.current() else {
@@ -65,7 +66,7 @@ impl QueueWorker {
     pub(super) fn parse_resubmitted(
         &mut self,
         state: &mut VringState<GM>,
-        mem: &Arc<GuestMemoryMmap>,
+        mem: &Arc<GuestMem>,
         head: u16,
     ) -> bool {
         let queue = state.get_queue();
@@ -89,7 +90,7 @@ impl QueueWorker {
     pub(super) fn add_used(
         &mut self,
         state: &mut VringState<GM>,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         head: u16,
         len: u32,
     ) -> bool {

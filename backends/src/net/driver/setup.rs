@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use pvio_frontend_protocol::features::VHOST_USER_F_PROTOCOL_FEATURES;
@@ -11,7 +11,7 @@ use pvio_frontend_protocol::net::{net_hdr_len, NetConfig, NET_CONFIG_SIZE};
 use pvio_frontend_protocol::zerocopy::FromBytes;
 use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
-use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use vhost::{VhostBackend, VhostUserDirtyLogRegion, VhostUserMemoryRegionInfo, VringConfigData};
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
 use super::{vhost, DriverError, DriverOptions, DriverQueue, NetDriver};
@@ -36,7 +36,9 @@ impl NetDriver {
             return Err(DriverError::Protocol("no protocol features".into()));
         }
         let pf = vhost("GET_PROTOCOL_FEATURES", fe.get_protocol_features())?;
-        let want = VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ;
+        let want = VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::LOG_SHMFD;
         vhost("SET_PROTOCOL_FEATURES", fe.set_protocol_features(pf & want))?;
         let qn = vhost("GET_QUEUE_NUM", fe.get_queue_num())?;
         if qn < u64::try_from(nq).unwrap_or(u64::MAX) {
@@ -114,6 +116,29 @@ impl NetDriver {
             pairs,
             empty_rx: 0,
         })
+    }
+}
+
+impl NetDriver {
+    /// Shares a dirty log of `size` bytes at the start of `log` with the
+    /// backend (`SET_LOG_BASE`, as a migrating VMM does).
+    pub fn set_dirty_log(&self, log: &OwnedFd, size: u64) -> Result<(), DriverError> {
+        let region = VhostUserDirtyLogRegion {
+            mmap_size: size,
+            mmap_offset: 0,
+            mmap_handle: log.as_raw_fd(),
+        };
+        vhost("SET_LOG_BASE", self.fe.set_log_base(0, Some(region)))
+    }
+
+    /// Acks `features` again (turning `VHOST_F_LOG_ALL` on or off), and
+    /// waits until the backend has seen them.
+    pub fn set_features(&mut self, features: u64) -> Result<(), DriverError> {
+        vhost("SET_FEATURES", self.fe.set_features(features))?;
+        // SET_FEATURES has no reply: a round trip orders what follows.
+        vhost("GET_FEATURES", self.fe.get_features())?;
+        self.acked = features;
+        Ok(())
     }
 }
 

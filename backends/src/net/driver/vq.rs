@@ -13,7 +13,7 @@ use pvio_frontend_protocol::ring::{
     VirtqUsedElem, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE, VIRTQ_DESC_SIZE, VIRTQ_USED_F_NO_NOTIFY,
 };
 use pvio_frontend_protocol::zerocopy::{FromBytes, IntoBytes};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::DriverError;
@@ -118,7 +118,11 @@ impl DriverQueue {
 
     /// Writes a chain of `bufs` and publishes it; returns its head, or `None`
     /// when there are not enough free descriptors.
-    pub fn add(&mut self, mem: &GuestMemoryMmap, bufs: &[Buf]) -> Result<Option<u16>, DriverError> {
+    pub fn add(
+        &mut self,
+        mem: &impl GuestMemory,
+        bufs: &[Buf],
+    ) -> Result<Option<u16>, DriverError> {
         if bufs.is_empty() || bufs.len() > self.free.len() {
             return Ok(None);
         }
@@ -159,7 +163,7 @@ impl DriverQueue {
     /// Writes a buffer slot's contents.
     pub fn write_slot(
         &self,
-        mem: &GuestMemoryMmap,
+        mem: &impl GuestMemory,
         d: u16,
         data: &[u8],
     ) -> Result<(), DriverError> {
@@ -170,7 +174,7 @@ impl DriverQueue {
     /// Reads a buffer slot's contents.
     pub fn read_slot(
         &self,
-        mem: &GuestMemoryMmap,
+        mem: &impl GuestMemory,
         d: u16,
         out: &mut [u8],
     ) -> Result<(), DriverError> {
@@ -183,7 +187,7 @@ impl DriverQueue {
     /// never got) is an error, as it is for Linux.
     pub fn pop_used(
         &mut self,
-        mem: &GuestMemoryMmap,
+        mem: &impl GuestMemory,
     ) -> Result<Option<VirtqUsedElem>, DriverError> {
         let idx = u16::from_le(mem.load::<u16>(at(self.used, 2), Ordering::Acquire)?);
         if idx == self.last_used {
@@ -213,7 +217,7 @@ impl DriverQueue {
     }
 
     /// Whether the device published used elements not popped yet.
-    pub fn has_used(&self, mem: &GuestMemoryMmap) -> Result<bool, DriverError> {
+    pub fn has_used(&self, mem: &impl GuestMemory) -> Result<bool, DriverError> {
         let idx = u16::from_le(mem.load::<u16>(at(self.used, 2), Ordering::Acquire)?);
         Ok(idx != self.last_used)
     }
@@ -222,7 +226,7 @@ impl DriverQueue {
     /// order.
     pub fn free_chain(
         &mut self,
-        mem: &GuestMemoryMmap,
+        mem: &impl GuestMemory,
         head: u16,
     ) -> Result<Vec<u16>, DriverError> {
         let mut ids = Vec::new();
@@ -244,7 +248,7 @@ impl DriverQueue {
 
     /// Asks for an interrupt once the device uses the next element
     /// (`used_event`, with EVENT_IDX).
-    pub fn arm_used_event(&self, mem: &GuestMemoryMmap) -> Result<(), DriverError> {
+    pub fn arm_used_event(&self, mem: &impl GuestMemory) -> Result<(), DriverError> {
         mem.store(
             self.last_used.to_le(),
             at(self.avail, used_event_offset(self.size)),
@@ -256,7 +260,7 @@ impl DriverQueue {
 
     /// With EVENT_IDX: sets `used_event` one behind the used elements seen,
     /// which asks for no interrupt (until the index wraps).
-    pub fn hold_used_event(&self, mem: &GuestMemoryMmap) -> Result<(), DriverError> {
+    pub fn hold_used_event(&self, mem: &impl GuestMemory) -> Result<(), DriverError> {
         mem.store(
             self.last_used.wrapping_sub(1).to_le(),
             at(self.avail, used_event_offset(self.size)),
@@ -267,7 +271,7 @@ impl DriverQueue {
     }
 
     /// The device's `avail_event` (with EVENT_IDX).
-    pub fn avail_event(&self, mem: &GuestMemoryMmap) -> Result<u16, DriverError> {
+    pub fn avail_event(&self, mem: &impl GuestMemory) -> Result<u16, DriverError> {
         Ok(u16::from_le(mem.load::<u16>(
             at(self.used, avail_event_offset(self.size)),
             Ordering::Acquire,
@@ -284,7 +288,7 @@ impl DriverQueue {
     /// EVENT_IDX, else the used ring's NO_NOTIFY flag).
     pub fn needs_kick(
         &self,
-        mem: &GuestMemoryMmap,
+        mem: &impl GuestMemory,
         old: u16,
         event_idx: bool,
     ) -> Result<bool, DriverError> {

@@ -5,8 +5,9 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::vhost_user::dirty_log::mark_iovecs;
+use crate::vhost_user::GuestMem;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
-use vm_memory::GuestMemoryMmap;
 
 use super::super::chain::{self, ChainError, Direction, Seg};
 use super::super::merge::{num_buffers_le, spread, NUM_BUFFERS_OFFSET};
@@ -66,7 +67,7 @@ struct RxChain {
 /// the held chains, and what was done.
 struct Batch<'a> {
     q: &'a mut Queue,
-    mem: &'a GuestMemoryMmap,
+    mem: &'a GuestMem,
     iov: Vec<libc::iovec>,
     /// No more iovecs for the held chains (`IOV_MAX` reached).
     iov_full: bool,
@@ -136,7 +137,7 @@ impl Receiver {
     pub(crate) fn run<S: FrameSource + ?Sized>(
         &mut self,
         q: &mut Queue,
-        mem: &GuestMemoryMmap,
+        mem: &GuestMem,
         source: &S,
     ) -> BatchEnd {
         let mut b = Batch {
@@ -246,6 +247,11 @@ impl Receiver {
             // which stays mapped while the guard is held, and no Rust
             // reference to guest memory exists.
             let read = unsafe { source.read_frame_vectored(&b.iov[start..end]) };
+            // The kernel wrote the frame, not vm-memory: log it for a
+            // migration (a branch when none runs).
+            if let Ok(n) = read {
+                mark_iovecs(b.mem, &b.iov[start..end], n);
+            }
             self.after_direct_read(b, read, self.held_iov_cap())
         } else {
             self.read_into_bounce(b, source, cap)

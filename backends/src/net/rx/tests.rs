@@ -11,12 +11,13 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::sync::Arc;
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::features::VIRTIO_F_VERSION_1;
 use pvio_frontend_protocol::net::{
     VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_MRG_RXBUF,
 };
 use virtio_queue::{Queue, QueueT};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::{BatchEnd, FrameSource, Receiver};
 use crate::net::driver::{Buf, DriverQueue};
@@ -85,7 +86,7 @@ impl FrameSource for FakeTap {
 
 /// A receive ring as a guest driver and pvio both see it.
 struct Ring {
-    mem: GuestMemoryMmap,
+    mem: GuestMem,
     dq: DriverQueue,
     q: Queue,
     rx: Receiver,
@@ -96,8 +97,8 @@ struct Ring {
 impl Ring {
     fn new(size: u16, slot: u32, acked: u64) -> Self {
         let (dq, end) = DriverQueue::new(0x1000, size, slot).unwrap();
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), usize::try_from(end).unwrap())])
-            .unwrap();
+        let mem =
+            GuestMem::from_ranges(&[(GuestAddress(0), usize::try_from(end).unwrap())]).unwrap();
         let mut q = Queue::new(size).unwrap();
         q.set_size(size);
         q.try_set_desc_table_address(dq.desc).unwrap();

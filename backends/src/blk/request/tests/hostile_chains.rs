@@ -120,7 +120,7 @@ fn absurd_lengths_are_ioerr() {
     let (r, _) = parse_descs(&mem, &disk(), &read_chain(u32::MAX));
     assert_eq!(r, Err(ChainError::Truncated));
     // Inside guest memory but over the per-request limit.
-    let big = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 48 << 20)]).unwrap();
+    let big = GuestMem::from_ranges(&[(GuestAddress(0), 48 << 20)]).unwrap();
     let d = DiskInfo {
         sectors: 1 << 20,
         ..disk()
@@ -134,7 +134,7 @@ fn absurd_lengths_are_ioerr() {
 /// Parses a read whose data is `segments` descriptors of 512 bytes, on a
 /// queue long enough to hold the chain.
 fn read_in_segments(segments: u64) -> Request {
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
     let q = MockSplitQueue::new(&mem, 2048);
     let mut descs = vec![desc(0x80000, 16, R)];
     descs.extend((0..segments).map(|i| desc(0x90000 + i * 64, 512, W)));
@@ -182,7 +182,7 @@ fn more_than_1024_segments_after_splitting_at_region_edges_is_ioerr() {
     let ranges: Vec<_> = (0..64u64)
         .map(|i| (GuestAddress(i * 0x1000), 0x1000))
         .collect();
-    let mem = GuestMemoryMmap::from_ranges(&ranges).unwrap();
+    let mem = GuestMem::from_ranges(&ranges).unwrap();
     let q = MockSplitQueue::new(&mem, 2048);
     let mut descs = vec![desc(0x20000, 16, R)];
     descs.extend((0..1000).map(|i| desc(0x21000 - 256 + (i % 16) * 0x1000, 512, W)));

@@ -14,12 +14,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::vhost_user::GuestMem;
 use pvio_frontend_protocol::blk::{BlkReqHeader, VIRTIO_BLK_ID_BYTES};
 use pvio_frontend_protocol::ring::{VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE};
 use pvio_frontend_protocol::zerocopy::IntoBytes;
 use vhost_user_backend::VringT;
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
-use vm_memory::{Bytes, GuestAddress, GuestAddressSpace, GuestMemoryMmap};
+use vm_memory::{Bytes, GuestAddress, GuestAddressSpace};
 
 use crate::blk::config::DiskInfo;
 use crate::blk::engine::{Engine, EngineKind};
@@ -102,7 +103,7 @@ pub fn rig(kind: EngineKind) -> Rig {
 }
 
 pub fn rig_with(setup: Setup) -> Rig {
-    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_LEN)]).unwrap();
+    let mem = GuestMem::from_ranges(&[(GuestAddress(0), MEM_LEN)]).unwrap();
     let gm = GM::new(mem);
     let vring = new_vring(&gm);
     let (file, tmp) = match setup.file {
@@ -197,7 +198,7 @@ impl Rig {
         self.worker = worker;
     }
 
-    pub fn mem(&self) -> Arc<GuestMemoryMmap> {
+    pub fn mem(&self) -> Arc<GuestMem> {
         self.gm.memory().into_inner()
     }
 
