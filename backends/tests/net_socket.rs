@@ -14,6 +14,7 @@ use net_support::{is_test_frame, test_frame, NetNs, PacketSocket};
 use pvio_backends::net::driver::{Buf, DriverOptions};
 use pvio_frontend_protocol::features::VIRTIO_F_VERSION_1;
 use pvio_frontend_protocol::net::*;
+use vm_memory::{Address, GuestMemoryBackend, GuestMemoryRegion};
 
 fn packet_socket(ns: &NetNs, tap: &str) -> PacketSocket {
     let tap = tap.to_owned();
@@ -477,4 +478,102 @@ fn spec_2_7_10_an_interrupt_held_back_is_sent_when_the_pair_goes_idle() {
         "no interrupt for a frame delivered while used_event asked for none"
     );
     assert_eq!(recv_test_frame(&mut drv), test_frame(2, 300));
+}
+
+/// The pages whose bits are set in the first `len` bytes of `log`.
+fn dirty_pages(log: &std::os::fd::OwnedFd, len: usize) -> std::collections::BTreeSet<u64> {
+    let mut bits = vec![0u8; len];
+    rustix::io::pread(log, &mut bits, 0).unwrap();
+    let mut pages = std::collections::BTreeSet::new();
+    for (i, b) in bits.iter().enumerate() {
+        for bit in 0..8 {
+            if b & (1 << bit) != 0 {
+                pages.insert(u64::try_from(i * 8 + bit).unwrap());
+            }
+        }
+    }
+    pages
+}
+
+/// vhost-user spec, "Migration": while the frontend logs, the pages a
+/// received frame lands in and the used rings are marked, nothing else
+/// (descriptor tables, available rings, transmit buffers); after
+/// features without `VHOST_F_LOG_ALL`, nothing.
+#[test]
+fn spec_migration_received_frames_mark_their_pages_while_logging() {
+    const PAGE: u64 = 4096;
+    const LOG_ALL: u64 = 1 << 26;
+    let ns = NetNs::new("netl");
+    let be = Backend::start(&ns, "pvion9", |o| o.mtu = Some(9000));
+    let sock = packet_socket(&ns, "pvion9");
+    let mut drv = be.connect(&DriverOptions::default());
+    assert_ne!(drv.acked() & LOG_ALL, 0, "VHOST_F_LOG_ALL negotiated");
+    let mem_len = drv.memory().iter().map(|r| r.len()).sum::<u64>();
+    let log_len = usize::try_from(mem_len.div_ceil(PAGE).div_ceil(8)).unwrap();
+    let log = rustix::fs::memfd_create("pvio-test-log", rustix::fs::MemfdFlags::CLOEXEC).unwrap();
+    rustix::fs::ftruncate(&log, 4 * PAGE).unwrap();
+    drv.fill_rx(0).unwrap();
+    drv.set_dirty_log(&log, 4 * PAGE).unwrap();
+
+    let (used, used_len, slots, slot_len, size) = {
+        let q = drv.queue(0).unwrap();
+        (
+            q.used,
+            6 + 8 * u64::from(q.size),
+            q.slots,
+            q.slot_len,
+            q.size,
+        )
+    };
+    let used_before: u16 = vm_memory::Bytes::read_obj(drv.memory(), used.unchecked_add(2)).unwrap();
+    let frame = test_frame(42, 9014);
+    sock.send(&frame);
+    loop {
+        if drv.recv(0, T).unwrap().frame == frame {
+            break;
+        }
+    }
+    let dirty = dirty_pages(&log, log_len);
+    let pages = |start: u64, len: u64| (start / PAGE)..(start + len).div_ceil(PAGE);
+    // Allowed: the receive buffers and the used rings (where the backend
+    // also writes `avail_event`, on every queue).
+    let mut allowed = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        let q = drv.queue(i).unwrap();
+        allowed.extend(pages(q.used.0, 6 + 8 * u64::from(q.size)));
+    }
+    allowed.extend(pages(slots.0, u64::from(size) * u64::from(slot_len)));
+    let outside: Vec<_> = dirty.difference(&allowed).collect();
+    assert!(
+        outside.is_empty(),
+        "pages the backend never writes: {outside:?}"
+    );
+    // Required: the used ring, and every buffer filled since the log was set.
+    let used_after: u16 = vm_memory::Bytes::read_obj(drv.memory(), used.unchecked_add(2)).unwrap();
+    let mut want: std::collections::BTreeSet<u64> = pages(used.0, used_len).collect();
+    let mut i = used_before;
+    while i != used_after {
+        let at = used.unchecked_add(4 + 8 * u64::from(i % size));
+        let id: u32 = vm_memory::Bytes::read_obj(drv.memory(), at).unwrap();
+        let len: u32 = vm_memory::Bytes::read_obj(drv.memory(), at.unchecked_add(4)).unwrap();
+        want.extend(pages(
+            slots.0 + u64::from(id) * u64::from(slot_len),
+            u64::from(len),
+        ));
+        i = i.wrapping_add(1);
+    }
+    assert!(want.len() >= 3, "a 9 KiB frame spans at least 3 pages");
+    let missing: Vec<_> = want.difference(&dirty).collect();
+    assert!(missing.is_empty(), "written but not marked: {missing:?}");
+
+    // Migration over: nothing is marked any more.
+    drv.set_features(drv.acked() & !LOG_ALL).unwrap();
+    rustix::io::pwrite(&log, &vec![0u8; log_len], 0).unwrap();
+    sock.send(&frame);
+    loop {
+        if drv.recv(0, T).unwrap().frame == frame {
+            break;
+        }
+    }
+    assert!(dirty_pages(&log, log_len).is_empty(), "logging is off");
 }
