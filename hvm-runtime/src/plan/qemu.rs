@@ -264,6 +264,11 @@ pub(super) fn command_line(
     // Crash reports, control sockets, actions.
     push("-device", "pvpanic".to_owned());
     if spec.monitor {
+        notes.push(format!(
+            "warning: monitor=1 opens QEMU's human monitor on {}: whoever may connect (root and group '{}') can do everything QEMU can (read and write files as its user, change devices); use `pvio` commands where they do",
+            run_dir.join("monitor.sock").display(),
+            "pvio"
+        ));
         let m = socket(run_dir, "monitor.sock")?;
         push(
             "-monitor",

@@ -351,6 +351,13 @@ fn serial_usb_sound_monitor_actions_and_extra_args() {
         values(&p, "-monitor"),
         ["unix:/run/pvio/s/monitor.sock,server=on,wait=off"]
     );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("warning: monitor=1 opens QEMU's human monitor")),
+        "{:?}",
+        p.notes
+    );
     assert_eq!(
         values(&p, "-drive"),
         ["file=/f.img,format=raw,if=floppy,index=0"]
