@@ -57,6 +57,50 @@ pub enum DomainCliError {
 /// A local `Result`.
 pub type Result<T> = std::result::Result<T, DomainCliError>;
 
+/// `pvio qmp NAME 'JSON'`.
+#[derive(Debug, Args)]
+pub struct QmpArgs {
+    /// The domain.
+    pub name: String,
+    /// One QMP command: `{"execute":"query-status"}` (with `arguments`).
+    pub command: String,
+}
+
+/// `pvio monitor NAME 'HMP COMMAND'`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The domain.
+    pub name: String,
+    /// One human-monitor command line: `info status`, `eject hdc`.
+    pub command: String,
+}
+
+/// `pvio qmp NAME 'JSON'`: QEMU's `return` value, pretty-printed.
+pub fn qmp(a: &QmpArgs) -> Result<ExitCode> {
+    let v: serde_json::Value = serde_json::from_str(&a.command).map_err(|e| {
+        DomainCliError::Domain(DomainError::Refused {
+            name: a.name.clone(),
+            message: format!(
+                "the QMP command is not JSON ({e}); write it as '{{\"execute\":\"query-status\"}}'"
+            ),
+        })
+    })?;
+    let req = Request::Qmp { command: v };
+    let out = actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    print_json(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pvio monitor NAME 'HMP COMMAND'`: the monitor's text output.
+pub fn monitor(a: &MonitorArgs) -> Result<ExitCode> {
+    let req = Request::Monitor {
+        command_line: a.command.clone(),
+    };
+    let out = actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    print!("{}", out.as_str().unwrap_or_default());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `pvio supervise DIR` (hidden): the supervisor of one domain.
 #[derive(Debug, Args)]
 pub struct SuperviseArgs {

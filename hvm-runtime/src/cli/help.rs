@@ -17,6 +17,8 @@ pub(crate) const GROUPS: &[(&str, &[&str])] = &[
             "unpause",
             "console",
             "vncviewer",
+            "qmp",
+            "monitor",
         ],
     ),
     ("Disks", &["block-attach", "block-detach", "block-list"]),

@@ -51,6 +51,10 @@ pub enum Command {
     Console(DomainArg),
     /// Show a domain's VNC address and start a viewer if one is installed.
     Vncviewer(DomainArg),
+    /// Send one QMP command to a domain's QEMU (through its supervisor).
+    Qmp(domain::QmpArgs),
+    /// Send one human-monitor (HMP) command to a domain's QEMU.
+    Monitor(domain::MonitorArgs),
 
     /// Hot-plug a PV disk into a running domain.
     BlockAttach(BlockAttachArgs),

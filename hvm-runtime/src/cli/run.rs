@@ -48,6 +48,8 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::Unpause(a) => Ok(domain::simple(&a, Request::Unpause, "running")?),
         C::Console(a) => Ok(domain::console(&a)?),
         C::Vncviewer(a) => Ok(domain::vncviewer(&a)?),
+        C::Qmp(a) => Ok(domain::qmp(&a)?),
+        C::Monitor(a) => Ok(domain::monitor(&a)?),
         C::BlockAttach(a) => Ok(hotplug::block_attach(&a)?),
         C::BlockDetach(a) => Ok(hotplug::block_detach(&a)?),
         C::BlockList(a) => Ok(hotplug::block_list(&a)?),

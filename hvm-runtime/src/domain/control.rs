@@ -96,6 +96,16 @@ pub enum Request {
         /// QEMU's device id.
         id: String,
     },
+    /// One QMP command, as the user wrote it (`pvio qmp`).
+    Qmp {
+        /// `{"execute": NAME, "arguments": {...}}`.
+        command: serde_json::Value,
+    },
+    /// One human-monitor command line (`pvio monitor`).
+    Monitor {
+        /// The command line.
+        command_line: String,
+    },
 }
 
 /// What kind of failure a reply reports, so that a script can tell a

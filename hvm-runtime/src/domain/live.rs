@@ -209,6 +209,34 @@ impl LiveDomain {
         Ok(())
     }
 
+    /// Makes the record's CD media what QEMU reports (`query-block`),
+    /// whoever changed them: `cd-insert`, `pvio monitor`, `pvio qmp`, the
+    /// monitor socket, or the guest's eject. A medium pvio passed by
+    /// descriptor (`/dev/fdset/N`) keeps the path the record names.
+    pub fn refresh_media(&self) {
+        let Ok(blocks) = self.qmp(|q| q.execute_raw("query-block", serde_json::Value::Null)) else {
+            return;
+        };
+        let Some(blocks) = blocks.as_array() else {
+            return;
+        };
+        self.update(|r| {
+            for d in r.disks.iter_mut().filter(|d| d.cdrom) {
+                let Some(b) = blocks.iter().find(|b| {
+                    b.get("device").and_then(|v| v.as_str()) == Some(d.vdev.as_str())
+                        || b.get("qdev").and_then(|v| v.as_str()) == Some(d.vdev.as_str())
+                }) else {
+                    continue;
+                };
+                match b.pointer("/inserted/file").and_then(|v| v.as_str()) {
+                    None => d.image = None,
+                    Some(f) if f.starts_with("/dev/fdset/") => {}
+                    Some(f) => d.image = Some(std::path::PathBuf::from(f)),
+                }
+            }
+        });
+    }
+
     /// Writes the backends' current pids into the record (for a
     /// supervisor that adopts the domain later).
     pub fn refresh_backend_pids(&self) {

@@ -117,5 +117,31 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
         Request::PciDetach { id } => hotplug::pci::detach(live, &id)
             .map(|()| Value::Null)
             .map_err(|e| error_line(&e)),
+        Request::Qmp { command } => {
+            let name = command
+                .get("execute")
+                .and_then(Value::as_str)
+                .ok_or("a QMP command is {\"execute\": NAME, \"arguments\": {...}}")?
+                .to_owned();
+            let args = command.get("arguments").cloned().unwrap_or(Value::Null);
+            tracing::info!("QMP from an operator: {name}");
+            let out = live.qmp(|q| q.execute_raw(&name, args)).map_err(qmp_err);
+            live.refresh_media();
+            out
+        }
+        Request::Monitor { command_line } => {
+            tracing::info!("monitor command from an operator: {command_line}");
+            let out = live
+                .qmp(|q| {
+                    q.execute(&qmp::human_monitor_command {
+                        command_line,
+                        cpu_index: None,
+                    })
+                })
+                .map(Value::String)
+                .map_err(qmp_err);
+            live.refresh_media();
+            out
+        }
     }
 }

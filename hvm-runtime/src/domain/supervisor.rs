@@ -493,6 +493,10 @@ fn on_event(live: &LiveDomain, e: qmp::Event) -> Option<(String, String)> {
             live.update(|r| r.reboots = r.reboots.saturating_add(1));
             None
         }
+        qmp::Event::DEVICE_TRAY_MOVED { .. } => {
+            live.refresh_media();
+            None
+        }
         qmp::Event::STOP { .. } => {
             live.update(|r| {
                 if r.state == DomainState::Running {

@@ -174,7 +174,9 @@ fn disk_args(
     scsi_controller: &mut bool,
 ) -> Result<(), PlanError> {
     let s = &disk.value;
-    let drive_id = format!("drive-{}", s.vdev);
+    // The drive takes the vdev as its name too, so that monitor commands
+    // (`eject hdc`, `change hdc FILE`) take the config's names.
+    let drive_id = s.vdev.clone();
     let mut sock = None;
     match s.bus {
         DiskBus::Pv { .. } => {

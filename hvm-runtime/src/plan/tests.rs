@@ -85,11 +85,11 @@ fn winxp_plan() {
     );
     let devices = values(&p, "-device");
     assert!(
-        devices.contains(&"ide-hd,drive=drive-hda,bus=ide.0,unit=0,id=hda"),
+        devices.contains(&"ide-hd,drive=hda,bus=ide.0,unit=0,id=hda"),
         "{devices:?}"
     );
     assert!(
-        devices.contains(&"ide-cd,drive=drive-hdc,bus=ide.1,unit=0,id=hdc"),
+        devices.contains(&"ide-cd,drive=hdc,bus=ide.1,unit=0,id=hdc"),
         "{devices:?}"
     );
     assert!(
@@ -100,8 +100,8 @@ fn winxp_plan() {
     assert_eq!(
         values(&p, "-drive"),
         [
-            "file=/root/xenimages/winXP128.img,format=raw,if=none,id=drive-hda",
-            "file=/root/xenimages/en_winxp_pro_with_sp2.iso,format=raw,if=none,id=drive-hdc,media=cdrom,readonly=on"
+            "file=/root/xenimages/winXP128.img,format=raw,if=none,id=hda",
+            "file=/root/xenimages/en_winxp_pro_with_sp2.iso,format=raw,if=none,id=hdc,media=cdrom,readonly=on"
         ]
     );
     let tap = ids::tap_name("winxp", 0).unwrap();
@@ -228,14 +228,14 @@ fn scsi_q35_and_empty_cdrom() {
             .count(),
         1
     );
-    assert!(devices.contains(&"scsi-hd,drive=drive-sda,bus=scsi0.0,scsi-id=0,id=sda"));
-    assert!(devices.contains(&"scsi-hd,drive=drive-sdb,bus=scsi0.0,scsi-id=1,id=sdb"));
-    assert!(devices.contains(&"ide-cd,drive=drive-hdc,bus=ide.2,id=hdc"));
-    assert!(devices.contains(&"ide-hd,drive=drive-hdb,bus=ide.1,id=hdb"));
+    assert!(devices.contains(&"scsi-hd,drive=sda,bus=scsi0.0,scsi-id=0,id=sda"));
+    assert!(devices.contains(&"scsi-hd,drive=sdb,bus=scsi0.0,scsi-id=1,id=sdb"));
+    assert!(devices.contains(&"ide-cd,drive=hdc,bus=ide.2,id=hdc"));
+    assert!(devices.contains(&"ide-hd,drive=hdb,bus=ide.1,id=hdb"));
     let drives = values(&p, "-drive");
-    assert!(drives.contains(&"file=/a.qcow2,format=qcow2,if=none,id=drive-sda"));
-    assert!(drives.contains(&"if=none,id=drive-hdc,media=cdrom"));
-    assert!(drives.contains(&"file=/b.raw,format=raw,if=none,id=drive-sdb,readonly=on"));
+    assert!(drives.contains(&"file=/a.qcow2,format=qcow2,if=none,id=sda"));
+    assert!(drives.contains(&"if=none,id=hdc,media=cdrom"));
+    assert!(drives.contains(&"file=/b.raw,format=raw,if=none,id=sdb,readonly=on"));
 }
 
 #[test]
@@ -266,7 +266,7 @@ fn commas_in_paths_are_escaped() {
     );
     assert_eq!(
         values(&p, "-drive"),
-        ["file=/img/a,,b.raw,format=raw,if=none,id=drive-hda"]
+        ["file=/img/a,,b.raw,format=raw,if=none,id=hda"]
     );
 }
 

@@ -105,11 +105,31 @@ impl Qmp {
     /// build's schema does not know (a newer QEMU's) is logged and
     /// skipped, never taken for a broken connection.
     pub fn execute<C: qapi::Command>(&mut self, command: &C) -> Result<C::Ok> {
-        let mut line = serde_json::to_string(&serde_json::json!({
-            "execute": C::NAME,
-            "arguments": command,
-        }))
-        .map_err(QmpError::Protocol)?;
+        let args = serde_json::to_value(command).map_err(QmpError::Protocol)?;
+        let ret = self.round_trip(C::NAME, args)?;
+        serde_json::from_value(ret).map_err(QmpError::Protocol)
+    }
+
+    /// Runs command `name` with `arguments` as given (`pvio qmp`), and
+    /// returns QEMU's `return` value as it came.
+    pub fn execute_raw(
+        &mut self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.round_trip(name, arguments)
+    }
+
+    fn round_trip(
+        &mut self,
+        name: &str,
+        arguments: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let mut cmd = serde_json::json!({ "execute": name });
+        if !arguments.is_null() && arguments != serde_json::json!({}) {
+            cmd["arguments"] = arguments;
+        }
+        let mut line = serde_json::to_string(&cmd).map_err(QmpError::Protocol)?;
         line.push('\n');
         self.raw.write_all(line.as_bytes()).map_err(io_error)?;
         loop {
@@ -133,12 +153,12 @@ impl Qmp {
                 continue;
             }
             if let Some(ret) = v.get("return") {
-                return serde_json::from_value(ret.clone()).map_err(QmpError::Protocol);
+                return Ok(ret.clone());
             }
             if v.get("error").is_some() {
                 let source: qapi::Error = serde_json::from_value(v).map_err(QmpError::Protocol)?;
                 return Err(QmpError::Refused {
-                    command: C::NAME,
+                    command: name.to_owned(),
                     source,
                 });
             }

@@ -48,7 +48,7 @@ pub enum QmpError {
     #[error("QEMU refused {command}")]
     Refused {
         /// The command's QMP name.
-        command: &'static str,
+        command: String,
         /// QEMU's error.
         #[source]
         source: qapi::Error,
