@@ -3,7 +3,8 @@
 //! supervisor (with the control socket's access checks), the config's
 //! vdev names work in monitor commands (`eject hdc`, `change hdc FILE`,
 //! also on `monitor=1`'s socket), and pvio's view of CD media follows
-//! what QEMU reports, whoever changed it.
+//! what QEMU reports, whoever changed it; xm's and xl's `block-attach` of a
+//! CD-ROM drive change its medium.
 
 mod runtime_support;
 
@@ -81,5 +82,14 @@ fn qmp_and_monitor_commands_reach_qemu_and_media_follow_them() {
     let out = env.ok(&["monitor", "mon", "eject hdc"]);
     assert!(!out.contains("not found"), "{out}");
     wait_hdc(&env, "(empty)");
+    // xm's four-argument block-attach of the CD-ROM drive changes its medium.
+    let iso_arg = format!("file:{}", iso.display());
+    env.ok(&["block-attach", "mon", &iso_arg, "hdc:cdrom", "r"]);
+    wait_hdc(&env, iso.to_str().unwrap());
+    env.ok(&["cd-eject", "mon", "hdc"]);
+    wait_hdc(&env, "(empty)");
+    // xl's comma form does the same.
+    env.ok(&["block-attach", "mon", &format!("{iso_arg},hdc:cdrom,r")]);
+    wait_hdc(&env, iso.to_str().unwrap());
     env.ok(&["destroy", "mon"]);
 }

@@ -65,8 +65,25 @@ pub struct BlockAttachArgs {
     /// The domain's name.
     pub name: String,
     /// A disk spec as in a config's `disk = [...]`, e.g.
-    /// `file:/img/data.raw,xvdb,w` or `target=/img/data.raw,vdev=xvdb`.
+    /// `file:/img/data.raw,xvdb,w` or `target=/img/data.raw,vdev=xvdb`;
+    /// or, as xm took it, the target alone followed by VDEV and MODE.
     pub diskspec: String,
+    /// xm's form: the guest device (`hdc:cdrom`, `xvdb`).
+    pub vdev: Option<String>,
+    /// xm's form: `r` or `w`.
+    pub mode: Option<String>,
+}
+
+impl BlockAttachArgs {
+    /// The disk spec, xm's three-part form (`TARGET VDEV MODE`) joined as
+    /// xl writes it (`TARGET,VDEV,MODE`).
+    pub fn spec(&self) -> String {
+        match (&self.vdev, &self.mode) {
+            (Some(v), Some(m)) => format!("{},{v},{m}", self.diskspec),
+            (Some(v), None) => format!("{},{v}", self.diskspec),
+            _ => self.diskspec.clone(),
+        }
+    }
 }
 
 /// `pvio block-detach`, `pvio cd-eject`.

@@ -34,14 +34,15 @@ fn cwd() -> Result<std::path::PathBuf> {
 
 /// `pvio block-attach NAME DISKSPEC`.
 pub fn block_attach(a: &BlockAttachArgs) -> Result<ExitCode> {
-    let parsed = disk::parse(&a.diskspec).map_err(|message| HotplugError::BadSpec {
-        spec: escape_controls(&a.diskspec).into_owned(),
+    let spec = a.spec();
+    let parsed = disk::parse(&spec).map_err(|message| HotplugError::BadSpec {
+        spec: escape_controls(&spec).into_owned(),
         message: escape_controls(&message).into_owned(),
     })?;
     let v = ask(
         &a.name,
         &Request::BlockAttach {
-            spec: a.diskspec.clone(),
+            spec: spec.clone(),
             cwd: cwd()?,
         },
     )?;

@@ -25,6 +25,29 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
         tracing::info!("block-attach '{spec}': {note}");
     }
     let d = parsed.disk;
+    // xl's block-attach of a CD-ROM drive the domain has changes its
+    // medium, as cd-insert does.
+    if let Some(cd) = live
+        .record()
+        .disks
+        .iter()
+        .find(|x| x.vdev == d.vdev && x.cdrom)
+    {
+        let target = d.target.as_ref().ok_or_else(|| HotplugError::BadSpec {
+            spec: spec.to_owned(),
+            message: format!(
+                "{} is a CD-ROM drive: name the ISO to insert (or use `pvio cd-eject`)",
+                cd.vdev
+            ),
+        })?;
+        let iso = cwd.join(target);
+        drop(_one_at_a_time);
+        super::cdrom::insert(live, &cd.vdev, &iso)?;
+        tracing::info!("block-attach of CD-ROM {}: medium changed", cd.vdev);
+        let mut entry = cd.clone();
+        entry.image = Some(iso);
+        return Ok(entry);
+    }
     if let Some(used) = live.record().disks.iter().find(|x| x.vdev == d.vdev) {
         return Err(HotplugError::InUse {
             vdev: d.vdev.clone(),
