@@ -153,6 +153,7 @@ pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> 
             ),
         });
     }
+    out.extend(super::offers::check(spec, plan, host));
     // A stable sort: the problems of one line keep the order above.
     out.sort_by_key(|p| {
         p.at.as_ref()

@@ -30,6 +30,11 @@ pub trait HostView {
     fn has_pci_device(&self, bdf: &Bdf) -> bool;
     /// The program, searched in `PATH` when the name has no `/`.
     fn find_program(&self, name: &Path) -> Option<PathBuf>;
+    /// What QEMU `qemu` lists for `what` (`-device help`, ...); `None`
+    /// when that cannot be asked (then nothing is checked).
+    fn qemu_offers(&self, _qemu: &Path, _what: super::offers::Listing) -> Option<String> {
+        None
+    }
 }
 
 /// The real host.
@@ -69,6 +74,17 @@ impl HostView for RealHost {
 
     fn has_pci_device(&self, bdf: &Bdf) -> bool {
         pvio_passthrough::Sysfs::new(self.root.join("sys")).exists(*bdf)
+    }
+
+    fn qemu_offers(&self, qemu: &Path, what: super::offers::Listing) -> Option<String> {
+        let out = std::process::Command::new(self.find_program(qemu)?)
+            .args([what.option(), "help"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     fn find_program(&self, name: &Path) -> Option<PathBuf> {

@@ -13,6 +13,7 @@ mod devices;
 pub mod host;
 pub mod ids;
 pub mod msix;
+pub mod offers;
 pub mod pcie;
 mod qemu;
 pub mod reconnect;

@@ -539,3 +539,65 @@ fn a_vnc_display_open_to_the_network_without_a_password_is_warned() {
         );
     }
 }
+
+/// A host whose QEMU has no SDL display and no sound cards.
+struct PlainQemu(FakeHost);
+
+impl HostView for PlainQemu {
+    fn exists(&self, path: &std::path::Path) -> bool {
+        self.0.exists(path)
+    }
+    fn is_bridge(&self, name: &str) -> bool {
+        self.0.is_bridge(name)
+    }
+    fn has_pci_device(&self, bdf: &crate::config::pci::Bdf) -> bool {
+        self.0.has_pci_device(bdf)
+    }
+    fn find_program(&self, name: &std::path::Path) -> Option<PathBuf> {
+        self.0.find_program(name)
+    }
+    fn qemu_offers(
+        &self,
+        _qemu: &std::path::Path,
+        what: crate::plan::offers::Listing,
+    ) -> Option<String> {
+        use crate::plan::offers::Listing;
+        Some(match what {
+            Listing::Displays => "Available display backend types:\nnone\ncurses\n".to_owned(),
+            Listing::Audio => "Available audio drivers:\nnone\n".to_owned(),
+            Listing::Devices => ["VGA", "cirrus-vga", "pvpanic", "ide-hd", "ide-cd", "e1000"]
+                .iter()
+                .map(|d| format!("name \"{d}\", bus PCI\n"))
+                .collect(),
+        })
+    }
+}
+
+#[test]
+fn what_passes_the_dry_run_is_what_the_installed_qemu_offers() {
+    let s = spec("name='g'\nsdl=1\nsoundhw='sb16'");
+    let p = plan_of("name='g'\nsdl=1\nsoundhw='sb16'", Accel::Tcg);
+    let host = PlainQemu(FakeHost::default());
+    let problems: Vec<String> = check_host(&s, &p, &host)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("no SDL display") && m.contains("qemu-system-gui")),
+        "{problems:?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|m| m.contains("no device model 'sb16'")),
+        "{problems:?}"
+    );
+    assert!(
+        !problems
+            .iter()
+            .any(|m| m.contains("'cirrus-vga'") || m.contains("audio backend")),
+        "{problems:?}"
+    );
+}
