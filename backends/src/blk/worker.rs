@@ -321,16 +321,22 @@ impl QueueWorker {
             inflight.mark(chain.head_index());
         }
         if let Err(e) = parse(chain, mem, &self.disk, &mut self.request) {
-            let kind = match e {
-                ChainError::Truncated => GuestError::MalformedChain,
-                ChainError::NoStatus => GuestError::NoStatus,
-                ChainError::StatusOutsideMemory => GuestError::BadAddress,
-            };
-            self.metrics.record(kind, self.index, &e);
-            self.needs_reset(&e.to_string());
+            self.reject_chain(&e);
             return false;
         }
         true
+    }
+
+    /// Counts a chain the driver got wrong and asks for the device reset
+    /// virtio prescribes.
+    fn reject_chain(&mut self, e: &ChainError) {
+        let kind = match e {
+            ChainError::Truncated => GuestError::MalformedChain,
+            ChainError::NoStatus => GuestError::NoStatus,
+            ChainError::StatusOutsideMemory => GuestError::BadAddress,
+        };
+        self.metrics.record(kind, self.index, e);
+        self.needs_reset(&e.to_string());
     }
 
     /// Starts the parsed request, or finishes it at once. True if it went

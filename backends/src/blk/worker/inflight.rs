@@ -13,8 +13,7 @@ use virtio_queue::QueueT;
 use vm_memory::GuestAddress;
 
 use super::super::chain::TableChain;
-use super::super::metrics::GuestError;
-use super::super::request::{parse_descriptors, ChainError};
+use super::super::request::parse_descriptors;
 use super::QueueWorker;
 use crate::vhost_user::inflight::InflightQueue;
 use crate::vhost_user::GM;
@@ -73,13 +72,7 @@ impl QueueWorker {
         let table = GuestAddress(queue.desc_table());
         let chain = TableChain::new(mem, table, queue.size(), head);
         if let Err(e) = parse_descriptors(head, chain, mem, &self.disk, &mut self.request) {
-            let kind = match e {
-                ChainError::Truncated => GuestError::MalformedChain,
-                ChainError::NoStatus => GuestError::NoStatus,
-                ChainError::StatusOutsideMemory => GuestError::BadAddress,
-            };
-            self.metrics.record(kind, self.index, &e);
-            self.needs_reset(&e.to_string());
+            self.reject_chain(&e);
             return false;
         }
         true
