@@ -31,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use runtime_support::peer::BridgePeer;
-use runtime_support::{Env, TestBridge};
+use runtime_support::{backend_pid, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(120);
 const KILLS: usize = 5;
@@ -55,30 +55,6 @@ ping -i 0.2 10.97.0.1 | while read l; do read up idle < /proc/uptime; echo "PING
 echo GUEST-UP
 sleep 3600
 "#;
-
-/// The pid of the domain's `kind` backend (a child of its supervisor).
-fn backend_pid(supervisor: u32, kind: &str) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let ours = args
-            .windows(2)
-            .any(|w| w[0] == b"backend" && w[1] == kind.as_bytes());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let child = status
-            .lines()
-            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&supervisor.to_string()));
-        if ours && child {
-            return Some(pid);
-        }
-    }
-    None
-}
 
 /// Time since the host booted (`/proc/uptime`, 10 ms steps), the clock of
 /// the processes' start times.

@@ -10,7 +10,7 @@ mod runtime_support;
 use std::time::{Duration, Instant};
 
 use runtime_support::peer::BridgePeer;
-use runtime_support::{Env, TestBridge};
+use runtime_support::{backend_pid, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -31,30 +31,6 @@ while true; do
   sleep 0.2
 done
 "#;
-
-/// The pid of the domain's `kind` backend (a child of its supervisor).
-fn backend_pid(supervisor: u32, kind: &str) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        let ours = args
-            .windows(2)
-            .any(|w| w[0] == b"backend" && w[1] == kind.as_bytes());
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let child = status
-            .lines()
-            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&supervisor.to_string()));
-        if ours && child {
-            return Some(pid);
-        }
-    }
-    None
-}
 
 /// Waits until the console has `n` more lines with `pattern` than `from`.
 fn wait_more(env: &Env, pattern: &str, from: usize, n: usize) {

@@ -352,3 +352,28 @@ pub fn head(path: &Path, n: usize) -> Vec<u8> {
     b.truncate(n);
     b
 }
+
+/// The pid of a domain's `kind` (`blk`, `net`) backend: a `pvio backend`
+/// process whose parent is the domain's supervisor.
+pub fn backend_pid(supervisor: u32, kind: &str) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.filter_map(Result::ok) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+        let ours = args
+            .windows(2)
+            .any(|w| w[0] == b"backend" && w[1] == kind.as_bytes());
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let child = status
+            .lines()
+            .any(|l| l.strip_prefix("PPid:").map(str::trim) == Some(&supervisor.to_string()));
+        if ours && child {
+            return Some(pid);
+        }
+    }
+    None
+}
