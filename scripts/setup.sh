@@ -20,6 +20,9 @@ PACKAGES=(
   kmod                # modprobe vfio-pci on a real host
   xz-utils            # guest kernel modules shipped as .ko.xz
   zstd                # guest kernel modules shipped as .ko.zst
+  fio                 # the host's own ceiling row in `pvio bench blk`
+  openssh-server      # sshd on 127.0.0.1 for the live-migration test
+  openssh-client      # ssh: `pvio migrate` reaches the other host through it
   ca-certificates
 )
 
