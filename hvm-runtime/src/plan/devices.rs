@@ -269,6 +269,13 @@ fn drive(s: &DiskSpec, id: &str) -> Result<String, PlanError> {
     }
     if s.read_only && s.target.is_some() {
         v.push_str(",readonly=on");
+    } else if s.target.is_some() && !s.cdrom {
+        // QEMU drops a writable image to read-only while a save or
+        // migration has stopped the guest, and reopens it by path to
+        // resume it (`save -c`, `-p`, a failed migration): as the
+        // unprivileged device model it may not. Keeping the descriptor
+        // it opened at start avoids the reopen.
+        v.push_str(",auto-read-only=off");
     }
     Ok(v)
 }

@@ -100,7 +100,7 @@ fn winxp_plan() {
     assert_eq!(
         values(&p, "-drive"),
         [
-            "file=/root/xenimages/winXP128.img,format=raw,if=none,id=hda",
+            "file=/root/xenimages/winXP128.img,format=raw,if=none,id=hda,auto-read-only=off",
             "file=/root/xenimages/en_winxp_pro_with_sp2.iso,format=raw,if=none,id=hdc,media=cdrom,readonly=on"
         ]
     );
@@ -233,7 +233,7 @@ fn scsi_q35_and_empty_cdrom() {
     assert!(devices.contains(&"ide-cd,drive=hdc,bus=ide.2,id=hdc"));
     assert!(devices.contains(&"ide-hd,drive=hdb,bus=ide.1,id=hdb"));
     let drives = values(&p, "-drive");
-    assert!(drives.contains(&"file=/a.qcow2,format=qcow2,if=none,id=sda"));
+    assert!(drives.contains(&"file=/a.qcow2,format=qcow2,if=none,id=sda,auto-read-only=off"));
     assert!(drives.contains(&"if=none,id=hdc,media=cdrom"));
     assert!(drives.contains(&"file=/b.raw,format=raw,if=none,id=sdb,readonly=on"));
 }
@@ -266,7 +266,7 @@ fn commas_in_paths_are_escaped() {
     );
     assert_eq!(
         values(&p, "-drive"),
-        ["file=/img/a,,b.raw,format=raw,if=none,id=hda"]
+        ["file=/img/a,,b.raw,format=raw,if=none,id=hda,auto-read-only=off"]
     );
 }
 
