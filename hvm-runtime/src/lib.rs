@@ -15,5 +15,6 @@ pub mod config;
 pub mod domain;
 pub mod host;
 pub mod hotplug;
+pub mod migrate;
 pub mod plan;
 pub mod qmp;

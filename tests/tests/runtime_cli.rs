@@ -158,6 +158,7 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
             "id",
             "memory",
             "name",
+            "origin",
             "state",
             "uptime",
             "uuid",

@@ -107,6 +107,9 @@ pub struct SuperviseArgs {
     /// Adopt a domain whose QEMU outlived its supervisor.
     #[arg(long)]
     pub adopt: bool,
+    /// Start from the saved or migrated state on descriptor 4.
+    #[arg(long)]
+    pub incoming: bool,
     /// The domain's run dir.
     pub dir: PathBuf,
 }
@@ -159,10 +162,22 @@ fn print_plan_notes(plan: &DomainPlan) {
 /// Starts the domain of a checked plan (its warnings printed), prints
 /// the result, and attaches the console with `-c`.
 pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Result<ExitCode> {
+    let config_text = loaded
+        .spec
+        .source
+        .as_deref()
+        .and_then(|p| std::fs::read(p).ok())
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
     let record = start::start(
         plan,
-        loaded.spec.source.as_deref(),
-        loaded.spec.serials.first(),
+        start::Origin {
+            config: loaded.spec.source.as_deref(),
+            serial: loaded.spec.serials.first(),
+            config_text,
+            overrides: a.overrides.clone(),
+            incoming: None,
+        },
+        true,
     )?;
     if a.json {
         print_json(&record)?;
@@ -239,6 +254,8 @@ pub struct ListEntry<'a> {
     pub backends_down: &'a [crate::domain::record::BackendDown],
     /// How often a new supervisor adopted the running domain.
     pub adopted: u32,
+    /// Where it came from: `created`, `restored`, `migrated-in`.
+    pub origin: crate::domain::record::Origin,
 }
 
 impl ListEntry<'_> {
@@ -256,6 +273,7 @@ impl ListEntry<'_> {
             backend_restarts: r.backend_restarts,
             backends_down: &r.backends_down,
             adopted: r.adopted,
+            origin: r.origin,
         }
     }
 }
@@ -410,7 +428,7 @@ fn why_no_vnc(config: Option<&std::path::Path>) -> String {
 
 /// `pvio supervise DIR`.
 pub fn supervise(a: &SuperviseArgs) -> Result<ExitCode> {
-    supervisor::run(&a.dir, a.adopt)?;
+    supervisor::run(&a.dir, a.adopt, a.incoming)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -444,6 +462,7 @@ mod tests {
                 "id",
                 "memory",
                 "name",
+                "origin",
                 "state",
                 "uptime",
                 "uuid",

@@ -21,6 +21,10 @@ pub(crate) const GROUPS: &[(&str, &[&str])] = &[
             "monitor",
         ],
     ),
+    (
+        "Save and migration",
+        &["save", "restore", "migrate", "migrate-receive"],
+    ),
     ("Disks", &["block-attach", "block-detach", "block-list"]),
     ("CD-ROMs", &["cd-insert", "cd-eject"]),
     (

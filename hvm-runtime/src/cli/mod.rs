@@ -8,6 +8,7 @@ mod create;
 pub mod domain;
 mod help;
 mod hotplug;
+mod migrate;
 mod pci;
 mod run;
 
@@ -55,6 +56,14 @@ pub enum Command {
     Qmp(domain::QmpArgs),
     /// Send one human-monitor (HMP) command to a domain's QEMU.
     Monitor(domain::MonitorArgs),
+    /// Save a domain's whole state into a file (it ends unless -c or -p).
+    Save(migrate::SaveArgs),
+    /// Restore a domain saved with `pvio save`.
+    Restore(migrate::RestoreArgs),
+    /// Move a running domain to another host over ssh.
+    Migrate(migrate::MigrateArgs),
+    /// Receive a migrating domain on stdin (run by `pvio migrate` through ssh).
+    MigrateReceive(migrate::MigrateReceiveArgs),
 
     /// Hot-plug a PV disk into a running domain.
     BlockAttach(BlockAttachArgs),

@@ -30,6 +30,9 @@ pub enum CliError {
     /// A PCI passthrough command refused or failed.
     #[error(transparent)]
     Pci(#[from] super::pci::PciError),
+    /// A save, restore or migration refused or failed.
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
 }
 
 /// Runs one command. `Ok` carries the exit code for commands whose success is
@@ -59,6 +62,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::NetworkDetach(a) => Ok(hotplug::network_detach(&a)?),
         C::NetworkList(a) => Ok(hotplug::network_list(&a)?),
         C::Supervise(a) => Ok(domain::supervise(&a)?),
+        C::Save(a) => Ok(super::migrate::save(&a)?),
+        C::Restore(a) => Ok(super::migrate::restore(&a)?),
+        C::Migrate(a) => Ok(super::migrate::migrate(&a)?),
+        C::MigrateReceive(a) => Ok(super::migrate::receive(&a)?),
         C::PciList(a) => Ok(pci::pci_list(a)?),
         C::PciAssignableAdd(a) => Ok(pci::assignable_add(a)?),
         C::PciAssignableRemove(a) => Ok(pci::assignable_remove(a)?),

@@ -55,7 +55,7 @@ pub fn respawn(dir: &Path) -> Result<DomainRecord, DomainError> {
             source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
         })?;
     let before = DomainRecord::load(&dir.join(RECORD))?;
-    let mut child = super::start::spawn_supervisor_for(dir, &lock, true)?;
+    let mut child = super::start::spawn_supervisor_for(dir, &lock, true, None)?;
     drop(lock);
     let pid = child.id();
     let start = Instant::now();

@@ -58,7 +58,7 @@ struct Running {
     stopping: Arc<AtomicBool>,
     exited: Receiver<ExitStatus>,
     /// The image's lock, held while the disk is attached.
-    _image: Option<LockedImage>,
+    image: Option<LockedImage>,
 }
 
 /// The backends of one domain, by guest device (`xvda`, `net0`).
@@ -72,6 +72,9 @@ pub struct Backends {
     run_root: PathBuf,
     domain: String,
     running: Vec<Running>,
+    /// Open images without waiting for their locks (a domain migrating
+    /// in on this host; see [`Backends::take_deferred_locks`]).
+    defer_locks: bool,
 }
 
 impl Backends {
@@ -92,6 +95,7 @@ impl Backends {
             run_root: run_root.to_owned(),
             domain: domain.to_owned(),
             running: Vec::new(),
+            defer_locks: false,
         }
     }
 
@@ -113,9 +117,12 @@ impl Backends {
         if self.has(device) {
             return Err(fail(format!("a backend already serves {device}")));
         }
-        let locked =
+        let locked = if self.defer_locks {
+            image_lock::open_deferred(image, read_only)
+        } else {
             image_lock::open_locked(image, read_only, &self.run_root, &self.domain, device)
-                .map_err(|e| fail(crate::cli::error_line(&e)))?;
+        }
+        .map_err(|e| fail(crate::cli::error_line(&e)))?;
         let listener = self.bind(device, socket)?;
         let image_fd = locked
             .file()
@@ -231,9 +238,28 @@ impl Backends {
             pid,
             stopping,
             exited: rx,
-            _image: image,
+            image,
         });
         Ok(())
+    }
+
+    /// From now on, open images without waiting for their locks (`true`),
+    /// or lock them at once (`false`, the default).
+    pub fn defer_locks(&mut self, defer: bool) {
+        self.defer_locks = defer;
+    }
+
+    /// Takes the deferred image locks that are free now; true once all
+    /// are held.
+    pub fn take_deferred_locks(&mut self) -> bool {
+        self.running
+            .iter_mut()
+            .filter_map(|r| r.image.as_mut())
+            // Every one is tried, whatever the others do.
+            .map(|i| i.try_take())
+            .filter(|held| !held)
+            .count()
+            == 0
     }
 
     /// Whether a backend serves `device`.

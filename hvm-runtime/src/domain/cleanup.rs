@@ -70,11 +70,19 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
 }
 
 /// Removes every `*.sock` in the domain dir `dir` and its device-model
-/// dir (`<run root>/.dm/<name>`, removed too); returns how many.
+/// dir (the launch spec's, else `<run root>/.dm/<name>`; removed too);
+/// returns how many.
 pub fn remove_sockets(dir: &Path) -> usize {
     let mut n = remove_sockets_in(dir);
-    if let (Some(root), Some(name)) = (dir.parent(), dir.file_name()) {
-        let dm = crate::plan::dm_dir(root, &name.to_string_lossy());
+    let dm = super::launch::LaunchSpec::load(dir)
+        .ok()
+        .map(|s| s.dm_dir)
+        .filter(|d| !d.as_os_str().is_empty())
+        .or_else(|| {
+            let (root, name) = (dir.parent()?, dir.file_name()?);
+            Some(crate::plan::dm_dir(root, &name.to_string_lossy()))
+        });
+    if let Some(dm) = dm {
         n += remove_sockets_in(&dm);
         let _ = fs::remove_dir(&dm);
     }

@@ -5,6 +5,7 @@
 //! replies are typed; the supervisor checks each request on its own side.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,6 +107,34 @@ pub enum Request {
         /// The command line.
         command_line: String,
     },
+    /// Write the domain's state into the attached descriptor (a file):
+    /// pvio's header, then the device model's stream (`pvio save`).
+    Save {
+        /// What becomes of the domain.
+        after: super::outgoing::AfterSave,
+    },
+    /// Copy the running domain into the attached descriptor (the pipe to
+    /// the other host); it waits paused for [`Request::MigratedAway`] or
+    /// `unpause` (`pvio migrate`).
+    Migrate {
+        /// The config to run it with on the other side (`-C`), instead of
+        /// the one it was created from.
+        #[serde(default)]
+        config: Option<String>,
+    },
+    /// How far the stream has got.
+    MigrationStatus,
+    /// The other side runs the domain: end it here.
+    MigratedAway {
+        /// Where it went, for the record.
+        to: String,
+    },
+    /// Take this name (a domain migrated in on the same host, once the
+    /// one it came from has gone).
+    Rename {
+        /// The new name.
+        name: String,
+    },
 }
 
 /// What kind of failure a reply reports, so that a script can tell a
@@ -163,15 +192,41 @@ pub struct Reply {
 
 /// Sends `req` to the supervisor at `socket` and returns its result.
 pub fn call(name: &str, socket: &Path, req: &Request) -> Result<serde_json::Value, DomainError> {
+    call_with(name, socket, req, None, REQUEST_TIMEOUT)
+}
+
+/// Sends `req` with descriptor `fd` attached (`SCM_RIGHTS`): the file or
+/// pipe a save or a migration writes to, opened by the caller. Waits up to
+/// `timeout` for the reply.
+pub fn call_with_fd(
+    name: &str,
+    socket: &Path,
+    req: &Request,
+    fd: BorrowedFd<'_>,
+    timeout: Duration,
+) -> Result<serde_json::Value, DomainError> {
+    call_with(name, socket, req, Some(fd), timeout)
+}
+
+fn call_with(
+    name: &str,
+    socket: &Path,
+    req: &Request,
+    fd: Option<BorrowedFd<'_>>,
+    timeout: Duration,
+) -> Result<serde_json::Value, DomainError> {
     let io = |source| DomainError::Control {
         name: name.to_owned(),
         source,
     };
     let mut s = UnixStream::connect(socket).map_err(io)?;
-    s.set_read_timeout(Some(REQUEST_TIMEOUT)).map_err(io)?;
+    s.set_read_timeout(Some(timeout)).map_err(io)?;
     let mut line = serde_json::to_string(req).map_err(|e| io(e.into()))?;
     line.push('\n');
-    s.write_all(line.as_bytes()).map_err(io)?;
+    match fd {
+        None => s.write_all(line.as_bytes()).map_err(io)?,
+        Some(fd) => send_with_fd(&s, line.as_bytes(), fd).map_err(io)?,
+    }
     let mut reader = BufReader::new(s);
     let mut answer = String::new();
     if reader.read_line(&mut answer).map_err(io)? == 0 {
@@ -191,8 +246,60 @@ pub fn call(name: &str, socket: &Path, req: &Request) -> Result<serde_json::Valu
     }
 }
 
-/// What answers requests in the supervisor.
-pub type Handler = dyn Fn(Request) -> Result<serde_json::Value, ControlError> + Send + Sync;
+/// What answers requests in the supervisor: the request, and the
+/// descriptor that came with it, if any.
+pub type Handler =
+    dyn Fn(Request, Option<OwnedFd>) -> Result<serde_json::Value, ControlError> + Send + Sync;
+
+/// Writes all of `bytes` with `fd` attached to the first part.
+fn send_with_fd(s: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<()> {
+    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
+    let fds = [fd];
+    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut anc = SendAncillaryBuffer::new(&mut space);
+    anc.push(SendAncillaryMessage::ScmRights(&fds));
+    let sent = rustix::net::sendmsg(
+        s,
+        &[std::io::IoSlice::new(bytes)],
+        &mut anc,
+        SendFlags::NOSIGNAL,
+    )?;
+    let mut w = s;
+    w.write_all(&bytes[sent..])
+}
+
+/// Reads one request line of at most `max` bytes, and a descriptor sent
+/// with it (close-on-exec; at most one is kept, more are closed).
+fn recv_request(s: &UnixStream, max: usize) -> std::io::Result<(Vec<u8>, Option<OwnedFd>)> {
+    use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    let mut line = Vec::new();
+    let mut fd = None;
+    let mut buf = [0u8; 4096];
+    while !line.contains(&b'\n') && line.len() < max {
+        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+        let mut anc = RecvAncillaryBuffer::new(&mut space);
+        let got = rustix::net::recvmsg(
+            s,
+            &mut [std::io::IoSliceMut::new(&mut buf)],
+            &mut anc,
+            RecvFlags::CMSG_CLOEXEC,
+        )?;
+        for msg in anc.drain() {
+            if let RecvAncillaryMessage::ScmRights(fds) = msg {
+                for f in fds {
+                    if fd.is_none() {
+                        fd = Some(f);
+                    }
+                }
+            }
+        }
+        if got.bytes == 0 {
+            break;
+        }
+        line.extend_from_slice(&buf[..got.bytes]);
+    }
+    Ok((line, fd))
+}
 
 /// Binds the control socket at `path` (replacing a stale one), gives it
 /// [`SOCKET_MODE`](super::access::SOCKET_MODE) and the operators' group
@@ -254,19 +361,17 @@ fn answer(conn: UnixStream, handler: &Handler) {
         return;
     }
     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-    let Ok(writer) = conn.try_clone() else {
+    // One request of at most 64 KiB per connection.
+    let Ok((line, fd)) = recv_request(&conn, 64 * 1024) else {
         return;
     };
-    let mut line = String::new();
-    // One request of at most 64 KiB per connection.
-    let mut reader = BufReader::new(std::io::Read::take(conn, 64 * 1024));
-    if reader.read_line(&mut line).is_err() {
-        return;
-    }
-    let reply = match serde_json::from_str::<Request>(&line) {
+    let line = String::from_utf8_lossy(&line);
+    let line = line.split('\n').next().unwrap_or_default();
+    let writer = conn;
+    let reply = match serde_json::from_str::<Request>(line) {
         Ok(req) => {
             tracing::info!("control: {}", line.trim());
-            match handler(req) {
+            match handler(req, fd) {
                 Ok(v) => Reply {
                     ok: Some(v),
                     error: None,
@@ -298,7 +403,7 @@ mod tests {
         let sock = dir.path().join("control.sock");
         serve(
             &sock,
-            Arc::new(|req| match req {
+            Arc::new(|req, _fd| match req {
                 Request::BlockDetach { vdev } if vdev == "xvda" => {
                     Ok(serde_json::json!({"detached": vdev}))
                 }

@@ -52,6 +52,9 @@ pub enum ImageLockError {
 #[derive(Debug)]
 pub struct LockedImage {
     file: File,
+    /// Not locked yet: opened for a domain migrating in on this host,
+    /// whose source holds the lock until it ends.
+    pending: Option<bool>,
 }
 
 impl LockedImage {
@@ -59,6 +62,45 @@ impl LockedImage {
     pub fn file(&self) -> &File {
         &self.file
     }
+
+    /// Takes a deferred lock if it is free now; true once held (at once
+    /// for an image locked when opened).
+    pub fn try_take(&mut self) -> bool {
+        let Some(read_only) = self.pending else {
+            return true;
+        };
+        let op = if read_only {
+            FlockOperation::NonBlockingLockShared
+        } else {
+            FlockOperation::NonBlockingLockExclusive
+        };
+        if rustix::fs::flock(self.file.as_fd(), op).is_ok() {
+            self.pending = None;
+        }
+        self.pending.is_none()
+    }
+}
+
+/// Opens `path` as [`open_locked`] does but leaves the lock to
+/// [`LockedImage::try_take`]: a domain migrating in on the same host
+/// serves the image only once its source stopped, and takes the lock once
+/// the source has let go of it.
+pub fn open_deferred(path: &Path, read_only: bool) -> Result<LockedImage, ImageLockError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(!read_only)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|source| ImageLockError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+    let mut image = LockedImage {
+        file,
+        pending: Some(read_only),
+    };
+    image.try_take();
+    Ok(image)
 }
 
 /// Opens `path` (read-only or read-write, close-on-exec) and locks it:
@@ -87,7 +129,10 @@ pub fn open_locked(
         FlockOperation::NonBlockingLockExclusive
     };
     match rustix::fs::flock(file.as_fd(), op) {
-        Ok(()) => Ok(LockedImage { file }),
+        Ok(()) => Ok(LockedImage {
+            file,
+            pending: None,
+        }),
         Err(rustix::io::Errno::WOULDBLOCK) => Err(ImageLockError::InUse {
             path: path.to_owned(),
             holder: holder(path, run_root, (domain, device)),

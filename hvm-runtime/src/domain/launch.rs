@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::passthrough::PciLaunch;
-use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, SerialEndpoint};
+use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, Origin, SerialEndpoint};
 use super::rundir::{CONTROL, LAUNCH};
 use super::DomainError;
 use crate::config::disk::DiskBus;
@@ -138,6 +138,35 @@ pub struct LaunchSpec {
     /// starts (their `-device vfio-pci` is in `qemu_args`).
     #[serde(default)]
     pub passthrough: Vec<PciLaunch>,
+    /// The config's text as the domain was created from it: a save
+    /// carries it.
+    #[serde(default)]
+    pub config_text: Option<String>,
+    /// The `key=value` overrides given with the config.
+    #[serde(default)]
+    pub overrides: Vec<String>,
+    /// The domain starts from a saved or migrated state, read from the
+    /// descriptor the supervisor inherits on `INCOMING_FD`.
+    #[serde(default)]
+    pub incoming: Option<Incoming>,
+}
+
+/// How a domain starts from a saved or migrated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incoming {
+    /// Restored from a file, or migrated in.
+    pub origin: Origin,
+    /// Leave the guest paused once its state is in.
+    pub paused: bool,
+    /// Take the image locks only once the other side let go (a migration
+    /// on one host: the source holds them until it ends).
+    pub defer_locks: bool,
+    /// The disks hot-plugged before the save, put back where they sat.
+    pub disks: Vec<DiskEntry>,
+    /// The NICs hot-plugged before the save.
+    pub nics: Vec<NicEntry>,
+    /// Where they sat.
+    pub placements: Vec<crate::domain::saved::Placement>,
 }
 
 impl LaunchSpec {
@@ -270,6 +299,9 @@ impl LaunchSpec {
             vnc_password: plan.vnc_password.clone(),
             pinning: super::pinning::per_vcpu(&plan.cpu_pinning, plan.vcpus),
             passthrough: PciLaunch::from_plan(plan),
+            config_text: None,
+            overrides: Vec::new(),
+            incoming: None,
         }
     }
 
@@ -300,6 +332,7 @@ impl LaunchSpec {
             backend_pids: std::collections::BTreeMap::new(),
             adopted: 0,
             reboots: 0,
+            origin: self.incoming.as_ref().map_or(Origin::Created, |i| i.origin),
             state: DomainState::Starting,
             ended: None,
         }

@@ -30,6 +30,9 @@ pub enum Msg {
     QemuExited(String),
     /// `pvio destroy`.
     Destroy,
+    /// End the domain for another reason than `destroy` (cause, detail):
+    /// it was saved, or migrated away.
+    End(String, String),
     /// SIGTERM, SIGINT or SIGHUP.
     Signal(i32),
     /// A PV backend was restarted (`None`) or left down (`Some(why)`).
@@ -87,8 +90,9 @@ impl EventBus {
 /// The running domain, shared by the supervisor's threads.
 #[derive(Debug)]
 pub struct LiveDomain {
-    /// The domain's run dir.
-    pub dir: PathBuf,
+    /// The domain's run dir (it changes once, when a domain migrated in
+    /// on this host takes its name).
+    dir: Mutex<PathBuf>,
     /// What was started.
     pub spec: LaunchSpec,
     record: Mutex<DomainRecord>,
@@ -102,10 +106,15 @@ pub struct LiveDomain {
     /// `pvio reboot` pressed the power button: the guest's next power-off
     /// is a reboot (cleared by it, or by any reset).
     pub reboot_requested: AtomicBool,
+    /// A save or migration is writing the domain's state: hot-plug waits.
+    pub migrating: AtomicBool,
     tx: Mutex<Sender<Msg>>,
     qemu_release: std::sync::OnceLock<Option<(u32, u32)>>,
     /// Locks on the images of emulated disks, held while the domain runs.
     emulated_locks: Mutex<Vec<super::image_lock::LockedImage>>,
+    /// Where hot-plugged devices go while a restored domain's devices are
+    /// put back where they sat (`incoming.rs`).
+    pinned: Mutex<Vec<super::saved::Placement>>,
 }
 
 impl LiveDomain {
@@ -124,7 +133,7 @@ impl LiveDomain {
             dir.parent().unwrap_or(std::path::Path::new("/")),
         );
         LiveDomain {
-            dir,
+            dir: Mutex::new(dir),
             spec,
             record: Mutex::new(record),
             qmp: Mutex::new(None),
@@ -132,10 +141,36 @@ impl LiveDomain {
             backends: Mutex::new(backends),
             hotplug: Mutex::new(()),
             reboot_requested: AtomicBool::new(false),
+            migrating: AtomicBool::new(false),
             tx: Mutex::new(tx),
             qemu_release: std::sync::OnceLock::new(),
             emulated_locks: Mutex::new(Vec::new()),
+            pinned: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Devices hot-plugged from now on go where `places` say (empty: where
+    /// there is room).
+    pub fn pin_places(&self, places: Vec<super::saved::Placement>) {
+        *lock(&self.pinned) = places;
+    }
+
+    /// Where device `id` must go, if pinned.
+    pub fn pinned_place(&self, id: &str) -> Option<super::saved::Placement> {
+        lock(&self.pinned).iter().find(|p| p.id == id).cloned()
+    }
+
+    /// The domain's run dir.
+    pub fn dir(&self) -> PathBuf {
+        lock(&self.dir).clone()
+    }
+
+    /// Moves the domain's run dir to `to` (it must not exist) and returns
+    /// the old place; the record follows (`incoming::rename`).
+    pub fn move_dir(&self, to: &std::path::Path) -> std::io::Result<PathBuf> {
+        let mut d = lock(&self.dir);
+        std::fs::rename(&*d, to)?;
+        Ok(std::mem::replace(&mut *d, to.to_owned()))
     }
 
     /// The running QEMU's `(major, minor)`, read once.
@@ -159,7 +194,7 @@ impl LiveDomain {
     pub fn update<T>(&self, f: impl FnOnce(&mut DomainRecord) -> T) -> T {
         let mut r = lock(&self.record);
         let out = f(&mut r);
-        if let Err(e) = r.store(&self.dir.join(RECORD)) {
+        if let Err(e) = r.store(&self.dir().join(RECORD)) {
             tracing::error!("{}", crate::cli::error_line(&e));
         }
         out
@@ -190,7 +225,8 @@ impl LiveDomain {
     /// among pvio's disks. QEMU opens these images itself (its own OFD
     /// locks do not see these).
     pub fn lock_emulated_images(&self) -> Result<(), super::DomainError> {
-        let root = self.dir.parent().unwrap_or(std::path::Path::new("/"));
+        let dir = self.dir();
+        let root = dir.parent().unwrap_or(std::path::Path::new("/"));
         let mut held = lock(&self.emulated_locks);
         for d in self
             .record()
@@ -199,14 +235,31 @@ impl LiveDomain {
             .filter(|d| d.bus != "pv" && !d.cdrom)
         {
             let Some(image) = &d.image else { continue };
-            let l = super::image_lock::open_locked(image, d.read_only, root, self.name(), &d.vdev)
-                .map_err(|source| super::DomainError::Image {
-                    device: d.vdev.clone(),
-                    source,
-                })?;
+            let defer = self.spec.incoming.as_ref().is_some_and(|i| i.defer_locks);
+            let l = if defer {
+                super::image_lock::open_deferred(image, d.read_only)
+            } else {
+                super::image_lock::open_locked(image, d.read_only, root, self.name(), &d.vdev)
+            }
+            .map_err(|source| super::DomainError::Image {
+                device: d.vdev.clone(),
+                source,
+            })?;
             held.push(l);
         }
         Ok(())
+    }
+
+    /// Takes the deferred locks of the emulated disks' images that are
+    /// free now; true once all are held.
+    pub fn take_deferred_locks(&self) -> bool {
+        lock(&self.emulated_locks)
+            .iter_mut()
+            // Every one is tried, whatever the others do.
+            .map(|i| i.try_take())
+            .filter(|held| !held)
+            .count()
+            == 0
     }
 
     /// Makes the record's CD media what QEMU reports (`query-block`),

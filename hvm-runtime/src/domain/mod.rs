@@ -9,6 +9,9 @@
 //! | `adopt.rs` | a new supervisor for a domain whose QEMU outlived its own |
 //! | `rundir.rs` | the run dir layout, name reservation, finding live domains |
 //! | `record.rs` | the domain record (`domain.json`), written atomically |
+//! | `saved.rs` | the save format: magic, version, the domain as it runs, the stream's place |
+//! | `outgoing.rs` | `save` and `migrate` in the supervisor: the header, then QEMU's stream |
+//! | `incoming.rs` | `restore` and `migrate-receive` in the supervisor: devices back in place, the stream in, the rename |
 //! | `launch.rs` | what the supervisor starts (`launch.json`), made from the plan |
 //! | `lock.rs` | `flock` locks: the supervisor's, and the global one |
 //! | `start.rs` | `pvio create`: reserve, spawn the supervisor, wait until running |
@@ -39,15 +42,18 @@ pub mod console;
 pub mod control;
 pub mod guest_events;
 pub mod image_lock;
+pub mod incoming;
 pub mod launch;
 pub mod live;
 pub mod lock;
+pub mod outgoing;
 pub mod passthrough;
 pub mod pinning;
 pub mod process;
 pub mod record;
 pub mod requests;
 pub mod rundir;
+pub mod saved;
 pub mod start;
 pub mod supervisor;
 pub mod taps;

@@ -45,6 +45,19 @@ impl std::fmt::Display for DomainState {
     }
 }
 
+/// Where a domain came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// `pvio create`.
+    #[default]
+    Created,
+    /// `pvio restore`.
+    Restored,
+    /// `pvio migrate` from another host (or this one).
+    MigratedIn,
+}
+
 /// How a domain ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ending {
@@ -173,6 +186,9 @@ pub struct DomainRecord {
     pub adopted: u32,
     /// Guest reboots so far.
     pub reboots: u32,
+    /// Where the domain came from.
+    #[serde(default)]
+    pub origin: Origin,
     /// The state.
     pub state: DomainState,
     /// How it ended, once it has.
@@ -313,6 +329,7 @@ pub(crate) fn sample(name: &str) -> DomainRecord {
         backend_pids: std::collections::BTreeMap::new(),
         adopted: 0,
         reboots: 0,
+        origin: Origin::Created,
         state: DomainState::Running,
         ended: None,
     }

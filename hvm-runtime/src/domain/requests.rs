@@ -5,16 +5,62 @@
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 
+use std::os::fd::OwnedFd;
+
 use super::control::{ControlError, Request};
 use super::live::{LiveDomain, Msg};
+use super::outgoing::{self, AfterSave};
 use super::record::DomainState;
 use crate::cli::error_line;
 use crate::hotplug;
 use crate::qmp::qmp;
 
 /// Answers one request; an error is one line for the user, with its kind.
-pub fn handle(live: &LiveDomain, req: Request) -> Result<Value, ControlError> {
-    answer(live, req).map_err(ControlError::from)
+pub fn handle(live: &LiveDomain, req: Request, fd: Option<OwnedFd>) -> Result<Value, ControlError> {
+    match req {
+        Request::Save { .. } | Request::Migrate { .. } => {
+            let fd = fd.ok_or_else(|| {
+                ControlError::from("save and migrate need the descriptor to write to".to_owned())
+            })?;
+            stream(live, req, fd)
+        }
+        _ => answer(live, req),
+    }
+    .map_err(ControlError::from)
+}
+
+/// `save` and `migrate`: the header and the device model's stream into
+/// `fd`, then what the request asks.
+fn stream(live: &LiveDomain, req: Request, fd: OwnedFd) -> Result<Value, String> {
+    let state = live.record().state;
+    if !matches!(state, DomainState::Running | DomainState::Paused) {
+        return Err(format!("the domain is {state}"));
+    }
+    let (save, config) = match &req {
+        Request::Migrate { config } => (false, config.clone()),
+        _ => (true, None),
+    };
+    let (header, sent) = outgoing::send(live, fd, save, config)?;
+    let out = json!({ "name": header.name, "sent": sent });
+    match req {
+        Request::Save {
+            after: AfterSave::End,
+        } => live.send(Msg::End(
+            "saved".to_owned(),
+            "saved by `pvio save`".to_owned(),
+        )),
+        Request::Save {
+            after: AfterSave::Run,
+        } => {
+            live.qmp(|q| q.execute(&qmp::cont {}))
+                .map_err(|e| error_line(&e))?;
+            live.update(|r| r.state = DomainState::Running);
+        }
+        // Paused: `pvio save -p`, and a migration waiting for the other
+        // side's word.
+        _ => {}
+    }
+    Ok(out)
 }
 
 fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
@@ -33,6 +79,9 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
             | Request::PciAttachPreview { .. }
             | Request::PciDetach { .. }
     );
+    if needs_guest && live.migrating.load(Ordering::SeqCst) {
+        return Err("the domain's state is being saved or migrated; hot-plug after it".to_owned());
+    }
     if needs_guest && state != DomainState::Running {
         // Hot-plug needs the guest's ACPI handler to run.
         return Err(format!(
@@ -129,6 +178,18 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
             live.refresh_media();
             out
         }
+        Request::Save { .. } | Request::Migrate { .. } => {
+            Err("save and migrate need the descriptor to write to".to_owned())
+        }
+        Request::MigrationStatus => Ok(outgoing::progress(live)),
+        Request::MigratedAway { to } => {
+            live.send(Msg::End(
+                "migrated".to_owned(),
+                format!("migrated to {to} by `pvio migrate`"),
+            ));
+            Ok(Value::Null)
+        }
+        Request::Rename { name } => super::incoming::rename(live, &name).map(|()| Value::Null),
         Request::Monitor { command_line } => {
             tracing::info!("monitor command from an operator: {command_line}");
             let out = live

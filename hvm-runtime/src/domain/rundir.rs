@@ -90,6 +90,11 @@ impl RunRoot {
         })
     }
 
+    /// The run dir's global lock (names are reserved under it).
+    pub fn lock_global(&self) -> Result<FileLock, DomainError> {
+        self.global_lock()
+    }
+
     fn global_lock(&self) -> Result<FileLock, DomainError> {
         self.ensure_root()?;
         let p = self.root.join(".lock");

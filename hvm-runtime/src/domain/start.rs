@@ -5,15 +5,17 @@
 //! wait until the guest runs.
 
 use std::fs::OpenOptions;
+use std::os::fd::BorrowedFd;
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::launch::LaunchSpec;
+use super::incoming::INCOMING_FD;
+use super::launch::{Incoming, LaunchSpec};
 use super::record::{DomainRecord, DomainState};
-use super::rundir::{Reservation, RunRoot, LOG, RECORD};
+use super::rundir::{RunRoot, LOG, RECORD};
 use super::supervisor::{qemu_log_tail, LOCK_FD};
 use super::DomainError;
 use crate::config::options::Serial;
@@ -25,27 +27,46 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The hidden command that runs a supervisor: `pvio supervise DIR`.
 pub const SUPERVISE: &str = "supervise";
 
-/// Starts the domain of `plan` and returns its record once it runs.
-/// `serial` is the config's first serial port.
-pub fn start(
-    plan: &DomainPlan,
-    config: Option<&Path>,
-    serial: Option<&Serial>,
-) -> Result<DomainRecord, DomainError> {
+/// What the domain starts from besides its plan.
+#[derive(Debug, Default)]
+pub struct Origin<'a> {
+    /// The config file.
+    pub config: Option<&'a Path>,
+    /// The config's first serial port.
+    pub serial: Option<&'a Serial>,
+    /// The config's text and the `key=value` overrides (a save carries
+    /// them).
+    pub config_text: Option<String>,
+    /// The overrides.
+    pub overrides: Vec<String>,
+    /// A saved or migrated state to start from, and the descriptor it is
+    /// read from (handed to the supervisor on `INCOMING_FD`).
+    pub incoming: Option<(Incoming, BorrowedFd<'a>)>,
+}
+
+/// Starts the domain of `plan` and returns its record once it runs (or,
+/// with `wait` false, once its supervisor started).
+pub fn start(plan: &DomainPlan, from: Origin<'_>, wait: bool) -> Result<DomainRecord, DomainError> {
     let root = RunRoot::new(plan.run_dir.parent().unwrap_or(Path::new("/")));
     let res = root.reserve(&plan.name)?;
-    let launch = LaunchSpec::from_plan(plan, res.id, config, serial);
+    let mut launch = LaunchSpec::from_plan(plan, res.id, from.config, from.serial);
+    launch.config_text = from.config_text;
+    launch.overrides = from.overrides;
+    let stream = from.incoming.map(|(inc, fd)| {
+        launch.incoming = Some(inc);
+        fd
+    });
     launch.store(&res.dir)?;
-    launch.initial_record().store(&res.dir.join(RECORD))?;
-    let child = spawn_supervisor(&res)?;
+    let first = launch.initial_record();
+    first.store(&res.dir.join(RECORD))?;
+    let child = spawn_supervisor_for(&res.dir, &res.lock, false, stream)?;
     let dir = res.dir.clone();
     // The supervisor holds the lock now (the same open file); ours goes.
     drop(res);
+    if !wait {
+        return Ok(first);
+    }
     wait_running(&plan.name, &dir, child)
-}
-
-fn spawn_supervisor(res: &Reservation) -> Result<Child, DomainError> {
-    spawn_supervisor_for(&res.dir, &res.lock, false)
 }
 
 /// Starts `pvio supervise [--adopt] DIR` detached, with `lock` (held) on
@@ -55,6 +76,7 @@ pub(super) fn spawn_supervisor_for(
     dir: &Path,
     lock: &super::lock::FileLock,
     adopt: bool,
+    stream: Option<BorrowedFd<'_>>,
 ) -> Result<Child, DomainError> {
     struct Res<'a> {
         dir: &'a Path,
@@ -79,6 +101,9 @@ pub(super) fn spawn_supervisor_for(
     if adopt {
         cmd.arg("--adopt");
     }
+    if stream.is_some() {
+        cmd.arg("--incoming");
+    }
     cmd.arg(res.dir)
         .current_dir("/")
         .stdin(Stdio::null())
@@ -95,11 +120,13 @@ pub(super) fn spawn_supervisor_for(
         source,
     })?;
     let fd = res.lock.file().as_raw_fd();
+    let stream_fd = stream.map(|s| s.as_raw_fd());
     // SAFETY: the closure runs in the forked child before exec and calls
     // only setsid, umask, dup2, fcntl and close_range, which are
     // async-signal-safe. setsid detaches the supervisor from the terminal
     // (it survives its closing); the lock lands on LOCK_FD without
-    // close-on-exec; every other descriptor the caller had open (a file,
+    // close-on-exec; an incoming domain's stream lands on INCOMING_FD the
+    // same way; every other descriptor the caller had open (a file,
     // a pipe of the shell that ran `pvio create`) is closed, and the
     // supervisor creates its files private unless it says otherwise.
     unsafe {
@@ -108,6 +135,17 @@ pub(super) fn spawn_supervisor_for(
                 return Err(std::io::Error::last_os_error());
             }
             libc::umask(0o077);
+            // The stream out of the way first: it may sit on LOCK_FD.
+            let stream_hi = match stream_fd {
+                Some(s) => {
+                    let hi = libc::fcntl(s, libc::F_DUPFD, 64);
+                    if hi < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Some(hi)
+                }
+                None => None,
+            };
             let rc = if fd == LOCK_FD {
                 libc::fcntl(fd, libc::F_SETFD, 0)
             } else {
@@ -116,7 +154,16 @@ pub(super) fn spawn_supervisor_for(
             if rc < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            let first = libc::c_uint::try_from(LOCK_FD + 1).unwrap_or(4);
+            let mut last = LOCK_FD;
+            if let Some(s) = stream_hi {
+                // Its copy (above 63, so neither the lock nor the stream's
+                // place) lands on INCOMING_FD without close-on-exec.
+                if libc::dup2(s, INCOMING_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                last = INCOMING_FD;
+            }
+            let first = libc::c_uint::try_from(last + 1).unwrap_or(4);
             if libc::syscall(libc::SYS_close_range, first, libc::c_uint::MAX, 0) != 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -41,8 +41,19 @@ const DRAIN_EVERY: Duration = Duration::from_secs(20);
 
 /// Runs the supervisor of the domain in `dir` until the domain ends;
 /// with `adopt`, of a domain whose QEMU outlived its first supervisor.
-pub fn run(dir: &Path, adopt: bool) -> Result<(), DomainError> {
-    close_inherited();
+/// With `incoming`, the domain starts from the saved or migrated state
+/// on [`INCOMING_FD`](super::incoming::INCOMING_FD).
+pub fn run(dir: &Path, adopt: bool, incoming: bool) -> Result<(), DomainError> {
+    let stream = if incoming {
+        Some(super::incoming::take_inherited()?)
+    } else {
+        None
+    };
+    close_inherited(if incoming {
+        super::incoming::INCOMING_FD
+    } else {
+        LOCK_FD
+    });
     let _own_lock = keep_lock(dir)?;
     let spec = LaunchSpec::load(dir)?;
     let mut record = DomainRecord::load(&dir.join(RECORD))?;
@@ -56,7 +67,7 @@ pub fn run(dir: &Path, adopt: bool) -> Result<(), DomainError> {
     let began = if adopt {
         super::adopt::take_over(&live, &exited).and_then(|()| serve_control(&live))
     } else {
-        start(&live, &exited)
+        start(&live, &exited, stream)
     };
     // An adopted domain ran before this supervisor: its end is a run's.
     let mut ran = adopt;
@@ -78,11 +89,12 @@ pub fn run(dir: &Path, adopt: bool) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Closes every descriptor above [`LOCK_FD`] this process was started
-/// with (a supervisor run by hand inherits its shell's), before any other
-/// thread exists: nothing the caller had open reaches QEMU or a backend.
-fn close_inherited() {
-    let first = libc::c_uint::try_from(LOCK_FD + 1).unwrap_or(4);
+/// Closes every descriptor above `last` ([`LOCK_FD`], or the incoming
+/// stream's) this process was started with (a supervisor run by hand
+/// inherits its shell's), before any other thread exists: nothing the
+/// caller had open reaches QEMU or a backend.
+fn close_inherited(last: RawFd) {
+    let first = libc::c_uint::try_from(last + 1).unwrap_or(4);
     // SAFETY: close_range with integer arguments; no descriptor above
     // LOCK_FD is owned by anything in this process yet (called first
     // thing, single-threaded).
@@ -158,8 +170,18 @@ fn watch_signals(tx: mpsc::Sender<Msg>) -> Result<(), DomainError> {
 
 /// Host PCI devices, taps, backends, QEMU (paused), QMP, set-up,
 /// control socket, run.
-fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainError> {
+/// A domain from a saved or migrated state (`stream`) gets QEMU with
+/// `-incoming defer`, its state read in before it runs, and stays paused
+/// if it is to.
+fn start(
+    live: &Arc<LiveDomain>,
+    exited: &Arc<AtomicBool>,
+    stream: Option<std::os::fd::OwnedFd>,
+) -> Result<(), DomainError> {
     let spec = &live.spec;
+    if spec.incoming.as_ref().is_some_and(|i| i.defer_locks) {
+        live.backends().defer_locks(true);
+    }
     prepare_dm_dir(spec)?;
     // First: a refused device costs nothing else.
     let pci = passthrough::take(&passthrough::manager(false), live.name(), &spec.passthrough)
@@ -182,9 +204,22 @@ fn start(live: &Arc<LiveDomain>, exited: &Arc<AtomicBool>) -> Result<(), DomainE
             .start_net(&device, &n.socket, &n.tap, &n.mac, n.mtu)?;
     }
     live.refresh_backend_pids();
-    spawn_qemu(live, exited, &pci.extra_qemu_args())?;
+    let mut extra = pci.extra_qemu_args();
+    if spec.incoming.is_some() {
+        extra.extend(["-incoming".to_owned(), "defer".to_owned()]);
+    }
+    spawn_qemu(live, exited, &extra)?;
     connect_qmp(live, exited)?;
     set_up_qemu(live)?;
+    if let (Some(inc), Some(stream)) = (&spec.incoming, stream) {
+        super::incoming::receive(live, inc, stream, exited)?;
+        if inc.paused {
+            serve_control(live)?;
+            live.update(|r| r.state = DomainState::Paused);
+            tracing::info!("domain {} is in, paused", live.name());
+            return Ok(());
+        }
+    }
     serve_control(live)?;
     let status = live.qmp(|q| {
         q.execute(&qmp::cont {})?;
@@ -227,7 +262,7 @@ pub(super) fn serve_control(live: &Arc<LiveDomain>) -> Result<(), DomainError> {
     let handler_live = Arc::clone(live);
     control::serve(
         &live.spec.control_socket,
-        Arc::new(move |req| requests::handle(&handler_live, req)),
+        Arc::new(move |req, fd| requests::handle(&handler_live, req, fd)),
     )
 }
 
@@ -262,7 +297,7 @@ fn prepare_dm_dir(spec: &LaunchSpec) -> Result<(), DomainError> {
 /// Gives the `monitor=1` socket QEMU made (root's, 0600) to the
 /// operators: it grants everything QEMU can do.
 fn protect_monitor(live: &LiveDomain) {
-    let m = live.dir.join("monitor.sock");
+    let m = live.dir().join("monitor.sock");
     if m.exists() {
         if let Err(e) = super::access::protect(
             &m,
@@ -280,7 +315,7 @@ fn spawn_qemu(
     extra: &[String],
 ) -> Result<(), DomainError> {
     let spec = &live.spec;
-    let log_path = live.dir.join(QEMU_LOG);
+    let log_path = live.dir().join(QEMU_LOG);
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -440,12 +475,19 @@ fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
                         .push(super::record::BackendDown { device, why });
                 });
             }
-            Msg::Destroy | Msg::Signal(_) => {
-                let why = match msg {
-                    Msg::Signal(s) => format!("the supervisor got signal {s}"),
-                    _ => "destroyed by `pvio destroy`".to_owned(),
+            Msg::Destroy | Msg::Signal(_) | Msg::End(..) => {
+                let (cause, why) = match msg {
+                    Msg::Signal(s) => (
+                        "destroy".to_owned(),
+                        format!("the supervisor got signal {s}"),
+                    ),
+                    Msg::End(cause, why) => (cause, why),
+                    _ => (
+                        "destroy".to_owned(),
+                        "destroyed by `pvio destroy`".to_owned(),
+                    ),
                 };
-                end.get_or_insert(("destroy".to_owned(), why));
+                end.get_or_insert((cause, why));
                 live.update(|r| r.state = DomainState::Stopping);
                 if deadline.is_none() {
                     quit_qemu(live);
@@ -458,7 +500,7 @@ fn supervise(live: &LiveDomain, rx: &Receiver<Msg>) -> (String, String) {
                 return end.unwrap_or_else(|| {
                     (
                         "device-model-exit".to_owned(),
-                        format!("QEMU exited ({status}){}", qemu_log_tail(&live.dir)),
+                        format!("QEMU exited ({status}){}", qemu_log_tail(&live.dir())),
                     )
                 });
             }
@@ -625,7 +667,7 @@ fn teardown(live: &LiveDomain, exited: &AtomicBool, ran: bool, cause: &str, deta
             tracing::warn!("{e}");
         }
     }
-    cleanup::remove_sockets(&live.dir);
+    cleanup::remove_sockets(&live.dir());
     live.update(|r| {
         r.end(cause, detail);
         r.taps_created.clear();

@@ -94,7 +94,7 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
             q,
             "vhost-user-blk-pci",
             &d.vdev,
-            bus.as_deref(),
+            &bus,
             &[("chardev", chr.clone().into())],
         );
         if added.is_err() {

@@ -8,11 +8,32 @@ use crate::domain::live::LiveDomain;
 use crate::plan::pcie;
 use crate::qmp::{qmp, Qmp, QmpError};
 
-/// The bus for device `dev` about to be hot-plugged: `Some(port)` on a
-/// domain with spare root ports, `None` on one without (i440fx). All
-/// ports taken is an error that says how many there are.
-pub(super) fn free_bus(live: &LiveDomain, dev: &str) -> Result<Option<String>> {
-    Ok(free_buses(live, &[dev])?.into_iter().next().flatten())
+/// Where a device goes: its bus (`None`: the root bus) and, when it must
+/// sit in one place, its slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Place {
+    /// A PCIe root port's id, or `None` for the root bus.
+    pub bus: Option<String>,
+    /// The slot (`addr`), when fixed.
+    pub slot: Option<u8>,
+}
+
+/// Where device `dev` about to be hot-plugged goes: where it sat before a
+/// save when the domain is being restored ([`LiveDomain::pinned_place`]);
+/// otherwise behind a free spare root port on a domain that has them, or
+/// on the root bus (i440fx), where QEMU picks the slot. All ports taken
+/// is an error that says how many there are.
+pub(super) fn free_bus(live: &LiveDomain, dev: &str) -> Result<Place> {
+    if let Some(p) = live.pinned_place(dev) {
+        return Ok(Place {
+            bus: p.bus,
+            slot: Some(p.slot),
+        });
+    }
+    Ok(Place {
+        bus: free_buses(live, &[dev])?.into_iter().next().flatten(),
+        slot: None,
+    })
 }
 
 /// The buses for `devs` hot-plugged one after the other, each where
@@ -70,16 +91,21 @@ fn first_free(ports: &[String], buses: &[qmp::PciInfo]) -> Option<String> {
         .cloned()
 }
 
-/// `device_add` of `driver` with id `id`, on `bus` if given, with the
-/// extra properties `props`.
+/// `device_add` of `driver` with id `id`, at `place`, with the extra
+/// properties `props`.
 pub(super) fn add(
     q: &mut Qmp,
     driver: &str,
     id: &str,
-    bus: Option<&str>,
+    place: &Place,
     props: &[(&str, serde_json::Value)],
 ) -> std::result::Result<(), QmpError> {
-    q.execute(&add_command(driver, id, bus, props)).map(drop)
+    let mut all = props.to_vec();
+    if let Some(slot) = place.slot {
+        all.push(("addr", serde_json::Value::String(format!("{slot:#04x}"))));
+    }
+    q.execute(&add_command(driver, id, place.bus.as_deref(), &all))
+        .map(drop)
 }
 
 /// The `device_add` command [`add`] sends.

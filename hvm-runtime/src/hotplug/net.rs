@@ -139,7 +139,7 @@ fn plug_pv(
         let vectors =
             msix::pv_nic_vectors(msix::accel_named(&live.spec.accel), 1, live.qemu_release());
         props.push(("vectors", json!(vectors)));
-        let added = device::add(q, "virtio-net-pci", dev, bus.as_deref(), &props);
+        let added = device::add(q, "virtio-net-pci", dev, &bus, &props);
         if added.is_err() {
             let _ = q.execute(&qmp::netdev_del { id: id.to_owned() });
             chardev::remove(q, &chr);
@@ -183,7 +183,7 @@ fn plug_emulated(
             q,
             model,
             dev,
-            bus.as_deref(),
+            &bus,
             &[("netdev", json!(id)), ("mac", json!(mac))],
         );
         if added.is_err() {

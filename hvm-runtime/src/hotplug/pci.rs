@@ -21,7 +21,7 @@ pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
     not_in_use(live, host, id)?;
     let bus = device::free_bus(live, id)?;
     give_group_to_qemu(live, host);
-    let add = command(host, id, bus.as_deref());
+    let add = command(host, id, bus.bus.as_deref());
     live.qmp(|q| q.execute(&add).map(drop))?;
     let entry = PciEntry {
         host: host.to_owned(),

@@ -1,0 +1,398 @@
+//! `pvio migrate NAME HOST` and its other end, `pvio migrate-receive`,
+//! run by `ssh HOST pvio migrate-receive` as xl runs `xl
+//! migrate-receive`.
+//!
+//! The conversation, over ssh's stdin (source to receiver) and stdout
+//! (receiver to source):
+//!
+//! ```text
+//! source                                 receiver
+//!   header, then QEMU's stream  ------>   checks the header and images,
+//!                                          starts the domain paused with
+//!                                          `-incoming`, reads the stream
+//!                              <------    "pvio-migrate received"
+//!   "go"                        ------>   resumes the guest
+//!                              <------    "pvio-migrate running NAME"
+//!   ends the domain here                   (same host: takes the name once
+//!                              <------     the source has gone)
+//!                                          "pvio-migrate done NAME"
+//! ```
+//!
+//! Until the source says "go", the guest runs nowhere but on the source:
+//! a failure before it (the stream, the other side, ssh) resumes it
+//! there, and the receiver ends its copy when its stdin closes without
+//! "go". The "go" is sent only after the receiver said it has the whole
+//! stream, so QEMU (which reads the stream from the same pipe) has
+//! stopped reading before it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::AsFd;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::{MigrateError, Result};
+use crate::domain::control::{self, Request};
+use crate::domain::outgoing::Sent;
+use crate::domain::record::{DomainState, Origin};
+use crate::domain::saved;
+use crate::domain::{start, DomainError, RunRoot};
+
+/// The prefix of every line the receiver sends back.
+const TAG: &str = "pvio-migrate";
+/// How long a migration's stream may take.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How long each later step may take.
+const STEP: Duration = Duration::from_secs(120);
+
+/// What a finished migration reports.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Migrated {
+    /// The domain.
+    pub name: String,
+    /// Where it went.
+    pub host: String,
+    /// The stream's figures (the downtime is QEMU's).
+    pub sent: Sent,
+    /// The name it runs under there.
+    pub remote_name: String,
+}
+
+/// Options of a migration.
+#[derive(Debug, Clone)]
+pub struct MigrateOptions {
+    /// The command that reaches the host, given to `sh -c` with the host
+    /// and `pvio migrate-receive` after it (`ssh` by default).
+    pub ssh: String,
+    /// A config to run the domain with on the other side.
+    pub config: Option<std::path::PathBuf>,
+}
+
+/// Moves domain `name` to `host` while it runs. `progress` is called
+/// about once a second with (bytes sent, bytes remaining) of guest RAM.
+pub fn migrate(
+    name: &str,
+    host: &str,
+    o: &MigrateOptions,
+    mut progress: impl FnMut(u64, u64) + Send,
+) -> Result<Migrated> {
+    let found = RunRoot::from_env().live(name)?;
+    super::file::refuse_passthrough(&found.record)?;
+    if found.record.state != DomainState::Running && found.record.state != DomainState::Paused {
+        return Err(MigrateError::Refused(format!(
+            "domain '{name}' is {}; only a running or paused domain can be moved",
+            found.record.state
+        )));
+    }
+    let socket = found.record.control_socket.clone();
+    let cmd = format!("{} {} pvio migrate-receive", o.ssh, shell_word(host));
+    // `-C`: the config goes to the other side inside the header.
+    let config = match &o.config {
+        Some(c) => Some(
+            std::fs::read_to_string(c).map_err(|source| MigrateError::Io {
+                what: "read",
+                path: c.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|source| MigrateError::Io {
+            what: "run",
+            path: "sh".into(),
+            source,
+        })?;
+    let lines = read_lines(&mut child);
+    let stdin = child.stdin.take().ok_or_else(|| {
+        MigrateError::Remote("cannot write to the command that reaches the other host".to_owned())
+    })?;
+    // The stream: the supervisor writes the header, then QEMU the state.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sent = std::thread::scope(|s| {
+        let done = &done;
+        let progress = &mut progress;
+        let socket = &socket;
+        let watcher = s.spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_secs(1));
+                if let Ok(v) = control::call(name, socket, &Request::MigrationStatus) {
+                    if v["status"] == "active" {
+                        progress(
+                            v["transferred"].as_u64().unwrap_or(0),
+                            v["remaining"].as_u64().unwrap_or(0),
+                        );
+                    }
+                }
+            }
+        });
+        let req = Request::Migrate { config };
+        let r = control::call_with_fd(name, socket, &req, stdin.as_fd(), STREAM_TIMEOUT);
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = watcher.join();
+        r
+    });
+    let sent = match sent {
+        Ok(v) => serde_json::from_value::<Sent>(v["sent"].clone()).unwrap_or_default(),
+        Err(e) => {
+            // The guest runs on here (the supervisor resumed it).
+            let remote = remote_error(&lines);
+            finish_child(child);
+            return Err(MigrateError::Remote(format!(
+                "{}{remote}; the domain runs on here",
+                crate::cli::error_line(&e)
+            )));
+        }
+    };
+    // Stopped here; the other side has it all once it says so.
+    let fail_back = |why: String, child: Child| -> MigrateError {
+        let resumed = control::call(name, &socket, &Request::Unpause);
+        finish_child(child);
+        MigrateError::Remote(match resumed {
+            Ok(_) => format!("{why}; the domain runs on here"),
+            Err(e) => format!(
+                "{why}; resuming it here failed too ({}): `pvio unpause {name}`",
+                crate::cli::error_line(&e)
+            ),
+        })
+    };
+    match expect(&lines, "received", STEP) {
+        Ok(_) => {}
+        Err(why) => return Err(fail_back(why, child)),
+    }
+    let mut stdin = stdin;
+    if let Err(e) = stdin.write_all(b"go\n").and_then(|()| stdin.flush()) {
+        return Err(fail_back(
+            format!("cannot tell the other side to run it: {e}"),
+            child,
+        ));
+    }
+    let remote_name = match expect(&lines, "running", STEP) {
+        Ok(rest) => rest,
+        Err(why) => {
+            // It may run there: not here too.
+            finish_child(child);
+            return Err(MigrateError::Remote(format!(
+                "{why}; the other side may run the domain, so it stays paused here: check there, then `pvio destroy {name}` or `pvio unpause {name}`"
+            )));
+        }
+    };
+    control::call(
+        name,
+        &socket,
+        &Request::MigratedAway {
+            to: host.to_owned(),
+        },
+    )?;
+    drop(stdin);
+    // The other side may take the name once this domain has gone.
+    let final_name = expect(&lines, "done", STEP).unwrap_or(remote_name);
+    finish_child(child);
+    Ok(Migrated {
+        name: name.to_owned(),
+        host: host.to_owned(),
+        sent,
+        remote_name: final_name,
+    })
+}
+
+/// `host` quoted for `sh` when it needs to be.
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "@._-:[]".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The receiver's lines, as they come.
+fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    if let Some(out) = child.stdout.take() {
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    rx
+}
+
+/// Waits for `TAG word REST` and returns REST; an error line or the end
+/// of the conversation says why not.
+fn expect(
+    lines: &mpsc::Receiver<String>,
+    word: &str,
+    within: Duration,
+) -> std::result::Result<String, String> {
+    let start = Instant::now();
+    loop {
+        let left = within.saturating_sub(start.elapsed());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let Some(rest) = line.strip_prefix(TAG).map(str::trim) else {
+                    continue;
+                };
+                if let Some(r) = rest.strip_prefix(word) {
+                    return Ok(r.trim().to_owned());
+                }
+                if let Some(e) = rest.strip_prefix("error") {
+                    return Err(format!("the other side: {}", e.trim()));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                return Err(format!(
+                    "the other side did not answer '{word}' within {within:?}"
+                ))
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err("the other side ended the conversation".to_owned())
+            }
+        }
+    }
+}
+
+/// The receiver's error line, if it sent one.
+fn remote_error(lines: &mpsc::Receiver<String>) -> String {
+    match expect(lines, "\u{0}never", Duration::from_secs(2)) {
+        Err(e) if e.starts_with("the other side: ") => format!(" ({e})"),
+        _ => String::new(),
+    }
+}
+
+fn finish_child(mut child: Child) {
+    drop(child.stdin.take());
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// `pvio migrate-receive`: the other end, on stdin and stdout.
+pub fn receive() -> Result<String> {
+    let mut out = std::io::stdout();
+    let said = |out: &mut std::io::Stdout, line: String| {
+        let _ = writeln!(out, "{TAG} {line}");
+        let _ = out.flush();
+    };
+    match receive_inner(&mut out, &said) {
+        Ok(name) => Ok(name),
+        Err(e) => {
+            said(&mut out, format!("error {}", crate::cli::error_line(&e)));
+            Err(e)
+        }
+    }
+}
+
+fn receive_inner(
+    out: &mut std::io::Stdout,
+    said: &dyn Fn(&mut std::io::Stdout, String),
+) -> Result<String> {
+    // The raw descriptor, unbuffered: QEMU reads the rest of it.
+    let stdin = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|source| MigrateError::Io {
+            what: "read",
+            path: "stdin".into(),
+            source,
+        })?;
+    let mut input = std::fs::File::from(stdin);
+    let header = saved::read_header(&mut input).map_err(|source| MigrateError::File {
+        path: "the incoming stream".into(),
+        source,
+    })?;
+    super::check_images(&header.domain, true)?;
+    let root = RunRoot::from_env();
+    let want = header.domain.name.clone();
+    // On the host it leaves, the name is taken until the source ends.
+    let here = root.live(&want).is_ok();
+    let name = if here {
+        format!("{want}--incoming")
+    } else {
+        want.clone()
+    };
+    let (loaded, mut incoming) =
+        super::load(&header.domain, None, Some(&name), Origin::MigratedIn)?;
+    // Paused until the source says "go"; the images' locks follow the
+    // source's end.
+    let run_after = !incoming.paused;
+    incoming.paused = true;
+    incoming.defer_locks = true;
+    let plan = super::plan(&loaded)?;
+    let record = start::start(
+        &plan,
+        start::Origin {
+            config: loaded.spec.source.as_deref(),
+            serial: loaded.spec.serials.first(),
+            config_text: Some(header.domain.config_text.clone()),
+            overrides: header.domain.overrides.clone(),
+            incoming: Some((incoming, input.as_fd())),
+        },
+        true,
+    )?;
+    said(out, format!("received {}", record.name));
+    let mut go = String::new();
+    let mut byte = [0u8; 1];
+    while !go.ends_with('\n') && go.len() < 16 {
+        match input.read(&mut byte) {
+            Ok(1) => go.push(char::from(byte[0])),
+            _ => break,
+        }
+    }
+    let socket = record.control_socket.clone();
+    if go.trim() != "go" {
+        let _ = control::call(&name, &socket, &Request::Destroy);
+        return Err(MigrateError::Remote(
+            "the source did not confirm the migration: the copy here was ended".to_owned(),
+        ));
+    }
+    if run_after {
+        control::call(&name, &socket, &Request::Unpause)?;
+    }
+    said(out, format!("running {name}"));
+    if here {
+        // Take the name once the source has gone.
+        let start = Instant::now();
+        while root.live(&want).is_ok() {
+            if start.elapsed() > STEP {
+                return Err(MigrateError::Remote(format!(
+                    "the source domain '{want}' did not end; the domain runs here as '{name}'"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let found = root.live(&name)?;
+        control::call(
+            &name,
+            &found.record.control_socket,
+            &Request::Rename { name: want.clone() },
+        )
+        .map_err(|e: DomainError| {
+            MigrateError::Remote(format!(
+                "{}; the domain runs here as '{name}'",
+                crate::cli::error_line(&e)
+            ))
+        })?;
+        said(out, format!("done {want}"));
+        return Ok(want);
+    }
+    said(out, format!("done {name}"));
+    Ok(name)
+}

@@ -1,0 +1,196 @@
+//! `pvio save` and `pvio restore` on a real guest: it counts in RAM and
+//! writes numbered, checksummed records to its PV disk (served by pvio's
+//! backend) and its emulated IDE disk; saved and restored, it goes on
+//! counting from where it was with no reboot, and every record it
+//! flushed reads back. `save -c` keeps it running, `save -p` leaves it
+//! paused; a truncated file and a changed header are refused with one
+//! line and leave nothing behind.
+
+mod runtime_support;
+
+use std::time::{Duration, Instant};
+
+use pvio_hvm_runtime::domain::record::{DomainState, Origin};
+use runtime_support::Env;
+
+const T: Duration = Duration::from_secs(180);
+
+/// Each round writes record `i` (with its checksum) into block `i` of
+/// both disks, flushed, then prints `COUNT i`; the count lives only in
+/// the guest's RAM. `GUEST-BOOTED` is printed once per boot.
+const SCRIPT: &str = r#"
+echo GUEST-BOOTED
+i=0
+while true; do
+  i=$((i+1))
+  sum=$(( (i * 2654435761) % 4294967296 ))
+  rec=$(printf "REC %d %d END" $i $sum)
+  printf "%s" "$rec" | dd of=/dev/vda bs=512 seek=$i conv=sync,fsync 2>/dev/null || echo "IO-ERROR vda $i"
+  printf "%s" "$rec" | dd of=/dev/sda bs=512 seek=$i conv=sync,fsync 2>/dev/null || echo "IO-ERROR sda $i"
+  echo "COUNT $i"
+  sleep 0.1
+done
+"#;
+
+/// The highest `COUNT` on the console so far.
+fn last_count(env: &Env, name: &str) -> u64 {
+    std::fs::read_to_string(env.console_path(name))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COUNT "))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Waits until the guest has counted past `n`.
+fn wait_count_past(env: &Env, name: &str, n: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let c = last_count(env, name);
+        if c > n {
+            return c;
+        }
+        assert!(
+            start.elapsed() < T,
+            "{name} did not count past {n}; console:\n{}\nlogs:\n{}",
+            std::fs::read_to_string(env.console_path(name)).unwrap_or_default(),
+            env.log(name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Checks blocks 1..=n of `image`: each holds its own record with the
+/// right checksum.
+fn verify_records(image: &std::path::Path, n: u64) {
+    let data = std::fs::read(image).unwrap();
+    for i in 1..=n {
+        let at = usize::try_from(i).unwrap() * 512;
+        let block = &data[at..at + 512];
+        let text = String::from_utf8_lossy(block);
+        let text = text.trim_end_matches('\0');
+        let want = format!("REC {i} {} END", (i * 2_654_435_761) % 4_294_967_296);
+        assert_eq!(text, want, "record {i} of {}", image.display());
+    }
+}
+
+#[test]
+fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
+    let env = Env::new();
+    let pv = env.image("pv.img", 8);
+    let ide = env.image("ide.img", 8);
+    let initramfs = env.initramfs(SCRIPT);
+    let cfg = env.config(
+        "sr",
+        &initramfs,
+        &format!(
+            "disk = [ 'file:{},xvda,w', 'file:{},hda,w' ]",
+            pv.display(),
+            ide.display()
+        ),
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    wait_count_past(&env, "sr", 5);
+
+    // -c: saved, and it runs on.
+    let keep = env.path("sr-c.save");
+    env.ok(&["save", "-c", "sr", keep.to_str().unwrap()]);
+    assert_eq!(env.record("sr").state, DomainState::Running);
+    let c = last_count(&env, "sr");
+    wait_count_past(&env, "sr", c + 2);
+    // Its images are in use: restoring the copy now is refused.
+    let err = env.fails(&["restore", keep.to_str().unwrap()]);
+    assert!(
+        err.contains("already exists") || err.contains("in use"),
+        "{err}"
+    );
+
+    // -p: saved, and left paused; unpause resumes it.
+    let paused = env.path("sr-p.save");
+    env.ok(&["save", "-p", "sr", paused.to_str().unwrap()]);
+    assert_eq!(env.record("sr").state, DomainState::Paused);
+    let p = last_count(&env, "sr");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(last_count(&env, "sr"), p, "a paused guest counts on");
+    env.ok(&["unpause", "sr"]);
+    wait_count_past(&env, "sr", p + 2);
+
+    // Saved: the domain ends.
+    let file = env.path("sr.save");
+    let out = env.ok(&["save", "sr", file.to_str().unwrap()]);
+    assert!(out.contains("saved to"), "{out}");
+    let r = env.record("sr");
+    assert_eq!(r.state, DomainState::Ended);
+    assert_eq!(r.ended.as_ref().unwrap().cause, "saved");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "a save file holds the guest's memory");
+    let at_save = last_count(&env, "sr");
+    // Every record the guest flushed before the save is on both disks.
+    verify_records(&pv, at_save);
+    verify_records(&ide, at_save);
+
+    // Refused: a truncated file, a changed header; nothing is left.
+    let bytes = std::fs::read(&file).unwrap();
+    let short = env.path("short.save");
+    std::fs::write(&short, &bytes[..bytes.len() / 2]).unwrap();
+    let err = env.fails(&["restore", short.to_str().unwrap()]);
+    assert!(err.contains("is truncated"), "{err}");
+    let mut changed = bytes.clone();
+    let at = changed.windows(4).position(|w| w == b"\"sr\"").unwrap();
+    changed[at + 1] = b'x';
+    let bad = env.path("changed.save");
+    std::fs::write(&bad, &changed).unwrap();
+    let err = env.fails(&["restore", bad.to_str().unwrap()]);
+    assert!(err.contains("damaged header"), "{err}");
+    let mut v2 = bytes.clone();
+    v2[8] = 9;
+    std::fs::write(&bad, &v2).unwrap();
+    let err = env.fails(&["restore", bad.to_str().unwrap()]);
+    assert!(err.contains("format version 9"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    let list = env.ok(&["list", "--json"]);
+    assert!(
+        !list.contains("\"sr\""),
+        "a refused restore left a domain: {list}"
+    );
+
+    // Restored: it counts on from where it was, with no reboot.
+    let out = env.ok(&["restore", file.to_str().unwrap()]);
+    assert!(out.contains("restored"), "{out}");
+    let r = env.record("sr");
+    assert_eq!(r.origin, Origin::Restored);
+    assert_eq!(r.state, DomainState::Running);
+    let list = env.ok(&["list", "--json"]);
+    assert!(list.contains("\"restored\""), "{list}");
+    let now = wait_count_past(&env, "sr", at_save + 5);
+    assert_eq!(
+        env.count_console("sr", "GUEST-BOOTED"),
+        1,
+        "the guest rebooted"
+    );
+    assert_eq!(
+        env.count_console("sr", "IO-ERROR"),
+        0,
+        "the guest saw an I/O error"
+    );
+    let first_after = std::fs::read_to_string(env.console_path("sr"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("COUNT "))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .find(|n| *n > at_save)
+        .unwrap();
+    assert_eq!(first_after, at_save + 1, "the count went on from the save");
+    env.ok(&["destroy", "sr"]);
+    verify_records(&pv, now);
+    verify_records(&ide, now);
+
+    // -p on restore: it comes back paused.
+    env.ok(&["restore", "-p", paused.to_str().unwrap()]);
+    assert_eq!(env.record("sr").state, DomainState::Paused);
+    env.ok(&["unpause", "sr"]);
+    env.wait_record("sr", "running", T, |r| r.state == DomainState::Running);
+    env.ok(&["destroy", "sr"]);
+}
