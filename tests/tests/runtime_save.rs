@@ -194,3 +194,90 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     env.wait_record("sr", "running", T, |r| r.state == DomainState::Running);
     env.ok(&["destroy", "sr"]);
 }
+
+#[test]
+fn hot_plugged_devices_and_cd_media_come_back_where_they_were() {
+    let env = Env::new();
+    let br = runtime_support::TestBridge::new("sv");
+    let pv = env.image("pv.img", 8);
+    let hot = env.image("hot.img", 8);
+    let iso_dir = env.path("iso");
+    std::fs::create_dir(&iso_dir).unwrap();
+    std::fs::write(iso_dir.join("hello.txt"), "hello\n").unwrap();
+    let iso = env.path("cd.iso");
+    let made = std::process::Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-o"])
+        .arg(&iso)
+        .arg(&iso_dir)
+        .status()
+        .expect("xorriso must be installed (scripts/setup.sh)");
+    assert!(made.success());
+    // The guest waits for the hot-plugged disk, then writes to it.
+    let script = r#"
+echo GUEST-BOOTED
+wait_for /dev/vdb || echo NO-VDB
+i=0
+while true; do
+  i=$((i+1))
+  printf "HOT %d END" $i | dd of=/dev/vdb bs=512 seek=$i conv=sync,fsync 2>/dev/null || echo "IO-ERROR vdb $i"
+  echo "COUNT $i"
+  sleep 0.1
+done
+"#;
+    let initramfs = env.initramfs(script);
+    let cfg = env.config(
+        "hp",
+        &initramfs,
+        &format!(
+            "disk = [ 'file:{},xvda,w', ',hdc:cdrom,r' ]\nvif = [ 'type=vif,bridge={}' ]",
+            pv.display(),
+            br.name
+        ),
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    env.wait_console("hp", "GUEST-BOOTED", T);
+    env.ok(&[
+        "block-attach",
+        "hp",
+        &format!("file:{},xvdb,w", hot.display()),
+    ]);
+    env.ok(&[
+        "network-attach",
+        "hp",
+        &format!("bridge={}", br.name),
+        "model=e1000",
+    ]);
+    env.ok(&["cd-insert", "hp", "hdc", iso.to_str().unwrap()]);
+    let before = env.record("hp");
+    wait_count_past(&env, "hp", 3);
+
+    let file = env.path("hp.save");
+    env.ok(&["save", "hp", file.to_str().unwrap()]);
+    let at_save = last_count(&env, "hp");
+    env.ok(&["restore", file.to_str().unwrap()]);
+    wait_count_past(&env, "hp", at_save + 3);
+    assert_eq!(
+        env.count_console("hp", "GUEST-BOOTED"),
+        1,
+        "the guest rebooted"
+    );
+    assert_eq!(env.count_console("hp", "IO-ERROR"), 0);
+    let after = env.record("hp");
+    let disks = |r: &pvio_hvm_runtime::domain::DomainRecord| {
+        r.disks
+            .iter()
+            .map(|d| (d.vdev.clone(), d.image.clone(), d.hotplugged))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(disks(&after), disks(&before), "disks and CD media as saved");
+    let nics = |r: &pvio_hvm_runtime::domain::DomainRecord| {
+        r.nics
+            .iter()
+            .map(|n| (n.devid, n.mac.clone(), n.model.clone(), n.hotplugged))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(nics(&after), nics(&before), "NICs (MACs) as saved");
+    // The hot-plugged disk still detaches like any other.
+    env.ok(&["block-detach", "hp", "xvdb"]);
+    env.ok(&["destroy", "hp"]);
+}

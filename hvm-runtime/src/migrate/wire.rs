@@ -284,6 +284,59 @@ fn finish_child(mut child: Child) {
     let _ = child.wait();
 }
 
+/// The temporary name of a domain migrating in on the host it leaves:
+/// `NAME--incoming` (as xl names it), or `NAME--incoming2`, ... when a
+/// domain that came in before still uses that one's device-model dir.
+fn incoming_name(root: &RunRoot, want: &str) -> String {
+    (1..100)
+        .map(|n| {
+            if n == 1 {
+                format!("{want}--incoming")
+            } else {
+                format!("{want}--incoming{n}")
+            }
+        })
+        .find(|c| root.live(c).is_err() && !crate::plan::dm_dir(root.path(), c).exists())
+        .unwrap_or_else(|| format!("{want}--incoming{}", std::process::id()))
+}
+
+/// Copies `input` to `to_qemu` while `in_stream` holds, then sends each
+/// line that follows to `words` (an empty one at the end of input).
+fn copy_then_listen(
+    input: &mut std::fs::File,
+    to_qemu: &mut std::fs::File,
+    in_stream: &std::sync::atomic::AtomicBool,
+    words: &mpsc::Sender<String>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line = Vec::new();
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = words.send(String::new());
+                return;
+            }
+            Ok(n) => n,
+        };
+        if in_stream.load(std::sync::atomic::Ordering::SeqCst) {
+            // A closed pipe means QEMU stopped reading: what is left is
+            // not its to read.
+            let _ = to_qemu.write_all(&buf[..n]);
+            continue;
+        }
+        line.extend_from_slice(&buf[..n]);
+        while let Some(i) = line.iter().position(|b| *b == b'\n') {
+            let word: Vec<u8> = line.drain(..=i).collect();
+            if words
+                .send(String::from_utf8_lossy(&word).trim().to_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
 /// `pvio migrate-receive`: the other end, on stdin and stdout.
 pub fn receive() -> Result<String> {
     let mut out = std::io::stdout();
@@ -324,7 +377,7 @@ fn receive_inner(
     // On the host it leaves, the name is taken until the source ends.
     let here = root.live(&want).is_ok();
     let name = if here {
-        format!("{want}--incoming")
+        incoming_name(&root, &want)
     } else {
         want.clone()
     };
@@ -336,6 +389,26 @@ fn receive_inner(
     incoming.paused = true;
     incoming.defer_locks = true;
     let plan = super::plan(&loaded)?;
+    // QEMU reads the stream from a pipe of ours, not from stdin itself:
+    // at the end of a migration it shuts its channel down, which on a
+    // socket (sshd's usual stdin) would also end the conversation that
+    // still has to carry "go". A thread copies stdin into the pipe until
+    // QEMU has it all; what comes after is the source's word.
+    let (to_qemu_r, to_qemu_w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| MigrateError::Io {
+            what: "make a pipe for",
+            path: "the incoming stream".into(),
+            source: e.into(),
+        })?;
+    let in_stream = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (word_tx, word_rx) = mpsc::channel::<String>();
+    {
+        let in_stream = std::sync::Arc::clone(&in_stream);
+        let mut to_qemu = std::fs::File::from(to_qemu_w);
+        std::thread::spawn(move || {
+            copy_then_listen(&mut input, &mut to_qemu, &in_stream, &word_tx)
+        });
+    }
     let record = start::start(
         &plan,
         start::Origin {
@@ -343,19 +416,14 @@ fn receive_inner(
             serial: loaded.spec.serials.first(),
             config_text: Some(header.domain.config_text.clone()),
             overrides: header.domain.overrides.clone(),
-            incoming: Some((incoming, input.as_fd())),
+            incoming: Some((incoming, to_qemu_r.as_fd())),
         },
         true,
     )?;
+    drop(to_qemu_r);
+    in_stream.store(false, std::sync::atomic::Ordering::SeqCst);
     said(out, format!("received {}", record.name));
-    let mut go = String::new();
-    let mut byte = [0u8; 1];
-    while !go.ends_with('\n') && go.len() < 16 {
-        match input.read(&mut byte) {
-            Ok(1) => go.push(char::from(byte[0])),
-            _ => break,
-        }
-    }
+    let go = word_rx.recv_timeout(STEP).unwrap_or_default();
     let socket = record.control_socket.clone();
     if go.trim() != "go" {
         let _ = control::call(&name, &socket, &Request::Destroy);

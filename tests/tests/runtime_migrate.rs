@@ -1,0 +1,298 @@
+//! Live migration over ssh, on this machine: the test runs its own `sshd`
+//! on 127.0.0.1 (a free port, a host key and a client key it makes, the
+//! test's `pvio` and run dir in the session's environment; nothing else
+//! is contacted) and moves a real guest through it while the guest
+//! writes to its PV disk and pings a peer over its PV NIC. The guest
+//! never reboots, its writes go on with no I/O error and verify, the
+//! pings resume, and the domain ends up under its own name (the incoming
+//! copy took it once the source had gone). A migration whose receiving
+//! side dies midway leaves the guest running on the source.
+
+mod runtime_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pvio_hvm_runtime::domain::record::{DomainState, Origin};
+use runtime_support::peer::BridgePeer;
+use runtime_support::{Env, TestBridge};
+
+const T: Duration = Duration::from_secs(180);
+
+const SCRIPT: &str = r#"
+ip link set lo up
+ip link set eth0 up
+ip addr add 10.96.0.2/24 dev eth0
+echo GUEST-BOOTED
+i=0
+while true; do
+  i=$((i+1))
+  sum=$(( (i * 2654435761) % 4294967296 ))
+  printf "REC %d %d END" $i $sum | dd of=/dev/vda bs=512 seek=$i conv=sync,fsync 2>/dev/null || echo "IO-ERROR $i"
+  echo "COUNT $i"
+  if ping -c 1 -W 1 10.96.0.1 >/dev/null 2>&1; then echo "PING-OK $i"; fi
+  sleep 0.1
+done
+"#;
+
+/// An sshd of the test's own on 127.0.0.1, killed on drop.
+struct Sshd {
+    child: Child,
+    port: u16,
+    key: PathBuf,
+}
+
+impl Sshd {
+    fn start(env: &Env) -> Sshd {
+        let dir = env.path("ssh");
+        std::fs::create_dir_all(&dir).unwrap();
+        let keygen = |path: &Path| {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .expect("ssh-keygen (openssh-client, scripts/setup.sh)");
+            assert!(ok.success());
+        };
+        let host_key = dir.join("host_key");
+        let key = dir.join("client_key");
+        keygen(&host_key);
+        keygen(&key);
+        let authorized = dir.join("authorized_keys");
+        std::fs::copy(dir.join("client_key.pub"), &authorized).unwrap();
+        // sshd's privilege separation needs its empty directory.
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = free_port();
+        let pvio_dir = pvio_tests::pvio_bin().parent().unwrap().to_owned();
+        let config = dir.join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress 127.0.0.1\n\
+                 Port {port}\n\
+                 HostKey {}\n\
+                 AuthorizedKeysFile {}\n\
+                 PermitRootLogin prohibit-password\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 UsePAM no\n\
+                 StrictModes no\n\
+                 PidFile none\n\
+                 SetEnv PATH={}:/usr/sbin:/usr/bin:/sbin:/bin PVIO_RUN_DIR={}\n",
+                host_key.display(),
+                authorized.display(),
+                pvio_dir.display(),
+                env.run_dir.display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sshd (openssh-server, scripts/setup.sh)");
+        // Ready once it says it listens.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(err.read_line(&mut line).unwrap() > 0, "sshd exited: {seen}");
+            seen.push_str(&line);
+            if line.contains("Server listening on 127.0.0.1") {
+                break;
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in err.lines() {
+                let Ok(l) = line else { return };
+                eprintln!("sshd: {l}");
+            }
+        });
+        Sshd { child, port, key }
+    }
+
+    /// The `--ssh` command that reaches it.
+    fn command(&self) -> String {
+        format!(
+            "ssh -p {} -i {} -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR",
+            self.port,
+            self.key.display()
+        )
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn last(env: &Env, name: &str, tag: &str) -> u64 {
+    std::fs::read_to_string(env.console_path(name))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(tag))
+        .filter_map(|n| n.trim().parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn wait_past(env: &Env, name: &str, tag: &str, n: u64) -> u64 {
+    let start = Instant::now();
+    loop {
+        let c = last(env, name, tag);
+        if c > n {
+            return c;
+        }
+        assert!(
+            start.elapsed() < T,
+            "no {tag}past {n}; console:\n{}\nlogs:\n{}",
+            std::fs::read_to_string(env.console_path(name)).unwrap_or_default(),
+            env.log(name)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The record of the domain migrating in (`mig--incoming*`) once its
+/// QEMU runs.
+fn wait_incoming(env: &Env) -> pvio_hvm_runtime::domain::DomainRecord {
+    let start = Instant::now();
+    loop {
+        for e in std::fs::read_dir(&env.run_dir)
+            .unwrap()
+            .filter_map(Result::ok)
+        {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("mig--incoming") {
+                continue;
+            }
+            if let Ok(r) =
+                pvio_hvm_runtime::domain::DomainRecord::load(&e.path().join("domain.json"))
+            {
+                if r.qemu_pid.is_some() && r.state == DomainState::Starting {
+                    return r;
+                }
+            }
+        }
+        assert!(
+            start.elapsed() < T,
+            "no incoming domain:\n{}",
+            env.log("mig")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_guest_moves_over_ssh_while_it_writes_and_pings() {
+    let env = Env::new();
+    let sshd = Sshd::start(&env);
+    let br = TestBridge::new("mg");
+    let _peer = BridgePeer::new(&br, "10.96.0.1");
+    let pv = env.image("pv.img", 8);
+    let initramfs = env.initramfs(SCRIPT);
+    let cfg = env.config(
+        "mig",
+        &initramfs,
+        &format!(
+            "disk = [ 'file:{},xvda,w' ]\nvif = [ 'type=vif,bridge={}' ]",
+            pv.display(),
+            br.name
+        ),
+    );
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    wait_past(&env, "mig", "PING-OK ", 2);
+    let source = env.record("mig");
+
+    let out = env.ok(&["migrate", "--ssh", &sshd.command(), "mig", "127.0.0.1"]);
+    assert!(out.contains("migrated to 127.0.0.1"), "{out}");
+    let r = env.record("mig");
+    assert_eq!(r.origin, Origin::MigratedIn);
+    assert_eq!(r.state, DomainState::Running);
+    assert_ne!(r.id, source.id, "the incoming domain is a new one");
+    assert_ne!(r.qemu_pid, source.qemu_pid);
+    assert!(
+        !runtime_support::alive(u64::from(source.qemu_pid.unwrap())),
+        "the source's QEMU still runs"
+    );
+    let at = last(&env, "mig", "COUNT ");
+    let pings = last(&env, "mig", "PING-OK ");
+    wait_past(&env, "mig", "COUNT ", at + 5);
+    wait_past(&env, "mig", "PING-OK ", pings.max(at) + 1);
+    assert_eq!(
+        env.count_console("mig", "GUEST-BOOTED"),
+        1,
+        "the guest rebooted"
+    );
+    assert_eq!(
+        env.count_console("mig", "IO-ERROR"),
+        0,
+        "the guest saw an I/O error"
+    );
+    let list = env.ok(&["list", "--json"]);
+    assert!(list.contains("\"migrated-in\""), "{list}");
+
+    // The receiving side dies midway: the guest runs on here.
+    env.ok(&[
+        "qmp",
+        "mig",
+        r#"{"execute":"migrate-set-parameters","arguments":{"max-bandwidth":1048576}}"#,
+    ]);
+    let here = env.record("mig");
+    let migrating = Command::new(pvio_tests::pvio_bin())
+        .args(["migrate", "--ssh", &sshd.command(), "mig", "127.0.0.1"])
+        .env("PVIO_RUN_DIR", &env.run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let incoming = wait_incoming(&env);
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: a signal to the incoming domain's QEMU, read from its record.
+    unsafe {
+        libc::kill(
+            i32::try_from(incoming.qemu_pid.unwrap()).unwrap(),
+            libc::SIGKILL,
+        )
+    };
+    let out = migrating.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the migration should have failed: {err}"
+    );
+    assert!(err.contains("runs on here"), "{err}");
+    let r = env.record("mig");
+    assert_eq!(r.state, DomainState::Running, "{err}");
+    assert_eq!(r.qemu_pid, here.qemu_pid, "the source's QEMU was replaced");
+    let at = last(&env, "mig", "COUNT ");
+    wait_past(&env, "mig", "COUNT ", at + 3);
+    let pings = last(&env, "mig", "PING-OK ");
+    wait_past(&env, "mig", "PING-OK ", pings);
+    assert_eq!(env.count_console("mig", "GUEST-BOOTED"), 1);
+    assert_eq!(env.count_console("mig", "IO-ERROR"), 0);
+    let n = last(&env, "mig", "COUNT ");
+    env.ok(&["destroy", "mig"]);
+    // Every record the guest wrote, before, during and after, verifies.
+    let data = std::fs::read(&pv).unwrap();
+    for i in 1..=n {
+        let at = usize::try_from(i).unwrap() * 512;
+        let text = String::from_utf8_lossy(&data[at..at + 512]);
+        let want = format!("REC {i} {} END", (i * 2_654_435_761) % 4_294_967_296);
+        assert_eq!(text.trim_end_matches('\0'), want, "record {i}");
+    }
+}
