@@ -279,5 +279,39 @@ done
     assert_eq!(nics(&after), nics(&before), "NICs (MACs) as saved");
     // The hot-plugged disk still detaches like any other.
     env.ok(&["block-detach", "hp", "xvdb"]);
+
+    // A domain with a host PCI device is neither saved nor moved. This
+    // host has no IOMMU to pass one through, so the record says it has
+    // one, as `pvio assign` would have written it.
+    let record_path = env.run_dir.join("hp").join("domain.json");
+    let mut r = env.record("hp");
+    r.pci.push(pvio_hvm_runtime::domain::record::PciEntry {
+        host: "0000:03:00.0".into(),
+        id: "pt-0000-03-00.0".into(),
+    });
+    std::fs::write(&record_path, serde_json::to_vec(&r).unwrap()).unwrap();
+    let err = env.fails(&["save", "hp", env.path("pt.save").to_str().unwrap()]);
+    assert!(err.contains("host PCI device 0000:03:00.0"), "{err}");
+    assert!(
+        !env.path("pt.save").exists(),
+        "a refused save left its file"
+    );
+    let err = env.fails(&["migrate", "hp", "127.0.0.1"]);
+    assert!(err.contains("host PCI device 0000:03:00.0"), "{err}");
     env.ok(&["destroy", "hp"]);
+}
+
+#[test]
+fn nomigrate_in_the_config_refuses_save_and_migrate() {
+    let env = Env::new();
+    let initramfs = env.initramfs("echo GUEST-BOOTED\nwhile true; do sleep 1; done\n");
+    let cfg = env.config("nm", &initramfs, "nomigrate = 1");
+    env.ok(&["create", cfg.to_str().unwrap()]);
+    env.wait_console("nm", "GUEST-BOOTED", T);
+    let file = env.path("nm.save");
+    let err = env.fails(&["save", "nm", file.to_str().unwrap()]);
+    assert!(err.contains("nomigrate = 1"), "{err}");
+    assert!(!file.exists(), "a refused save left its file");
+    assert_eq!(env.record("nm").state, DomainState::Running);
+    env.ok(&["destroy", "nm"]);
 }

@@ -175,6 +175,7 @@ pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Resu
             serial: loaded.spec.serials.first(),
             config_text,
             overrides: a.overrides.clone(),
+            nomigrate: loaded.spec.nomigrate,
             incoming: None,
         },
         true,

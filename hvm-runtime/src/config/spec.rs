@@ -64,6 +64,8 @@ pub struct DomainSpec {
     pub viridian: Vec<ViridianGroup>,
     /// The RTC in local time.
     pub localtime: bool,
+    /// `pvio save` and `pvio migrate` refuse the domain.
+    pub nomigrate: bool,
     /// The RTC's offset in seconds.
     pub rtc_timeoffset: i64,
     /// The serial ports, in order (COM1 first).

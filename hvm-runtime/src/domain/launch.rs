@@ -149,6 +149,9 @@ pub struct LaunchSpec {
     /// descriptor the supervisor inherits on `INCOMING_FD`.
     #[serde(default)]
     pub incoming: Option<Incoming>,
+    /// The config's `nomigrate = 1`: save and migrate are refused.
+    #[serde(default)]
+    pub nomigrate: bool,
 }
 
 /// How a domain starts from a saved or migrated state.
@@ -302,6 +305,7 @@ impl LaunchSpec {
             config_text: None,
             overrides: Vec::new(),
             incoming: None,
+            nomigrate: false,
         }
     }
 

@@ -45,8 +45,12 @@ pub enum AfterSave {
 pub struct Sent {
     /// Where the stream starts in what was written (the header's length).
     pub stream_at: u64,
-    /// Bytes of guest RAM QEMU sent.
+    /// Bytes QEMU sent.
     pub transferred: u64,
+    /// Guest pages sent whole (QEMU's `normal`; zero pages cost a few
+    /// bytes each and are not counted).
+    #[serde(default)]
+    pub pages: u64,
     /// Milliseconds from start to end.
     pub total_ms: u64,
     /// Milliseconds the guest was stopped (QEMU's figure).
@@ -62,6 +66,11 @@ pub fn describe(live: &LiveDomain) -> Result<SavedDomain, String> {
             "host PCI device {} ({}) is passed through to the domain: its state cannot be saved or moved; `pvio release {}` it first",
             p.host, p.id, p.host
         ));
+    }
+    if live.spec.nomigrate {
+        return Err(
+            "the domain's config says nomigrate = 1: it is neither saved nor moved".to_owned(),
+        );
     }
     if !live.spec.passthrough.is_empty() {
         return Err(
@@ -234,6 +243,7 @@ fn stream(live: &LiveDomain, out: &std::fs::File) -> Result<Sent, String> {
                 return Ok(Sent {
                     stream_at: 0,
                     transferred,
+                    pages: info["ram"]["normal"].as_u64().unwrap_or(0),
                     total_ms: info["total-time"].as_u64().unwrap_or_else(|| {
                         u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
                     }),

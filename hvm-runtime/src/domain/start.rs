@@ -39,6 +39,8 @@ pub struct Origin<'a> {
     pub config_text: Option<String>,
     /// The overrides.
     pub overrides: Vec<String>,
+    /// The config's `nomigrate`.
+    pub nomigrate: bool,
     /// A saved or migrated state to start from, and the descriptor it is
     /// read from (handed to the supervisor on `INCOMING_FD`).
     pub incoming: Option<(Incoming, BorrowedFd<'a>)>,
@@ -52,6 +54,7 @@ pub fn start(plan: &DomainPlan, from: Origin<'_>, wait: bool) -> Result<DomainRe
     let mut launch = LaunchSpec::from_plan(plan, res.id, from.config, from.serial);
     launch.config_text = from.config_text;
     launch.overrides = from.overrides;
+    launch.nomigrate = from.nomigrate;
     let stream = from.incoming.map(|(inc, fd)| {
         launch.incoming = Some(inc);
         fd

@@ -190,6 +190,7 @@ pub fn restore(path: &Path, o: &RestoreOptions) -> Result<DomainRecord> {
             } else {
                 header.domain.overrides.clone()
             },
+            nomigrate: loaded.spec.nomigrate,
             incoming: Some((incoming, file.as_fd())),
         },
         !o.no_wait,

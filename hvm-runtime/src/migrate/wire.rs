@@ -416,6 +416,7 @@ fn receive_inner(
             serial: loaded.spec.serials.first(),
             config_text: Some(header.domain.config_text.clone()),
             overrides: header.domain.overrides.clone(),
+            nomigrate: loaded.spec.nomigrate,
             incoming: Some((incoming, to_qemu_r.as_fd())),
         },
         true,

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 pub mod peer;
+pub mod ssh;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

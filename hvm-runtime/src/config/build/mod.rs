@@ -105,6 +105,7 @@ impl Builder<'_> {
         let pae = self.f.boolean("pae").unwrap_or(true);
         let viridian = self.viridian();
         let localtime = self.f.boolean("localtime").unwrap_or(false);
+        let nomigrate = self.f.boolean("nomigrate").unwrap_or(false);
         let rtc_timeoffset = self
             .f
             .number_in("rtc_timeoffset", -3_155_760_000, 3_155_760_000)
@@ -168,6 +169,7 @@ impl Builder<'_> {
             pae,
             viridian,
             localtime,
+            nomigrate,
             rtc_timeoffset,
             serials,
             vnc,
