@@ -3,7 +3,7 @@
 # keeps what each printed, its figures (JSON) and its charts (SVG) in
 # target/bench/ (PVIO_BENCH_OUT). docs/benchmarks.md says how to read them.
 #
-#   scripts/bench.sh            all of them (about 25 minutes on 2 cores)
+#   scripts/bench.sh            all of them (about 30 minutes on 2 cores)
 #   scripts/bench.sh blk net    only those whose name contains a word given
 #
 # Benchmarks measure; run them on a machine doing nothing else.
@@ -48,4 +48,5 @@ run blk-backend-vartmp env PVIO_BENCH_DIR=/var/tmp PVIO_BENCH_OUT="$out/vartmp" 
 run blk-guest test_bench blk_bench
 run net-backend ./target/release/pvio bench net
 run net-guest test_bench net_bench
+run migrate test_bench migrate_bench
 echo "bench: results in $out" >&2

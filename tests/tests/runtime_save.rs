@@ -187,9 +187,10 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     verify_records(&pv, now);
     verify_records(&ide, now);
 
-    // -p on restore: it comes back paused.
-    env.ok(&["restore", "-p", paused.to_str().unwrap()]);
-    assert_eq!(env.record("sr").state, DomainState::Paused);
+    // -p on restore: it comes back paused; -e returns before it is in.
+    let out = env.ok(&["restore", "-e", "-p", paused.to_str().unwrap()]);
+    assert!(out.contains("is being restored"), "{out}");
+    env.wait_record("sr", "paused", T, |r| r.state == DomainState::Paused);
     env.ok(&["unpause", "sr"]);
     env.wait_record("sr", "running", T, |r| r.state == DomainState::Running);
     env.ok(&["destroy", "sr"]);
