@@ -6,8 +6,11 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::{AsRawFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::termios::{OptionalActions, Termios};
 use std::os::unix::net::UnixStream;
 
 use super::record::SerialEndpoint;
@@ -52,45 +55,36 @@ pub fn attach(root: &RunRoot, name: &str) -> Result<(), DomainError> {
     };
     let stdin = io::stdin();
     let _raw =
-        RawMode::enter(stdin.as_raw_fd()).map_err(fail("cannot set the terminal to raw mode"))?;
+        RawMode::enter(stdin.as_fd()).map_err(fail("cannot set the terminal to raw mode"))?;
     eprint!("Connected to the console of {name}; Ctrl-] detaches.\r\n");
-    let r = pump(stdin.as_raw_fd(), &mut *dev);
+    let r = pump(stdin.as_fd(), &mut *dev);
     eprint!("\r\nDetached from {name}.\r\n");
     r.map_err(fail("copying failed"))
 }
 
 /// A console device: readable, writable, pollable.
-trait Device: Read + Write + AsRawFd {}
-impl<T: Read + Write + AsRawFd> Device for T {}
+trait Device: Read + Write + AsFd {}
+impl<T: Read + Write + AsFd> Device for T {}
 
 /// Copies both ways until Ctrl-], end of input or the device's end.
-fn pump(input: RawFd, dev: &mut dyn Device) -> io::Result<()> {
+fn pump(input: BorrowedFd<'_>, dev: &mut dyn Device) -> io::Result<()> {
     let mut out = io::stdout();
     let mut buf = [0u8; 4096];
     loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: input,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: dev.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: `fds` is a valid array of two pollfd structs for the
-        // duration of the call; its length is passed.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
+        let (input_ready, dev_ready) = {
+            let dev_fd = dev.as_fd();
+            let mut fds = [
+                PollFd::new(&input, PollFlags::IN),
+                PollFd::new(&dev_fd, PollFlags::IN),
+            ];
+            match rustix::event::poll(&mut fds, None) {
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
             }
-            return Err(e);
-        }
-        if fds[1].revents != 0 {
+            (!fds[0].revents().is_empty(), !fds[1].revents().is_empty())
+        };
+        if dev_ready {
             match dev.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
@@ -103,7 +97,7 @@ fn pump(input: RawFd, dev: &mut dyn Device) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        if fds[0].revents != 0 {
+        if input_ready {
             let n = read_fd(input, &mut buf)?;
             if n == 0 {
                 return Ok(());
@@ -118,49 +112,30 @@ fn pump(input: RawFd, dev: &mut dyn Device) -> io::Result<()> {
     }
 }
 
-fn read_fd(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
-        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        match usize::try_from(n) {
-            Ok(n) => return Ok(n),
-            Err(_) => {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::Interrupted {
-                    return Err(e);
-                }
-            }
+        match rustix::io::read(fd, &mut *buf) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
     }
 }
 
 /// The terminal in raw mode; the old mode comes back on drop. Not a
 /// terminal (a pipe, a file): nothing to do.
-struct RawMode {
-    fd: RawFd,
-    saved: Option<libc::termios>,
+struct RawMode<'a> {
+    fd: BorrowedFd<'a>,
+    saved: Option<Termios>,
 }
 
-impl RawMode {
-    fn enter(fd: RawFd) -> io::Result<RawMode> {
-        let mut t = std::mem::MaybeUninit::<libc::termios>::uninit();
-        // SAFETY: tcgetattr writes a termios into the valid out-pointer;
-        // it is read only when the call succeeded.
-        if unsafe { libc::tcgetattr(fd, t.as_mut_ptr()) } != 0 {
+impl<'a> RawMode<'a> {
+    fn enter(fd: BorrowedFd<'a>) -> io::Result<RawMode<'a>> {
+        let Ok(saved) = rustix::termios::tcgetattr(fd) else {
             return Ok(RawMode { fd, saved: None });
-        }
-        // SAFETY: tcgetattr succeeded, so `t` is initialised.
-        let saved = unsafe { t.assume_init() };
-        let mut raw = saved;
-        // SAFETY: cfmakeraw only edits the termios it is given; tcsetattr
-        // reads it.
-        let rc = unsafe {
-            libc::cfmakeraw(&mut raw);
-            libc::tcsetattr(fd, libc::TCSANOW, &raw)
         };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let mut raw = saved.clone();
+        raw.make_raw();
+        rustix::termios::tcsetattr(fd, OptionalActions::Now, &raw)?;
         Ok(RawMode {
             fd,
             saved: Some(saved),
@@ -168,13 +143,10 @@ impl RawMode {
     }
 }
 
-impl Drop for RawMode {
+impl Drop for RawMode<'_> {
     fn drop(&mut self) {
         if let Some(saved) = &self.saved {
-            // SAFETY: restores the termios read in `enter` on the same fd.
-            unsafe {
-                libc::tcsetattr(self.fd, libc::TCSANOW, saved);
-            }
+            let _ = rustix::termios::tcsetattr(self.fd, OptionalActions::Now, saved);
         }
     }
 }
@@ -189,7 +161,7 @@ mod tests {
         let (input_r, mut input_w) = UnixStream::pair().unwrap();
         guest_side.write_all(b"login: ").unwrap();
         input_w.write_all(b"root\n\x1dignored").unwrap();
-        pump(input_r.as_raw_fd(), &mut dev).unwrap();
+        pump(input_r.as_fd(), &mut dev).unwrap();
         let mut got = [0u8; 5];
         guest_side.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"root\n");
@@ -198,7 +170,7 @@ mod tests {
     #[test]
     fn a_pipe_is_not_put_in_raw_mode() {
         let (a, _b) = UnixStream::pair().unwrap();
-        let r = RawMode::enter(a.as_raw_fd()).unwrap();
+        let r = RawMode::enter(a.as_fd()).unwrap();
         assert!(r.saved.is_none());
     }
 }

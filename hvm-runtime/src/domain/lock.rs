@@ -6,9 +6,10 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use rustix::fs::FlockOperation;
 
 /// A held lock; released when dropped (or when the process ends).
 #[derive(Debug)]
@@ -20,16 +21,16 @@ impl FileLock {
     /// Waits for the exclusive lock on `path` (created if missing).
     pub fn exclusive(path: &Path) -> io::Result<FileLock> {
         let file = open(path)?;
-        flock(&file, libc::LOCK_EX)?;
+        flock(&file, FlockOperation::LockExclusive)?;
         Ok(FileLock { file })
     }
 
     /// Takes the exclusive lock on `path` if nobody holds it.
     pub fn try_exclusive(path: &Path) -> io::Result<Option<FileLock>> {
         let file = open(path)?;
-        match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(Some(FileLock { file })),
-            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -73,17 +74,11 @@ fn open(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
+fn flock(file: &File, op: FlockOperation) -> io::Result<()> {
     loop {
-        // SAFETY: flock on a descriptor this `File` owns; no memory is
-        // passed.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match rustix::fs::flock(file, op) {
+            Err(rustix::io::Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
         }
     }
 }

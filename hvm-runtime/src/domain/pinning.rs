@@ -36,8 +36,10 @@ pub fn pin(q: &mut Qmp, sets: &[Vec<u32>]) -> Result<(), DomainError> {
         if set.is_empty() {
             continue;
         }
-        let tid = libc::pid_t::try_from(base.thread_id)
-            .map_err(|_| pin_error(base.cpu_index, set, "bad thread id"))?;
+        let tid = i32::try_from(base.thread_id)
+            .ok()
+            .and_then(rustix::thread::Pid::from_raw)
+            .ok_or_else(|| pin_error(base.cpu_index, set, "bad thread id"))?;
         set_affinity(tid, set).map_err(|e| pin_error(base.cpu_index, set, &e.to_string()))?;
         tracing::info!(
             "vCPU {} (thread {tid}) pinned to host CPUs {}",
@@ -55,47 +57,24 @@ fn pin_error(vcpu: i64, set: &[u32], why: &str) -> DomainError {
     ))
 }
 
-/// The affinity mask of `set`, as `sched_setaffinity` reads it: one bit
-/// per CPU in native-endian words.
-pub fn mask(set: &[u32]) -> Vec<libc::c_ulong> {
-    let bits = libc::c_ulong::BITS;
-    let words = set.iter().max().map_or(1, |m| m / bits + 1);
-    let mut mask = vec![0; usize::try_from(words).unwrap_or(1)];
+fn set_affinity(tid: rustix::thread::Pid, set: &[u32]) -> std::io::Result<()> {
+    let mut cpus = rustix::thread::CpuSet::new();
     for cpu in set {
-        if let Some(w) = usize::try_from(cpu / bits)
-            .ok()
-            .and_then(|i| mask.get_mut(i))
-        {
-            *w |= 1 << (cpu % bits);
+        let i = usize::try_from(*cpu).unwrap_or(usize::MAX);
+        if i >= rustix::thread::CpuSet::MAX_CPU {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("CPU {cpu} is beyond what the kernel's CPU sets hold"),
+            ));
         }
+        cpus.set(i);
     }
-    mask
-}
-
-fn set_affinity(tid: libc::pid_t, set: &[u32]) -> std::io::Result<()> {
-    let m = mask(set);
-    let bytes = std::mem::size_of_val(m.as_slice());
-    // SAFETY: the kernel reads `bytes` bytes of the mask, which `m` owns
-    // for the duration of the call; a shorter mask than cpu_set_t is
-    // allowed (the rest counts as zero).
-    let rc = unsafe { libc::sched_setaffinity(tid, bytes, m.as_ptr().cast::<libc::cpu_set_t>()) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    rustix::thread::sched_setaffinity(Some(tid), &cpus).map_err(std::io::Error::from)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn masks_have_one_bit_per_cpu() {
-        assert_eq!(mask(&[0]), vec![1]);
-        assert_eq!(mask(&[1, 3]), vec![0b1010]);
-        assert_eq!(mask(&[64]), vec![0, 1]);
-    }
 
     #[test]
     fn affinity_per_vcpu() {
@@ -112,9 +91,7 @@ mod tests {
 
     #[test]
     fn this_thread_can_be_pinned_to_cpu_0() {
-        // SAFETY: gettid has no arguments and cannot fail.
-        let tid = unsafe { libc::gettid() };
-        set_affinity(tid, &[0]).unwrap();
+        set_affinity(rustix::thread::gettid(), &[0]).unwrap();
         let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
         assert!(
             status

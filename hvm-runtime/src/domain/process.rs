@@ -6,18 +6,20 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
+
 /// A pid as `kill(2)` takes it, or `None` if it does not fit.
-fn raw(pid: u32) -> Option<libc::pid_t> {
-    libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)
+fn raw(pid: u32) -> Option<Pid> {
+    i32::try_from(pid).ok().and_then(Pid::from_raw)
 }
 
 /// Whether `pid` is a live process (a zombie counts as gone).
 pub fn alive(pid: u32) -> bool {
     let Some(p) = raw(pid) else { return false };
-    // SAFETY: kill with signal 0 only checks that the process exists; no
-    // memory is passed.
-    let rc = unsafe { libc::kill(p, 0) };
-    let exists = rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let exists = match rustix::process::test_kill_process(p) {
+        Ok(()) | Err(rustix::io::Errno::PERM) => true,
+        Err(_) => false,
+    };
     exists && !zombie(pid)
 }
 
@@ -52,10 +54,10 @@ pub fn cmdline_mentions(pid: u32, needle: &Path) -> bool {
 
 /// Sends `sig` to `pid`; false if there is no such process.
 pub fn signal(pid: u32, sig: libc::c_int) -> bool {
-    let Some(p) = raw(pid) else { return false };
-    // SAFETY: kill(2) with a plain pid and signal number; no memory is
-    // passed.
-    unsafe { libc::kill(p, sig) == 0 }
+    let (Some(p), Some(s)) = (raw(pid), Signal::from_named_raw(sig)) else {
+        return false;
+    };
+    rustix::process::kill_process(p, s).is_ok()
 }
 
 /// Waits up to `timeout` for `pid` to be gone.
