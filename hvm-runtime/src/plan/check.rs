@@ -125,6 +125,18 @@ pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> 
                     p.bdf
                 ),
             ));
+            continue;
+        }
+        // What the start's passthrough checks would refuse: the IOMMU
+        // off, the group in use, the host needing it, ...
+        let along: Vec<_> = plan
+            .passthrough
+            .iter()
+            .map(|q| q.bdf)
+            .filter(|b| *b != p.bdf)
+            .collect();
+        for why in host.pci_blockers(&p.bdf, &along, &plan.name, p.seize) {
+            out.push(problem(Some(&p.at), "pci", why));
         }
     }
     if let Some(k) = &spec.keymap {
