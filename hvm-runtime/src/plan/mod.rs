@@ -385,6 +385,8 @@ fn qemu_path(p: &Path) -> Result<String, PlanError> {
 }
 
 #[cfg(test)]
+mod console_tests;
+#[cfg(test)]
 mod error_tests;
 #[cfg(test)]
 mod tests;

@@ -17,6 +17,9 @@ use crate::host::accel::Accel;
 
 /// The audio backend id for sound cards (`-audiodev none`).
 const AUDIODEV: &str = "snd0";
+/// The id of the text console (a `vc` chardev) the human monitor gets on
+/// the display when `monitor=1` and VNC or SDL are on.
+pub const MONITOR_VC: &str = "pvio-monitor-vc";
 
 /// What an `acpi = 0` domain cannot do, for the create output.
 pub const ACPI_OFF_NOTE: &str = "acpi=0: the guest has no ACPI, so it ignores `pvio shutdown` (the ACPI power button; `pvio destroy` ends it) and cannot take PCI hot-plug (block-attach, network-attach, assign)";
@@ -264,16 +267,29 @@ pub(super) fn command_line(
     // Crash reports, control sockets, actions.
     push("-device", "pvpanic".to_owned());
     if spec.monitor {
+        // On a display, the monitor is also a text console there, as the
+        // Xen HVM guide uses it: Ctrl-Alt-2 shows it, Ctrl-Alt-1 the guest.
+        let on_display = spec.vnc.is_some() || spec.sdl;
         notes.push(format!(
-            "warning: monitor=1 opens QEMU's human monitor on {}: whoever may connect (root and group '{}') can do everything QEMU can (read and write files as its user, change devices); use `pvio` commands where they do",
+            "warning: monitor=1 opens QEMU's human monitor on {}{}: whoever may connect (root and group '{}'{}) can do everything QEMU can (read and write files as its user, change devices); use `pvio` commands where they do",
             run_dir.join("monitor.sock").display(),
-            "pvio"
+            if on_display {
+                " and on the display (Ctrl-Alt-2; Ctrl-Alt-1 back to the guest)"
+            } else {
+                ""
+            },
+            "pvio",
+            if on_display { ", and whoever sees the display" } else { "" }
         ));
         let m = socket(run_dir, "monitor.sock")?;
         push(
             "-monitor",
             format!("unix:{},server=on,wait=off", qemu_path(&m)?),
         );
+        if on_display {
+            push("-chardev", format!("vc,id={MONITOR_VC}"));
+            push("-mon", format!("chardev={MONITOR_VC},mode=readline"));
+        }
     }
     push(
         "-qmp",
