@@ -8,6 +8,7 @@
 //! each problem with the config line it comes from.
 
 pub mod backend_cmd;
+mod bootorder;
 pub mod check;
 mod devices;
 pub mod host;

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use super::devices::Devices;
 use super::{
-    pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU,
+    bootorder, pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand,
+    DEFAULT_QEMU,
 };
 use crate::config::options::{Action, BootDevice, Firmware, Machine, Serial, SoundHw, Vga};
 use crate::config::DomainSpec;
@@ -153,7 +154,24 @@ pub(super) fn command_line(
 
     // Devices; a passed-through device gets its id from its address
     // (ids::passthrough_id), the one `pvio assign` / `pvio release` use.
-    a.extend(devs.args.iter().cloned());
+    // A PV first hard disk boots through `bootindex` (plan::bootorder).
+    let mut dev_args = devs.args.clone();
+    let boot = if spec.kernel.is_none() {
+        bootorder::boot_indexes(&spec.boot, &devs.disks, &devs.nics, spec.fda.is_some())
+    } else {
+        bootorder::BootIndexes::default()
+    };
+    bootorder::apply(&mut dev_args, &boot);
+    if let Some((disk, _)) = boot
+        .devices
+        .iter()
+        .find(|(id, _)| devs.disks.iter().any(|d| &d.vdev == id && !d.cdrom))
+    {
+        notes.push(format!(
+            "{disk} is a PV disk: the BIOS boots it through bootindex, and every device of the boot order gets one"
+        ));
+    }
+    a.extend(dev_args);
     // q35: empty root ports for hot-plug (plan::pcie).
     a.extend(pcie::spare_root_port_args(spec.machine));
     let mut push = |flag: &str, value: String| {
@@ -166,10 +184,15 @@ pub(super) fn command_line(
             key: "fda",
             message: "q35 has no floppy controller; use machine = \"pc\"".to_owned(),
         }),
-        Some(f) => push(
-            "-drive",
-            format!("file={},format=raw,if=floppy,index=0", qemu_path(&f.value)?),
-        ),
+        Some(f) => {
+            push(
+                "-drive",
+                format!("file={},format=raw,if=floppy,index=0", qemu_path(&f.value)?),
+            );
+            if let Some(n) = boot.floppy {
+                push("-global", format!("isa-fdc.bootindexA={n}"));
+            }
+        }
         None => {}
     }
 

@@ -179,7 +179,7 @@ fn pv_devices_get_backends_and_shared_memory() {
         ]
     );
     let devices = values(&p, "-device");
-    assert!(devices.contains(&"vhost-user-blk-pci,chardev=chr-xvda,id=xvda"));
+    assert!(devices.contains(&"vhost-user-blk-pci,chardev=chr-xvda,id=xvda,bootindex=1"));
     assert!(
         devices.contains(
             &"virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01,vectors=4,host_mtu=1400"
