@@ -15,7 +15,7 @@ use crate::config::{disk, vif};
 use crate::domain::control::Request;
 use crate::domain::record::{DiskEntry, NicEntry};
 use crate::domain::{actions, RunRoot};
-use crate::hotplug::media::{unusable, Wanted};
+use crate::host::media::{unusable, Wanted};
 use crate::hotplug::HotplugError;
 
 fn ask(name: &str, req: &Request) -> Result<serde_json::Value> {

@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use super::media::{unusable, Wanted};
 use super::{chardev, device, HotplugError, Result, UNPLUG_TIMEOUT};
 use crate::config::disk::{self, DiskBus, DiskFormat};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::DiskEntry;
+use crate::host::media::{unusable, Wanted};
 use crate::plan::MAX_SOCKET_PATH;
 use crate::qmp::{is_device_deleted, qmp};
 

@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
-use super::media::{unusable, Wanted};
 use super::{HotplugError, Result};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::DiskEntry;
+use crate::host::media::{unusable, Wanted};
 use crate::qmp::qmp;
 
 fn cdrom(live: &LiveDomain, vdev: &str) -> Result<DiskEntry> {

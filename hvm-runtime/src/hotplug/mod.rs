@@ -21,7 +21,6 @@ pub mod block;
 pub mod cdrom;
 mod chardev;
 mod device;
-pub mod media;
 pub mod net;
 pub mod pci;
 
@@ -71,7 +70,7 @@ pub enum HotplugError {
     #[error("this domain has no passed-through PCI device {0}")]
     NoSuchPci(String),
     /// An image or ISO cannot be used: it does not exist, is a directory,
-    /// a FIFO, ... ([`media::unusable`]), or cannot be opened.
+    /// a FIFO, ... ([`crate::host::media::unusable`]), or cannot be opened.
     #[error("{} {what}", .path.display())]
     Unusable {
         /// The path as resolved.

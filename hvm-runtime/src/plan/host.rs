@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::pci::Bdf;
+use crate::host::media::Wanted;
 
 /// Where Debian's `ovmf` package puts a firmware image QEMU takes with
 /// `-bios` (code and variables in one file).
@@ -24,6 +25,12 @@ pub const KEYMAP_DIR: &str = "/usr/share/qemu/keymaps";
 pub trait HostView {
     /// The file (or device, or directory) exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Why `path` cannot be used as `wanted` ("does not exist", "is a
+    /// directory", ...), or `None` when it can. By default only whether
+    /// it exists.
+    fn unusable(&self, path: &Path, _wanted: Wanted) -> Option<String> {
+        (!self.exists(path)).then(|| "does not exist".to_owned())
+    }
     /// A network bridge of that name exists.
     fn is_bridge(&self, name: &str) -> bool;
     /// The PCI device exists on the host.
@@ -70,6 +77,10 @@ impl Default for RealHost {
 impl HostView for RealHost {
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+
+    fn unusable(&self, path: &Path, wanted: Wanted) -> Option<String> {
+        crate::host::media::unusable(path, wanted)
     }
 
     fn is_bridge(&self, name: &str) -> bool {

@@ -1,7 +1,9 @@
-//! What a path given to `cd-insert` or `block-attach` is when it cannot
-//! be used: said as it is ("is a directory", "is a FIFO"), never "does
-//! not exist" for a path that exists. The CLI asks before it sends a
-//! request; the supervisor asks again (it resolves the path itself).
+//! What a path given as a disk image, an ISO, a kernel or firmware is
+//! when it cannot be used, said as it is ("is a directory", "is a FIFO"),
+//! never "does not exist" for a path that exists. The plan's host check
+//! asks about a config's files, the CLI about `cd-insert`'s ISO before it
+//! sends the request, and the supervisor again about what `cd-insert` and
+//! `block-attach` name (it resolves the path itself).
 
 use std::path::Path;
 
