@@ -1,25 +1,26 @@
 //! BIOS boot from a PV disk, as an HVM guest installed on `xvda` boots:
 //! no `kernel=`, `boot = 'c'`, and the only disk a `vhost-user-blk-pci`
-//! served by pvio's block backend. The test makes a bootable disk image
-//! without mounting anything: an MBR (syslinux's `mbr.bin`) with one FAT
-//! partition (`mformat`), syslinux installed into it (`syslinux
-//! --install --offset`), and the kit's kernel and initramfs copied in
-//! (`mcopy`) with a command line that carries a marker only this disk
-//! has.
+//! served by pvio's block backend (the plan gives it `bootindex=1`). The
+//! test makes a bootable disk without mounting anything: a FAT file
+//! system (`mformat`) with syslinux installed into it (`syslinux
+//! --install`), and the kit's kernel and initramfs copied in (`mcopy`)
+//! with a command line that carries a marker only this disk has. The
+//! guest's script reports the marker from `/proc/cmdline` and the serial
+//! of its virtio disk (`xvda`, set by the backend): SeaBIOS loaded
+//! syslinux, the kernel and the initramfs from the PV disk.
 //!
-//! What runs: the plan gives the PV disk `bootindex=1`, and SeaBIOS reads
-//! the MBR and the partition's boot sector from pvio's backend (the
-//! test reads guest memory at 0x7c00 through `pvio monitor ... xp` until
-//! it holds the partition's boot sector).
-//!
-//! What is ignored, and why: the whole boot. With SeaBIOS 1.16.3 and
-//! QEMU 10.0 under TCG the boot stops after those two reads, when
-//! syslinux's boot sector asks for the next sectors (no further request
-//! reaches the backend); qemu-storage-daemon's vhost-user-blk export
-//! stops at the same place, and QEMU's own virtio-blk and IDE boot the
-//! same image to the kernel. `cargo test -- --ignored` runs it; the
-//! guest's script then reports the marker from `/proc/cmdline` and the
-//! serial of its virtio disk (`xvda`, set by the backend).
+//! Two layouts. A FAT file system on the whole disk (syslinux's boot
+//! sector at sector 0) boots everywhere and is what runs. A partitioned
+//! disk (syslinux's `mbr.bin` in sector 0, the FAT partition from 1 MiB,
+//! `syslinux --install --offset`) is the usual layout, and its test is
+//! ignored under TCG: the MBR runs at 0x7c00 and loads the partition's
+//! boot sector over itself, and TCG does not notice guest memory written
+//! by another process (the backend), so it runs its old translation of
+//! the MBR again instead of the new code (seen: the boot sector's bytes
+//! copied to 0x600 by the MBR's first instructions, then a jump into
+//! them). QEMU's own disks write guest memory through QEMU, which does
+//! notice. Under KVM there is no translation to go stale; that test is
+//! for a KVM host (`cargo test -- --ignored`), not run here.
 //!
 //! Needs the Debian packages `syslinux`, `syslinux-common` and `mtools`
 //! (`scripts/setup.sh`), the kit's guest kernel, QEMU, and `cargo build
@@ -27,18 +28,19 @@
 
 mod runtime_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use pvio_tests::kernel::GuestKernel;
 use runtime_support::Env;
 
-const T: Duration = Duration::from_secs(120);
+const T: Duration = Duration::from_secs(180);
 const MBR: &str = "/usr/lib/syslinux/mbr/mbr.bin";
-/// The FAT partition: from 1 MiB to the end of the disk.
-const PART_START: u64 = 2048;
 const DISK_MIB: u64 = 96;
+const SECTORS: u64 = DISK_MIB << 11;
+/// The FAT partition of the partitioned layout starts at 1 MiB.
+const PART_START: u64 = 2048;
 const MARKER: &str = "pvio_boot=from-the-pv-disk-7f3a";
 
 fn run(program: &str, args: &[&str]) {
@@ -55,43 +57,61 @@ fn run(program: &str, args: &[&str]) {
     );
 }
 
-/// A disk of [`DISK_MIB`] MiB with syslinux's MBR and one bootable FAT
-/// partition holding syslinux, `vmlinuz`, `initrd` and `syslinux.cfg`.
-fn bootable_disk(env: &Env, kernel: &Path, initrd: &Path) -> std::path::PathBuf {
-    let disk = env.image("boot.raw", DISK_MIB);
-    let sectors = (DISK_MIB << 11) - PART_START;
+/// Where the FAT file system goes.
+#[derive(Clone, Copy)]
+enum Layout {
+    /// On the whole disk: its boot sector is the disk's sector 0.
+    WholeDisk,
+    /// In one active partition from [`PART_START`], behind `mbr.bin`.
+    Partitioned,
+}
+
+/// Writes syslinux's MBR and a partition table with one active FAT16
+/// (LBA) partition from [`PART_START`] to the end of the disk.
+fn write_mbr(disk: &Path) {
     let mut mbr = std::fs::read(MBR).unwrap_or_else(|e| panic!("{MBR}: {e}"));
     mbr.resize(512, 0);
-    // One primary partition, active, FAT16 with LBA (0x0e), CHS unused.
     let mut entry = [0u8; 16];
     entry[0] = 0x80;
     entry[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
     entry[4] = 0x0e;
     entry[5..8].copy_from_slice(&[0xfe, 0xff, 0xff]);
     entry[8..12].copy_from_slice(&u32::try_from(PART_START).unwrap().to_le_bytes());
-    entry[12..16].copy_from_slice(&u32::try_from(sectors).unwrap().to_le_bytes());
+    let sectors = u32::try_from(SECTORS - PART_START).unwrap();
+    entry[12..16].copy_from_slice(&sectors.to_le_bytes());
     mbr[446..462].copy_from_slice(&entry);
     mbr[510] = 0x55;
     mbr[511] = 0xaa;
-    let mut image = std::fs::read(&disk).unwrap();
+    let mut image = std::fs::read(disk).unwrap();
     image[..512].copy_from_slice(&mbr);
-    std::fs::write(&disk, &image).unwrap();
+    std::fs::write(disk, &image).unwrap();
+}
 
-    let offset = (PART_START * 512).to_string();
-    let fat = format!("{}@@{offset}", disk.display());
+/// A disk of [`DISK_MIB`] MiB in `layout` holding syslinux, `vmlinuz`,
+/// `initrd` and `syslinux.cfg`.
+fn bootable_disk(env: &Env, layout: Layout, kernel: &Path, initrd: &Path) -> PathBuf {
+    let disk = env.image("boot.raw", DISK_MIB);
+    let (start, fat) = match layout {
+        Layout::WholeDisk => (0, disk.display().to_string()),
+        Layout::Partitioned => {
+            write_mbr(&disk);
+            let offset = PART_START * 512;
+            (PART_START, format!("{}@@{offset}", disk.display()))
+        }
+    };
     run(
         "mformat",
         &[
             "-i",
             &fat,
             "-T",
-            &sectors.to_string(),
+            &(SECTORS - start).to_string(),
             "-h",
-            "64",
+            "16",
             "-s",
-            "32",
+            "63",
             "-H",
-            &PART_START.to_string(),
+            &start.to_string(),
             "-v",
             "PVIOBOOT",
             "::",
@@ -113,6 +133,7 @@ fn bootable_disk(env: &Env, kernel: &Path, initrd: &Path) -> std::path::PathBuf 
     ] {
         run("mcopy", &["-i", &fat, from.to_str().unwrap(), to]);
     }
+    let offset = (start * 512).to_string();
     run(
         "syslinux",
         &["--install", "--offset", &offset, disk.to_str().unwrap()],
@@ -120,9 +141,10 @@ fn bootable_disk(env: &Env, kernel: &Path, initrd: &Path) -> std::path::PathBuf 
     disk
 }
 
-/// The disk, its config (no `kernel=`, `boot = 'c'`, xvda only) and the
-/// guest's script.
-fn biosboot_domain(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
+/// Boots a domain from a disk in `layout` (no `kernel=`, `boot = 'c'`,
+/// xvda only) and checks that the kernel and initramfs came from it.
+fn boots_from_the_pv_disk(layout: Layout) {
+    let env = Env::new();
     let kernel = GuestKernel::get().expect("guest kernel");
     let initrd = env.initramfs(&format!(
         "wait_for /sys/block/vda/serial\n\
@@ -131,7 +153,7 @@ fn biosboot_domain(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
          echo BIOS-BOOT-DONE\n\
          sleep 600\n"
     ));
-    let disk = bootable_disk(env, kernel.vmlinuz(), &initrd);
+    let disk = bootable_disk(&env, layout, kernel.vmlinuz(), &initrd);
     let cfg = env.path("biosboot.cfg");
     std::fs::write(
         &cfg,
@@ -149,53 +171,9 @@ fn biosboot_domain(env: &Env) -> (std::path::PathBuf, std::path::PathBuf) {
         "{dry}"
     );
     assert!(!dry.contains("-kernel"), "{dry}");
-    (disk, cfg)
-}
-
-/// The first 16 bytes of guest memory at `addr`, from `xp` on the
-/// monitor (`0000000000007c00: 0xeb 0x58 ...` lines).
-fn guest_bytes(env: &Env, addr: u32) -> Vec<u8> {
-    let out = env.ok(&["monitor", "biosboot", &format!("xp /16bx {addr:#x}")]);
-    out.lines()
-        .filter_map(|l| l.split_once(':'))
-        .flat_map(|(_, bytes)| bytes.split_whitespace())
-        .filter_map(|b| u8::from_str_radix(b.trim_start_matches("0x"), 16).ok())
-        .collect()
-}
-
-#[test]
-fn the_bios_reads_the_boot_sectors_of_a_pv_disk_with_boot_c() {
-    let env = Env::new();
-    let (disk, cfg) = biosboot_domain(&env);
-    let image = std::fs::read(&disk).unwrap();
-    let start = usize::try_from(PART_START * 512).unwrap();
-    let vbr = image[start..start + 16].to_vec();
     env.ok(&["create", cfg.to_str().unwrap()]);
-    // SeaBIOS loads the MBR at 0x7c00 from the PV disk; syslinux's MBR
-    // moves itself away and loads the partition's boot sector there: two
-    // reads served by pvio's backend, through the disk's bootindex.
-    let begun = std::time::Instant::now();
-    loop {
-        let seen = guest_bytes(&env, 0x7c00);
-        if seen == vbr {
-            break;
-        }
-        assert!(
-            begun.elapsed() < T,
-            "0x7c00 never held the partition's boot sector: {seen:02x?}, want {vbr:02x?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    env.ok(&["destroy", "biosboot"]);
-}
-
-#[test]
-#[ignore = "SeaBIOS 1.16.3 + QEMU 10.0 (TCG) stop after the boot sector on a vhost-user-blk disk, with pvio's backend and with qemu-storage-daemon alike; see the file's comment"]
-fn the_bios_boots_a_pv_disk_with_boot_c() {
-    let env = Env::new();
-    let (_, cfg) = biosboot_domain(&env);
-    env.ok(&["create", cfg.to_str().unwrap()]);
-    let console = env.wait_console("biosboot", "BIOS-BOOT-DONE", T);
+    env.wait_console("biosboot", "BIOS-BOOT-DONE", T);
+    let console = std::fs::read_to_string(env.console_path("biosboot")).unwrap();
     assert!(
         console.contains("BIOS-BOOT-CMDLINE-FROM-DISK"),
         "the kernel's command line is not the disk's syslinux.cfg:\n{console}"
@@ -205,4 +183,15 @@ fn the_bios_boots_a_pv_disk_with_boot_c() {
         "the guest's virtio disk is not pvio's xvda:\n{console}"
     );
     env.ok(&["destroy", "biosboot"]);
+}
+
+#[test]
+fn the_bios_boots_a_pv_disk_with_boot_c() {
+    boots_from_the_pv_disk(Layout::WholeDisk);
+}
+
+#[test]
+#[ignore = "needs KVM: under TCG the MBR's old translation runs again after it loads the partition's boot sector over itself (see the file's comment)"]
+fn the_bios_boots_a_partitioned_pv_disk_under_kvm() {
+    boots_from_the_pv_disk(Layout::Partitioned);
 }
