@@ -19,7 +19,9 @@
 //! `domain` and `plan`, never `cli`: the `pvio` command calls it.
 
 use pvio_passthrough::ownership::Record;
-use pvio_passthrough::{Bdf, BdfError, DeviceStatus, Manager, ManagerError, Options, Outcome};
+use pvio_passthrough::{
+    Bdf, BdfError, DeviceStatus, Manager, ManagerError, Options, Outcome, Refusal,
+};
 
 use crate::domain::control::Request;
 use crate::domain::passthrough::manager;
@@ -79,6 +81,9 @@ pub enum Progress {
     },
     /// Dry run: the QMP command that would be sent, as one JSON line.
     WouldSend(String),
+    /// Dry run: a reason the real run would refuse. The dry run goes on
+    /// past it, so that the whole plan and every reason are shown.
+    Blocker(Refusal),
     /// The owner of a device being given back is not running: there is
     /// nothing to hot-unplug.
     OwnerNotRunning(String),
@@ -202,6 +207,9 @@ pub fn assign(
     let out = m.prepare_for(bdf, domain, opts)?;
     for w in &out.warnings {
         report(Progress::Warning(w.clone()));
+    }
+    for b in &out.blockers {
+        report(Progress::Blocker(b.clone()));
     }
     let devices: Vec<Bdf> = std::iter::once(bdf)
         .chain(out.taken_along.iter().copied())

@@ -123,8 +123,8 @@ pub struct Prepared {
     pub bdf: Bdf,
     /// The driver it had before (None: no driver, or already vfio-pci).
     pub previous_driver: Option<String>,
-    /// Its IOMMU group.
-    pub group: u32,
+    /// Its IOMMU group (`None` only in a dry run on a host without one).
+    pub group: Option<u32>,
 }
 
 /// Binds and unbinds devices under one host through one writer.
@@ -178,7 +178,12 @@ impl<'a> Binder<'a> {
         if !sys.exists(bdf) {
             return Err(BindError::NotFound(bdf));
         }
-        let group = sys.iommu_group(bdf)?.ok_or(BindError::NoGroup(bdf))?;
+        // A dry run goes on without a group (the IOMMU off), to show every
+        // write; the caller's checks name that blocker.
+        let group = sys.iommu_group(bdf)?;
+        if group.is_none() && !self.writer.is_dry_run() {
+            return Err(BindError::NoGroup(bdf));
+        }
         self.ensure_vfio_pci()?;
         let current = sys.driver(bdf)?;
         if current.as_deref() == Some(Sysfs::VFIO_PCI) {
@@ -337,10 +342,11 @@ impl<'a> Binder<'a> {
             .map_err(|source| BindError::Write { step, bdf, source })
     }
 
-    fn verify_vfio(&self, bdf: Bdf, group: u32) -> Result<()> {
+    fn verify_vfio(&self, bdf: Bdf, group: Option<u32>) -> Result<()> {
         if self.writer.is_dry_run() {
             return Ok(());
         }
+        let group = group.ok_or(BindError::NoGroup(bdf))?;
         let sys = self.sys();
         let bound = || sys.driver(bdf).ok().flatten().as_deref() == Some(Sysfs::VFIO_PCI);
         self.wait_for(bound);

@@ -72,7 +72,7 @@ fn prepare_moves_the_device_to_vfio_and_reports_each_step() {
         .prepare(bdf(RNG), &mut |s| steps.push(s))
         .unwrap();
     assert_eq!(p.previous_driver.as_deref(), Some("virtio-pci"));
-    assert_eq!(p.group, 4);
+    assert_eq!(p.group, Some(4));
     assert_eq!(steps, [Step::OverrideSet, Step::Unbound, Step::BoundToVfio]);
     assert_eq!(
         host.sys.driver(bdf(RNG)).unwrap().as_deref(),
@@ -241,7 +241,7 @@ fn missing_devices_and_groups_are_refused_before_any_write() {
     fx.device(RNG, 0x1af4, 0x1005, 0x00ff00)
         .driver("virtio-pci");
     let host = fx.host();
-    let w = SysfsWriter::with_sink(true, Box::new(|_| {}));
+    let w = SysfsWriter::apply();
     let b = Binder::new(&host, &w);
     assert!(matches!(
         b.prepare(bdf("00:09.0"), &mut |_| {}),
@@ -256,4 +256,16 @@ fn missing_devices_and_groups_are_refused_before_any_write() {
         Err(BindError::NotFound(_))
     ));
     assert!(w.log().is_empty());
+    // A dry run goes on without a group, to show every write; the
+    // manager's checks name the missing IOMMU.
+    let dry = SysfsWriter::with_sink(true, Box::new(|_| {}));
+    let p = Binder::new(&host, &dry)
+        .prepare(bdf(RNG), &mut |_| {})
+        .unwrap();
+    assert_eq!(p.group, None);
+    assert_eq!(dry.log().len(), 4, "{:?}", dry.log());
+    assert_eq!(
+        fx.sysfs().driver(bdf(RNG)).unwrap().as_deref(),
+        Some("virtio-pci")
+    );
 }

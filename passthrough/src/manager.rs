@@ -122,6 +122,10 @@ pub struct Outcome {
     /// it (taken from the host, or prepared before with no owner): what a
     /// caller that fails afterwards gives back.
     pub claimed: bool,
+    /// Dry run only: every reason the real run would refuse (empty when
+    /// it would go ahead). The dry run prints its whole plan all the same;
+    /// outside a dry run a refusal is [`ManagerError::Refused`].
+    pub blockers: Vec<Refusal>,
 }
 
 /// Called with the record before a release unbinds a device, so that the
@@ -278,8 +282,19 @@ impl Manager {
             refusals: &verdict.refusals,
         };
         // Check and claim under the lock, so one of two racing claims wins.
+        // A dry run keeps the refusals and shows its plan all the same.
+        let mut blockers = Vec::new();
         let claimed = if dry {
-            wanted.claim(&mut self.state.load()?, true)?
+            match wanted.claim(&mut self.state.load()?, true) {
+                Err(ManagerError::Refused { refusals, .. }) => {
+                    blockers = refusals;
+                    Claim::Go {
+                        before: BTreeMap::new(),
+                        claimed: owner.is_some(),
+                    }
+                }
+                other => other?,
+            }
         } else {
             self.state.update(|rs| wanted.claim(rs, false))??
         };
@@ -293,6 +308,7 @@ impl Manager {
                     group: dev.iommu_group,
                     viable: false,
                     claimed,
+                    blockers,
                 })
             }
             Claim::Go { before, claimed } => (before, claimed),
@@ -339,6 +355,7 @@ impl Manager {
             group: dev.iommu_group,
             viable,
             claimed,
+            blockers,
         })
     }
 

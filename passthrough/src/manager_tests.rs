@@ -136,6 +136,45 @@ fn dry_run_prints_and_changes_nothing() {
     assert!(!fx.path("state").exists());
 }
 
+/// A dry run on a host without an IOMMU shows every write the real run
+/// would make, then every reason it would refuse; nothing changes.
+#[test]
+fn a_dry_run_without_an_iommu_shows_the_plan_and_every_blocker() {
+    let fx = Fixture::new();
+    fx.device("0000:00:04.0", 0x1af4, 0x1001, 0x010000)
+        .driver("virtio-pci");
+    fx.block_device("254:0", "vda", "0000:00:04.0");
+    fx.mount("254:0", "/", "ext4", "/dev/vda");
+    let m = Manager::new(
+        fx.host(),
+        Ownership::new(fx.path("state")),
+        SysfsWriter::with_sink(true, Box::new(|_| {})),
+    );
+    let out = m
+        .prepare_for(bdf("00:04.0"), "web", Options::default())
+        .unwrap();
+    let log = m.writer().log();
+    assert_eq!(log.len(), 4, "{log:?}");
+    assert_eq!(log[0], "run modprobe vfio-pci");
+    assert!(log[1].starts_with("write 'vfio-pci' > ") && log[1].ends_with("driver_override"));
+    assert!(log[2].starts_with("write '0000:00:04.0' > ") && log[2].ends_with("unbind"));
+    assert!(log[3].ends_with("drivers_probe"), "{log:?}");
+    assert_eq!(out.blockers.len(), 2, "{:?}", out.blockers);
+    assert_eq!(out.blockers[0], Refusal::NoIommu);
+    assert!(matches!(out.blockers[1], Refusal::HostNeeds { .. }));
+    assert_eq!(driver(&fx, "00:04.0").as_deref(), Some("virtio-pci"));
+    assert!(!fx.path("state").exists());
+    // The real run stops at the same reasons, before any write.
+    let e = manager(&fx)
+        .prepare_for(bdf("00:04.0"), "web", Options::default())
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("the IOMMU is off") && text.contains("the host needs 0000:00:04.0"),
+        "{text}"
+    );
+}
+
 #[test]
 fn an_owned_device_is_refused_to_another_owner_and_to_assignable_remove() {
     let fx = host();

@@ -15,7 +15,9 @@
 //!   `pvio create` of that domain refuses cleanly when the host has no
 //!   IOMMU: no QEMU, the reservation kept (as `docs/passthrough.md` says);
 //!   a name that cannot name a domain is refused;
-//! - a config naming a missing device fails `create` with its line.
+//! - a config naming a missing device fails `create` with its line;
+//! - on a host without an IOMMU the dry runs of `pci-assignable-add`,
+//!   `assign` and `create` show their plan, then every blocker, exit 1.
 //!
 //! Needs the kit's guest kernel and QEMU (`.ci/run`), and
 //! `cargo build --workspace --bins` first.
@@ -443,5 +445,78 @@ fn a_missing_pci_device_fails_create_naming_the_line() {
         assert!(err.contains("`pvio pci-list` shows what it has"), "{err}");
     }
     assert!(!env.run_dir.join("ptmiss").exists());
+    assert!(record_text(&env).is_empty());
+}
+
+/// On a host without an IOMMU the dry runs show their whole plan (the
+/// sysfs writes, the device QEMU would get) and then every reason the
+/// real run would refuse, and exit 1; `create --dry-run` of a config
+/// naming the device lists the same reasons as problems of its line.
+#[test]
+fn dry_runs_without_an_iommu_show_the_plan_then_every_blocker() {
+    let env = Env::new();
+    let host = FixtureHost::new(&env);
+    host.iommu_off();
+    std::fs::remove_file(host.device_dir().join("iommu_group")).unwrap();
+    let sys = host.root.display();
+
+    let out = pvio(&env, &host, &["pci-assignable-add", "--dry-run", NIC]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "write 'vfio-pci' > {sys}/sys/bus/pci/devices/{NIC}/driver_override\n\
+             write '{NIC}' > {sys}/sys/bus/pci/drivers/e1000/unbind\n\
+             write '{NIC}' > {sys}/sys/bus/pci/drivers_probe\n\
+             (dry run: nothing was changed)\n"
+        )
+    );
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("pvio: blocker: the IOMMU is off (/sys/kernel/iommu_groups is empty)"),
+        "{err}"
+    );
+    assert!(
+        err.ends_with(&format!(
+            "pvio: the dry run found 1 blocker (above): `pvio pci-assignable-add` would refuse \
+             {NIC} and change nothing\n"
+        )),
+        "{err}"
+    );
+
+    let out = pvio(&env, &host, &["assign", "--dry-run", NIC, "ptdry"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("/sys/bus/pci/drivers/e1000/unbind"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "qemu -device vfio-pci,host={NIC},id=pt-0000-00-05.0 (not run now: `ptdry` is not running"
+        )),
+        "{text}"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("pvio: blocker: the IOMMU is off"), "{err}");
+    assert!(err.contains("`pvio assign` would refuse"), "{err}");
+    assert_eq!(host.driver(), "e1000");
+    assert!(record_text(&env).is_empty());
+
+    let initramfs = env.path("no-initramfs.cpio");
+    std::fs::write(&initramfs, b"").unwrap();
+    let cfg = env.config("ptdry", &initramfs, &format!("pci = ['{NIC}']"));
+    let out = pvio(&env, &host, &["create", "--dry-run", cfg_path(&cfg)]);
+    assert_eq!(out.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(all.contains("-device vfio-pci,host=0000:00:05.0"), "{all}");
+    assert!(
+        all.contains(&format!(
+            "ptdry.cfg:8: key 'pci': {NIC} is on e1000, a host driver; add seize=1"
+        )),
+        "{all}"
+    );
+    assert!(
+        all.contains(&format!("ptdry.cfg:8: key 'pci': {NIC}: the IOMMU is off")),
+        "{all}"
+    );
+    assert!(!env.run_dir.join("ptdry").exists());
     assert!(record_text(&env).is_empty());
 }

@@ -4,7 +4,6 @@
 //! here first (a bad spec never reaches the supervisor); the change itself
 //! is made by the domain's supervisor.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use super::args::{
@@ -16,6 +15,7 @@ use crate::config::{disk, vif};
 use crate::domain::control::Request;
 use crate::domain::record::{DiskEntry, NicEntry};
 use crate::domain::{actions, RunRoot};
+use crate::host::media::{unusable, Wanted};
 use crate::hotplug::HotplugError;
 
 fn ask(name: &str, req: &Request) -> Result<serde_json::Value> {
@@ -92,7 +92,7 @@ pub fn block_list(a: &DomainArg) -> Result<ExitCode> {
 /// `pvio cd-insert NAME VDEV PATH`.
 pub fn cd_insert(a: &CdInsertArgs) -> Result<ExitCode> {
     let path = cwd()?.join(&a.path);
-    if let Some(what) = not_an_image(&path) {
+    if let Some(what) = unusable(&path, Wanted::ImageFile) {
         return Err(DomainCliError::NotAnImage { path, what });
     }
     ask(
@@ -104,35 +104,6 @@ pub fn cd_insert(a: &CdInsertArgs) -> Result<ExitCode> {
     )?;
     println!("{}: {} now holds {}", a.name, a.vdev, path.display());
     Ok(ExitCode::SUCCESS)
-}
-
-/// What `path` is when it is not a regular file: "does not exist", "is a
-/// directory", "is a FIFO", "is a character device (such as /dev/zero)"...
-fn not_an_image(path: &Path) -> Option<String> {
-    use std::os::unix::fs::FileTypeExt;
-    let t = match std::fs::metadata(path) {
-        Ok(m) => m.file_type(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Some("does not exist".to_owned())
-        }
-        Err(e) => return Some(format!("cannot be examined ({e})")),
-    };
-    let what = if t.is_file() {
-        return None;
-    } else if t.is_dir() {
-        "is a directory"
-    } else if t.is_fifo() {
-        "is a FIFO (a named pipe)"
-    } else if t.is_socket() {
-        "is a Unix socket"
-    } else if t.is_char_device() {
-        "is a character device, which has no medium to read"
-    } else if t.is_block_device() {
-        "is a block device; pvio changes CD media to image files only (make one: dd if=DEVICE of=cd.iso)"
-    } else {
-        "is not a regular file"
-    };
-    Some(what.to_owned())
 }
 
 /// `pvio cd-eject NAME VDEV`.
@@ -205,31 +176,9 @@ mod tests {
 
     #[test]
     fn cd_insert_says_what_a_path_is_when_it_is_no_image() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(not_an_image(d.path()).as_deref(), Some("is a directory"));
-        assert_eq!(
-            not_an_image(&d.path().join("nope.iso")).as_deref(),
-            Some("does not exist")
-        );
-        assert!(not_an_image(Path::new("/dev/zero"))
-            .unwrap()
-            .starts_with("is a character device"));
-        let fifo = d.path().join("fifo");
-        assert!(std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success());
-        assert_eq!(
-            not_an_image(&fifo).as_deref(),
-            Some("is a FIFO (a named pipe)")
-        );
-        let iso = d.path().join("cd.iso");
-        std::fs::write(&iso, b"x").unwrap();
-        assert_eq!(not_an_image(&iso), None);
         let e = DomainCliError::NotAnImage {
             path: "/dev/zero".into(),
-            what: not_an_image(Path::new("/dev/zero")).unwrap(),
+            what: unusable(std::path::Path::new("/dev/zero"), Wanted::ImageFile).unwrap(),
         };
         assert_eq!(
             e.to_string(),

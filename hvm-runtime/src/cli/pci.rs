@@ -30,6 +30,41 @@ pub enum PciError {
     /// JSON output failed.
     #[error("cannot write the output")]
     Json(#[source] serde_json::Error),
+    /// A dry run found reasons the real run would refuse (each printed
+    /// before, one line each).
+    #[error("the dry run found {} (above): `pvio {command}` would refuse {bdf} and change nothing", count(*blockers, "blocker"))]
+    Blocked {
+        /// The command.
+        command: &'static str,
+        /// The device.
+        bdf: Bdf,
+        /// How many.
+        blockers: usize,
+    },
+}
+
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Prints a dry run's blockers after its plan, one line each, and makes
+/// them the command's error: the real run would stop at them.
+fn blocked(command: &'static str, bdf: Bdf, blockers: &[Refusal]) -> Result<ExitCode> {
+    if blockers.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for b in blockers {
+        eprintln!("pvio: blocker: {b}");
+    }
+    Err(PciError::Blocked {
+        command,
+        bdf,
+        blockers: blockers.len(),
+    })
 }
 
 type Result<T> = std::result::Result<T, PciError>;
@@ -130,6 +165,8 @@ fn show(step: Progress, dry_run: bool) {
         ),
         Progress::HotUnplugged { bdf, owner } => println!("{bdf} is hot-unplugged from `{owner}`"),
         Progress::WouldSend(qmp) => println!("qmp {qmp}"),
+        // Collected by the command and shown after the plan.
+        Progress::Blocker(_) => {}
         Progress::OwnerNotRunning(owner) if dry_run => {
             println!("(`{owner}` is not running: nothing to hot-unplug)")
         }
@@ -151,6 +188,7 @@ pub fn assignable_add(a: PciAssignableAddArgs) -> Result<ExitCode> {
     print_warnings(&out.warnings);
     if a.dry_run {
         println!("(dry run: nothing was changed)");
+        return blocked("pci-assignable-add", bdf, &out.blockers);
     } else if out.already {
         println!("{bdf} is already prepared for guests");
     } else {
@@ -214,7 +252,12 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
     };
     let dry = a.dry_run;
     let name = &a.domain;
-    match assign::assign(bdf, name, opts, dry, &mut |p| show(p, dry))? {
+    let mut blockers = Vec::new();
+    let assigned = assign::assign(bdf, name, opts, dry, &mut |p| match p {
+        Progress::Blocker(b) => blockers.push(b),
+        p => show(p, dry),
+    })?;
+    match assigned {
         Assigned::Reserved(devices) if dry => {
             for d in &devices {
                 println!(
@@ -248,7 +291,7 @@ pub fn assign(a: AssignArgs) -> Result<ExitCode> {
             }
         }
     }
-    Ok(ExitCode::SUCCESS)
+    blocked("assign", bdf, &blockers)
 }
 
 /// `pvio release [--dry-run] BDF`.

@@ -76,12 +76,13 @@ pub enum DomainError {
     #[error("'{0}' cannot name a domain: use letters, digits, '-', '_', '.' or '+', at most 64")]
     BadName(String),
     /// The name is taken.
-    #[error("a domain named '{name}' already exists (id {id}); choose another name, e.g. `pvio create FILE name='{name}2'`")]
+    #[error("a domain named '{name}' already exists{}; choose another name, e.g. `pvio create FILE name='{name}2'`", id.map_or_else(|| " (it is being created: another `pvio create` took the name a moment ago and has no id yet)".to_owned(), |id| format!(" (id {id})")))]
     Exists {
         /// The name.
         name: String,
-        /// The running domain's id.
-        id: u32,
+        /// The domain's id; `None` while the `create` that took the name
+        /// has not written its record yet (a race lost).
+        id: Option<u32>,
     },
     /// The domain's supervisor died; pvio cleaned up after it.
     #[error("domain '{name}' is not running: {}", record.ended.as_ref().map_or("its supervisor died", |e| e.detail.as_str()))]

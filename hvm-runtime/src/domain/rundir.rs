@@ -118,7 +118,7 @@ impl RunRoot {
                 path: dir.join(LOCK),
                 source,
             })? {
-                let id = DomainRecord::load(&dir.join(RECORD)).map_or(0, |r| r.id);
+                let id = DomainRecord::load(&dir.join(RECORD)).ok().map(|r| r.id);
                 return Err(DomainError::Exists {
                     name: name.to_owned(),
                     id,
@@ -166,7 +166,7 @@ impl RunRoot {
             })?
             .ok_or(DomainError::Exists {
                 name: name.to_owned(),
-                id: 0,
+                id: None,
             })?;
         let id = self.next_id()?;
         Ok(Reservation { dir, id, lock })
@@ -312,6 +312,21 @@ mod tests {
         assert_eq!(root.live("web").unwrap().record.id, 1);
         let other = root.reserve("db").unwrap();
         assert_eq!(other.id, 2);
+    }
+
+    /// A `create` that loses the race for a name to one that has not
+    /// written its record yet says so, not "id 0".
+    #[test]
+    fn a_name_taken_a_moment_ago_is_said_to_be_being_created() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = RunRoot::new(tmp.path());
+        let _first = root.reserve("web").unwrap();
+        let err = root.reserve("web").unwrap_err().to_string();
+        assert!(!err.contains("id 0"), "{err}");
+        assert!(
+            err.starts_with("a domain named 'web' already exists (it is being created: another `pvio create` took the name a moment ago and has no id yet)"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod accel;
 pub mod check;
+pub mod media;
 pub mod qemu;
 
 pub use qemu::qemu_release;

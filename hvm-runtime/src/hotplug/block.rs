@@ -10,6 +10,7 @@ use super::{chardev, device, HotplugError, Result, UNPLUG_TIMEOUT};
 use crate::config::disk::{self, DiskBus, DiskFormat};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::DiskEntry;
+use crate::host::media::{unusable, Wanted};
 use crate::plan::MAX_SOCKET_PATH;
 use crate::qmp::{is_device_deleted, qmp};
 
@@ -75,8 +76,11 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
         message: "a hot-plugged disk needs an image (target=)".to_owned(),
     })?;
     let image = cwd.join(target);
-    if !image.exists() {
-        return Err(HotplugError::Missing(image));
+    if let Some(what) = unusable(&image, Wanted::ImageOrBlockDevice) {
+        return Err(HotplugError::Unusable {
+            path: image,
+            what: format!("{what}; a PV disk is a raw image file or a block device"),
+        });
     }
     let socket = live.spec.dm_dir.join(format!("blk-{}.sock", d.vdev));
     if socket.as_os_str().len() > MAX_SOCKET_PATH {

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::{HotplugError, Result};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::DiskEntry;
+use crate::host::media::{unusable, Wanted};
 use crate::qmp::qmp;
 
 fn cdrom(live: &LiveDomain, vdev: &str) -> Result<DiskEntry> {
@@ -30,12 +31,18 @@ fn cdrom(live: &LiveDomain, vdev: &str) -> Result<DiskEntry> {
 pub fn insert(live: &LiveDomain, vdev: &str, path: &Path) -> Result<()> {
     let _one_at_a_time = lock(&live.hotplug);
     cdrom(live, vdev)?;
-    if !path.is_file() {
-        return Err(HotplugError::Missing(path.to_owned()));
+    if let Some(what) = unusable(path, Wanted::ImageFile) {
+        return Err(HotplugError::Unusable {
+            path: path.to_owned(),
+            what: format!("{what}; cd-insert takes an ISO image file"),
+        });
     }
     // The supervisor opens the ISO and hands QEMU the descriptor: QEMU
     // runs unprivileged and may not be able to open the path itself.
-    let iso = std::fs::File::open(path).map_err(|_| HotplugError::Missing(path.to_owned()))?;
+    let iso = std::fs::File::open(path).map_err(|e| HotplugError::Unusable {
+        path: path.to_owned(),
+        what: format!("cannot be opened: {e}"),
+    })?;
     live.qmp(|q| {
         let set = q.add_fd(std::os::fd::AsFd::as_fd(&iso))?;
         #[allow(deprecated)] // `device` is the deprecated way; `id` is used.

@@ -69,9 +69,15 @@ pub enum HotplugError {
     /// No such passed-through device.
     #[error("this domain has no passed-through PCI device {0}")]
     NoSuchPci(String),
-    /// An image or ISO does not exist.
-    #[error("{} does not exist", .0.display())]
-    Missing(PathBuf),
+    /// An image or ISO cannot be used: it does not exist, is a directory,
+    /// a FIFO, ... ([`crate::host::media::unusable`]), or cannot be opened.
+    #[error("{} {what}", .path.display())]
+    Unusable {
+        /// The path as resolved.
+        path: PathBuf,
+        /// What it is, or why it cannot be opened.
+        what: String,
+    },
     /// The guest did not release a device.
     #[error("the guest did not release {vdev} within {after:?} (it needs ACPI PCI hot-plug; is the device still in use in the guest?)")]
     UnplugTimeout {

@@ -12,6 +12,7 @@ use super::host::{HostView, KEYMAP_DIR};
 use super::DomainPlan;
 use crate::config::options::Firmware;
 use crate::config::{DomainSpec, Location};
+use crate::host::media::Wanted;
 
 /// One thing the host lacks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,16 +48,16 @@ fn problem(at: Option<&Location>, key: &str, message: String) -> Problem {
 /// The problems come in config line order, those of no line last.
 pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> Vec<Problem> {
     let mut out = Vec::new();
-    let file =
-        |at: Option<&Location>, key: &str, what: &str, path: &Path, out: &mut Vec<Problem>| {
-            if !host.exists(path) {
-                out.push(problem(
-                    at,
-                    key,
-                    format!("{what} {} does not exist", path.display()),
-                ));
-            }
-        };
+    let file = |at: Option<&Location>,
+                key: &str,
+                what: &str,
+                path: &Path,
+                wanted: Wanted,
+                out: &mut Vec<Problem>| {
+        if let Some(why) = host.unusable(path, wanted) {
+            out.push(problem(at, key, format!("{what} {} {why}", path.display())));
+        }
+    };
     for d in &plan.disks {
         if let Some(img) = &d.image {
             let what = if d.cdrom {
@@ -64,17 +65,39 @@ pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> 
             } else {
                 format!("{}: the image", d.vdev)
             };
-            file(Some(&d.at), "disk", &what, img, &mut out);
+            let wanted = Wanted::ImageOrBlockDevice;
+            file(Some(&d.at), "disk", &what, img, wanted, &mut out);
         }
     }
     if let Some(k) = &spec.kernel {
-        file(Some(&k.at), "kernel", "the kernel", &k.value, &mut out);
+        file(
+            Some(&k.at),
+            "kernel",
+            "the kernel",
+            &k.value,
+            Wanted::ImageFile,
+            &mut out,
+        );
     }
     if let Some(r) = &spec.ramdisk {
-        file(Some(&r.at), "ramdisk", "the ramdisk", &r.value, &mut out);
+        file(
+            Some(&r.at),
+            "ramdisk",
+            "the ramdisk",
+            &r.value,
+            Wanted::ImageFile,
+            &mut out,
+        );
     }
     if let Some(f) = &spec.fda {
-        file(Some(&f.at), "fda", "the floppy image", &f.value, &mut out);
+        file(
+            Some(&f.at),
+            "fda",
+            "the floppy image",
+            &f.value,
+            Wanted::ImageOrBlockDevice,
+            &mut out,
+        );
     }
     match &spec.firmware {
         Firmware::Bios => {}
@@ -83,6 +106,7 @@ pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> 
             "firmware",
             "the firmware",
             p,
+            Wanted::ImageFile,
             &mut out,
         ),
         Firmware::Uefi => {
@@ -125,6 +149,18 @@ pub fn check_host(spec: &DomainSpec, plan: &DomainPlan, host: &dyn HostView) -> 
                     p.bdf
                 ),
             ));
+            continue;
+        }
+        // What the start's passthrough checks would refuse: the IOMMU
+        // off, the group in use, the host needing it, ...
+        let along: Vec<_> = plan
+            .passthrough
+            .iter()
+            .map(|q| q.bdf)
+            .filter(|b| *b != p.bdf)
+            .collect();
+        for why in host.pci_blockers(&p.bdf, &along, &plan.name, p.seize) {
+            out.push(problem(Some(&p.at), "pci", why));
         }
     }
     if let Some(k) = &spec.keymap {

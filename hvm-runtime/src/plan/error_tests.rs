@@ -58,3 +58,54 @@ fn one_plan_error_is_reported_alone() {
         "/etc/xen/t:2: key 'vif': devid 1234567 makes the tap name too long; set vifname="
     );
 }
+
+/// The host check says what a config's file is when it cannot be used,
+/// not that an existing path "does not exist".
+#[test]
+fn the_host_check_says_what_an_unusable_file_is() {
+    let d = tempfile::tempdir().unwrap();
+    let text = format!(
+        "name='u'\nkernel='/dev/zero'\ndisk=['file:{},xvda,w', 'file:{}/none.iso,hdc:cdrom,r']",
+        d.path().display(),
+        d.path().display()
+    );
+    let spec = load_str(&text, &Origin::File("/etc/xen/u".into()), &[])
+        .unwrap_or_else(|e| panic!("{e}"))
+        .spec;
+    let mut entropy = FixedEntropy(0);
+    let mut opts = PlanOptions {
+        run_root: PathBuf::from("/run/pvio"),
+        accel: AccelDecision {
+            accel: Accel::Tcg,
+            reason: "test".to_owned(),
+        },
+        ovmf: PathBuf::from("/usr/share/ovmf/OVMF.fd"),
+        now: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        entropy: &mut entropy,
+        qemu_release: None,
+    };
+    let p = plan(&spec, &mut opts).unwrap();
+    let problems: Vec<String> = check_host(&spec, &p, &host::RealHost::new())
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let has = |want: &str| problems.iter().any(|p| p.contains(want));
+    assert!(
+        has(&format!(
+            "xvda: the image {} is a directory",
+            d.path().display()
+        )),
+        "{problems:?}"
+    );
+    assert!(
+        has(&format!(
+            "hdc: the CD-ROM image {}/none.iso does not exist",
+            d.path().display()
+        )),
+        "{problems:?}"
+    );
+    assert!(
+        has("the kernel /dev/zero is a character device"),
+        "{problems:?}"
+    );
+}

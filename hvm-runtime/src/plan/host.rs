@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::pci::Bdf;
+use crate::host::media::Wanted;
 
 /// Where Debian's `ovmf` package puts a firmware image QEMU takes with
 /// `-bios` (code and variables in one file).
@@ -24,6 +25,12 @@ pub const KEYMAP_DIR: &str = "/usr/share/qemu/keymaps";
 pub trait HostView {
     /// The file (or device, or directory) exists.
     fn exists(&self, path: &Path) -> bool;
+    /// Why `path` cannot be used as `wanted` ("does not exist", "is a
+    /// directory", ...), or `None` when it can. By default only whether
+    /// it exists.
+    fn unusable(&self, path: &Path, _wanted: Wanted) -> Option<String> {
+        (!self.exists(path)).then(|| "does not exist".to_owned())
+    }
     /// A network bridge of that name exists.
     fn is_bridge(&self, name: &str) -> bool;
     /// The PCI device exists on the host.
@@ -34,6 +41,14 @@ pub trait HostView {
     /// when that cannot be asked (then nothing is checked).
     fn qemu_offers(&self, _qemu: &Path, _what: super::offers::Listing) -> Option<String> {
         None
+    }
+    /// Why the start would not get the host PCI device `bdf` for the
+    /// domain `owner`, one reason each (the IOMMU off, its group in use,
+    /// the host needing it, a host driver holding it without `seize`...);
+    /// `along`: the config's other devices, taken with it where they
+    /// share its IOMMU group. Empty when it would (and by default).
+    fn pci_blockers(&self, _bdf: &Bdf, _along: &[Bdf], _owner: &str, _seize: bool) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -64,6 +79,10 @@ impl HostView for RealHost {
         path.exists()
     }
 
+    fn unusable(&self, path: &Path, wanted: Wanted) -> Option<String> {
+        crate::host::media::unusable(path, wanted)
+    }
+
     fn is_bridge(&self, name: &str) -> bool {
         self.root
             .join("sys/class/net")
@@ -74,6 +93,39 @@ impl HostView for RealHost {
 
     fn has_pci_device(&self, bdf: &Bdf) -> bool {
         pvio_passthrough::Sysfs::new(self.root.join("sys")).exists(*bdf)
+    }
+
+    fn pci_blockers(&self, bdf: &Bdf, along: &[Bdf], owner: &str, seize: bool) -> Vec<String> {
+        use pvio_passthrough::{Host, Manager, Options, Ownership, Sysfs, SysfsWriter};
+        // The start's own checks, run as a silent dry run: nothing changes.
+        let m = Manager::new(
+            Host::under(&self.root),
+            Ownership::from_env(),
+            SysfsWriter::with_sink(true, Box::new(|_| {})),
+        );
+        let mut out = Vec::new();
+        let recorded = m
+            .ownership()
+            .load()
+            .is_ok_and(|r| r.devices.contains_key(bdf));
+        if !seize && !recorded {
+            if let Ok(Some(driver)) = m.host().sys.driver(*bdf) {
+                if driver != Sysfs::VFIO_PCI {
+                    out.push(format!(
+                        "{bdf} is on {driver}, a host driver; add seize=1 to its spec (or \
+                         pci_seize=1) to let pvio take it, or run `pvio pci-assignable-add {bdf}` first"
+                    ));
+                }
+            }
+        }
+        match m.prepare_together_for(*bdf, along, owner, Options::default()) {
+            Ok(o) => out.extend(o.blockers.iter().map(|b| format!("{bdf}: {b}"))),
+            // A record this user cannot read is the start's to read (the
+            // supervisor runs as root); it is no problem of the host.
+            Err(pvio_passthrough::ManagerError::Ownership(_)) => {}
+            Err(e) => out.push(e.to_string()),
+        }
+        out
     }
 
     fn qemu_offers(&self, qemu: &Path, what: super::offers::Listing) -> Option<String> {

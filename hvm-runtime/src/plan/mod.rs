@@ -8,6 +8,7 @@
 //! each problem with the config line it comes from.
 
 pub mod backend_cmd;
+mod bootorder;
 pub mod check;
 mod devices;
 pub mod host;
@@ -384,6 +385,8 @@ fn qemu_path(p: &Path) -> Result<String, PlanError> {
     Ok(text(p)?.replace(',', ",,"))
 }
 
+#[cfg(test)]
+mod console_tests;
 #[cfg(test)]
 mod error_tests;
 #[cfg(test)]

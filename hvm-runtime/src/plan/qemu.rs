@@ -9,7 +9,8 @@ use std::path::Path;
 
 use super::devices::Devices;
 use super::{
-    pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand, DEFAULT_QEMU,
+    bootorder, pcie, qemu_path, rtc, socket, text, PlanError, PlanOptions, QemuCommand,
+    DEFAULT_QEMU,
 };
 use crate::config::options::{Action, BootDevice, Firmware, Machine, Serial, SoundHw, Vga};
 use crate::config::DomainSpec;
@@ -17,6 +18,9 @@ use crate::host::accel::Accel;
 
 /// The audio backend id for sound cards (`-audiodev none`).
 const AUDIODEV: &str = "snd0";
+/// The id of the text console (a `vc` chardev) the human monitor gets on
+/// the display when `monitor=1` and VNC or SDL are on.
+pub const MONITOR_VC: &str = "pvio-monitor-vc";
 
 /// What an `acpi = 0` domain cannot do, for the create output.
 pub const ACPI_OFF_NOTE: &str = "acpi=0: the guest has no ACPI, so it ignores `pvio shutdown` (the ACPI power button; `pvio destroy` ends it) and cannot take PCI hot-plug (block-attach, network-attach, assign)";
@@ -150,7 +154,24 @@ pub(super) fn command_line(
 
     // Devices; a passed-through device gets its id from its address
     // (ids::passthrough_id), the one `pvio assign` / `pvio release` use.
-    a.extend(devs.args.iter().cloned());
+    // A PV first hard disk boots through `bootindex` (plan::bootorder).
+    let mut dev_args = devs.args.clone();
+    let boot = if spec.kernel.is_none() {
+        bootorder::boot_indexes(&spec.boot, &devs.disks, &devs.nics, spec.fda.is_some())
+    } else {
+        bootorder::BootIndexes::default()
+    };
+    bootorder::apply(&mut dev_args, &boot);
+    if let Some((disk, _)) = boot
+        .devices
+        .iter()
+        .find(|(id, _)| devs.disks.iter().any(|d| &d.vdev == id && !d.cdrom))
+    {
+        notes.push(format!(
+            "{disk} is a PV disk: the BIOS boots it through bootindex, and every device of the boot order gets one"
+        ));
+    }
+    a.extend(dev_args);
     // q35: empty root ports for hot-plug (plan::pcie).
     a.extend(pcie::spare_root_port_args(spec.machine));
     let mut push = |flag: &str, value: String| {
@@ -163,10 +184,15 @@ pub(super) fn command_line(
             key: "fda",
             message: "q35 has no floppy controller; use machine = \"pc\"".to_owned(),
         }),
-        Some(f) => push(
-            "-drive",
-            format!("file={},format=raw,if=floppy,index=0", qemu_path(&f.value)?),
-        ),
+        Some(f) => {
+            push(
+                "-drive",
+                format!("file={},format=raw,if=floppy,index=0", qemu_path(&f.value)?),
+            );
+            if let Some(n) = boot.floppy {
+                push("-global", format!("isa-fdc.bootindexA={n}"));
+            }
+        }
         None => {}
     }
 
@@ -264,16 +290,29 @@ pub(super) fn command_line(
     // Crash reports, control sockets, actions.
     push("-device", "pvpanic".to_owned());
     if spec.monitor {
+        // On a display, the monitor is also a text console there, as the
+        // Xen HVM guide uses it: Ctrl-Alt-2 shows it, Ctrl-Alt-1 the guest.
+        let on_display = spec.vnc.is_some() || spec.sdl;
         notes.push(format!(
-            "warning: monitor=1 opens QEMU's human monitor on {}: whoever may connect (root and group '{}') can do everything QEMU can (read and write files as its user, change devices); use `pvio` commands where they do",
+            "warning: monitor=1 opens QEMU's human monitor on {}{}: whoever may connect (root and group '{}'{}) can do everything QEMU can (read and write files as its user, change devices); use `pvio` commands where they do",
             run_dir.join("monitor.sock").display(),
-            "pvio"
+            if on_display {
+                " and on the display (Ctrl-Alt-2; Ctrl-Alt-1 back to the guest)"
+            } else {
+                ""
+            },
+            "pvio",
+            if on_display { ", and whoever sees the display" } else { "" }
         ));
         let m = socket(run_dir, "monitor.sock")?;
         push(
             "-monitor",
             format!("unix:{},server=on,wait=off", qemu_path(&m)?),
         );
+        if on_display {
+            push("-chardev", format!("vc,id={MONITOR_VC}"));
+            push("-mon", format!("chardev={MONITOR_VC},mode=readline"));
+        }
     }
     push(
         "-qmp",

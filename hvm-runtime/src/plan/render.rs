@@ -7,17 +7,37 @@ use std::fmt::Write as _;
 
 use super::{DomainPlan, Problem};
 use crate::config::cpus::{format_set, CpuAffinity};
+use crate::config::diag::escape_controls;
 use crate::config::disk::DiskBus;
 use crate::config::options::Serial;
 use crate::config::Loaded;
 
-/// Quotes `s` for a POSIX shell when it needs it.
+/// Quotes `s` for a POSIX shell when it needs it; a value with control
+/// characters gets `$'...'` with them escaped, so that none reaches the
+/// terminal as it is.
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%^".contains(c));
     if safe {
         s.to_owned()
+    } else if s.chars().any(char::is_control) {
+        let mut out = String::from("$'");
+        for c in s.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                // Unicode's control characters are all below U+0100.
+                c if c.is_control() => {
+                    let _ = write!(out, "\\x{:02x}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('\'');
+        out
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
@@ -72,11 +92,9 @@ fn serial_text(s: &Serial) -> String {
 /// The whole dry-run report.
 pub fn report(plan: &DomainPlan, loaded: &Loaded, problems: &[Problem]) -> String {
     let mut o = String::new();
-    let source = loaded
-        .spec
-        .source
-        .as_ref()
-        .map_or_else(String::new, |p| format!(" from {}", p.display()));
+    let source = loaded.spec.source.as_ref().map_or_else(String::new, |p| {
+        format!(" from {}", escape_controls(&p.display().to_string()))
+    });
     let _ = writeln!(o, "domain {} (uuid {}){source}", plan.name, plan.uuid);
     let _ = writeln!(
         o,
@@ -147,10 +165,10 @@ pub fn report(plan: &DomainPlan, loaded: &Loaded, problems: &[Problem]) -> Strin
         let _ = writeln!(o, "  none");
     }
     for d in &plan.disks {
-        let image = d
-            .image
-            .as_ref()
-            .map_or_else(|| "(empty drive)".to_owned(), |p| p.display().to_string());
+        let image = d.image.as_ref().map_or_else(
+            || "(empty drive)".to_owned(),
+            |p| escape_controls(&p.display().to_string()).into_owned(),
+        );
         let mode = if d.read_only {
             "read-only"
         } else {
@@ -225,13 +243,13 @@ pub fn report(plan: &DomainPlan, loaded: &Loaded, problems: &[Problem]) -> Strin
     if !warnings.is_empty() {
         let _ = writeln!(o, "\nwarnings:");
         for w in warnings {
-            let _ = writeln!(o, "  {w}");
+            let _ = writeln!(o, "  {}", escape_controls(&w));
         }
     }
     if !problems.is_empty() {
         let _ = writeln!(o, "\nthe host is not ready:");
         for p in problems {
-            let _ = writeln!(o, "  {p}");
+            let _ = writeln!(o, "  {}", escape_controls(&p.to_string()));
         }
     }
     o
@@ -247,5 +265,12 @@ mod tests {
         assert_eq!(shell_quote("file=/a b"), "'file=/a b'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
         assert_eq!(shell_quote(""), "''");
+        // Control characters never reach the terminal raw.
+        assert_eq!(
+            shell_quote("file=/img/a\u{1b}[2Jb\n.iso"),
+            "$'file=/img/a\\x1b[2Jb\\n.iso'"
+        );
+        assert_eq!(shell_quote("it's\t\\"), "$'it\\'s\\t\\\\'");
+        assert_eq!(shell_quote("a\u{9b}b"), "$'a\\x9bb'");
     }
 }

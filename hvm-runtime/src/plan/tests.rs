@@ -31,13 +31,13 @@ fn spec(text: &str) -> DomainSpec {
         .spec
 }
 
-fn plan_of(text: &str, accel: Accel) -> DomainPlan {
+pub(super) fn plan_of(text: &str, accel: Accel) -> DomainPlan {
     let mut e = FixedEntropy(0x10);
     plan(&spec(text), &mut options(&mut e, accel)).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The value after each occurrence of `flag`.
-fn values<'a>(p: &'a DomainPlan, flag: &str) -> Vec<&'a str> {
+pub(super) fn values<'a>(p: &'a DomainPlan, flag: &str) -> Vec<&'a str> {
     let a = &p.qemu.args;
     a.iter()
         .zip(a.iter().skip(1))
@@ -179,7 +179,7 @@ fn pv_devices_get_backends_and_shared_memory() {
         ]
     );
     let devices = values(&p, "-device");
-    assert!(devices.contains(&"vhost-user-blk-pci,chardev=chr-xvda,id=xvda"));
+    assert!(devices.contains(&"vhost-user-blk-pci,chardev=chr-xvda,id=xvda,bootindex=1"));
     assert!(
         devices.contains(
             &"virtio-net-pci,netdev=net0,id=nic0,mac=00:16:3e:00:00:01,vectors=4,host_mtu=1400"
