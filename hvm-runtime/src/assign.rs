@@ -27,7 +27,7 @@ use crate::domain::control::Request;
 use crate::domain::passthrough::manager;
 use crate::domain::record::{DomainRecord, PciEntry};
 use crate::domain::rundir::valid_name;
-use crate::domain::{actions, DomainError, RunRoot};
+use crate::domain::{lifecycle, DomainError, RunRoot};
 use crate::plan::ids::passthrough_id;
 
 /// A passthrough operation refused or failed.
@@ -235,7 +235,7 @@ pub fn assign(
             let req = Request::PciAttachPreview {
                 devices: missing.iter().map(|(_, e)| e.clone()).collect(),
             };
-            let lines = actions::request(&root, domain, &req)?;
+            let lines = lifecycle::request(&root, domain, &req)?;
             for line in lines.as_array().into_iter().flatten() {
                 qmp.push(line.as_str().unwrap_or_default().to_owned());
             }
@@ -248,7 +248,7 @@ pub fn assign(
             host: entry.host.clone(),
             id: entry.id.clone(),
         };
-        if let Err(source) = actions::request(&root, domain, &req) {
+        if let Err(source) = lifecycle::request(&root, domain, &req) {
             if out.claimed {
                 roll_back(&m, bdf, domain, report);
             }
@@ -321,7 +321,7 @@ pub fn unplug_from_running_owner(
         let req = Request::PciDetach {
             id: entry.id.clone(),
         };
-        actions::request(&root, owner, &req)?;
+        lifecycle::request(&root, owner, &req)?;
         report(Progress::HotUnplugged {
             bdf: h,
             owner: owner.clone(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use pvio_hvm_runtime::domain::control::Request;
 use pvio_hvm_runtime::domain::lock::FileLock;
 use pvio_hvm_runtime::domain::DomainState;
-use pvio_hvm_runtime::domain::{actions, RunRoot};
+use pvio_hvm_runtime::domain::{lifecycle, RunRoot};
 use runtime_support::{alive, link_exists, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(120);
@@ -101,7 +101,7 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
     // host device the ownership record does not give to the domain, in
     // one line; nothing is recorded.
     let root = RunRoot::new(&env.run_dir);
-    let err = actions::request(
+    let err = lifecycle::request(
         &root,
         "lc1",
         &Request::PciAttach {
@@ -116,7 +116,7 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
         "{err}"
     );
     assert!(env.record("lc1").pci.is_empty());
-    let err = actions::request(
+    let err = lifecycle::request(
         &root,
         "lc1",
         &Request::PciDetach {

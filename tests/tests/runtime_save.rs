@@ -150,6 +150,21 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     let err = env.fails(&["restore", bad.to_str().unwrap()]);
     assert!(err.contains("format version 9"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    // An image changed in size since the save is refused, naming it.
+    let len = std::fs::metadata(&ide).unwrap().len();
+    let resize = |n: u64| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&ide)
+            .unwrap()
+            .set_len(n)
+            .unwrap();
+    };
+    resize(len + 4096);
+    let err = env.fails(&["restore", file.to_str().unwrap()]);
+    assert!(err.contains(&format!("image {}", ide.display())), "{err}");
+    assert!(err.contains("was saved with"), "{err}");
+    resize(len);
     let list = env.ok(&["list", "--json"]);
     assert!(
         !list.contains("\"sr\""),
@@ -194,6 +209,19 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     env.ok(&["unpause", "sr"]);
     env.wait_record("sr", "running", T, |r| r.state == DomainState::Running);
     env.ok(&["destroy", "sr"]);
+
+    // A config given to restore replaces the saved one (as xl restore
+    // FILE CONFIG); its name is the domain's.
+    let renamed = env.path("sr2.cfg");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&renamed, text.replace("name = \"sr\"", "name = \"sr2\"")).unwrap();
+    env.ok(&["restore", file.to_str().unwrap(), renamed.to_str().unwrap()]);
+    let r = env.record("sr2");
+    assert_eq!(
+        (r.state, r.origin),
+        (DomainState::Running, Origin::Restored)
+    );
+    env.ok(&["destroy", "sr2"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! and writes.
 //!
 //! Every `unsafe` block of the net backend's tap handling lives here, each
-//! with the reason it is sound. Nothing here interprets errors: `tap.rs` turns
+//! with the reason it is sound. Nothing here interprets errors: `tap/` turns
 //! `errno` values into messages.
 
 use std::ffi::CStr;

@@ -12,7 +12,7 @@ use super::args::{CreateArgs, DomainArg, RebootArgs, ShutdownArgs};
 use crate::config::{self, ConfigError, Loaded};
 use crate::domain::control::Request;
 use crate::domain::record::{format_uptime, DomainRecord};
-use crate::domain::{actions, console, start, supervisor, DomainError, RunRoot};
+use crate::domain::{console, lifecycle, start, supervisor, DomainError, RunRoot};
 use crate::host::accel::Accel;
 use crate::hotplug::HotplugError;
 use crate::plan::{self, DomainPlan, HostView, OsEntropy, PlanError, PlanOptions, RealHost};
@@ -86,7 +86,7 @@ pub fn qmp(a: &QmpArgs) -> Result<ExitCode> {
         })
     })?;
     let req = Request::Qmp { command: v };
-    let out = actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    let out = lifecycle::request(&RunRoot::from_env(), &a.name, &req)?;
     print_json(&out)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -96,7 +96,7 @@ pub fn monitor(a: &MonitorArgs) -> Result<ExitCode> {
     let req = Request::Monitor {
         command_line: a.command.clone(),
     };
-    let out = actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    let out = lifecycle::request(&RunRoot::from_env(), &a.name, &req)?;
     print!("{}", out.as_str().unwrap_or_default());
     Ok(ExitCode::SUCCESS)
 }
@@ -202,7 +202,7 @@ pub fn list(json: bool) -> Result<ExitCode> {
     let mut dead = Vec::new();
     let root = RunRoot::from_env();
     root.check_readable()?;
-    let records = actions::list(&root, &mut dead);
+    let records = lifecycle::list(&root, &mut dead);
     for d in &dead {
         eprintln!("pvio: note: {d}; it was cleaned up");
     }
@@ -308,8 +308,8 @@ pub fn table(records: &[DomainRecord]) -> String {
 
 /// `pvio shutdown [-w] NAME`.
 pub fn shutdown(a: &ShutdownArgs) -> Result<ExitCode> {
-    let wait = a.wait.then_some(actions::SHUTDOWN_TIMEOUT);
-    match actions::shutdown(&RunRoot::from_env(), &a.name, wait)? {
+    let wait = a.wait.then_some(lifecycle::SHUTDOWN_TIMEOUT);
+    match lifecycle::shutdown(&RunRoot::from_env(), &a.name, wait)? {
         Some(end) if end.cause == "preserved" => println!("{}: {}", a.name, end.detail),
         Some(end) => println!("{} ended: {} ({})", a.name, end.cause, end.detail),
         None => println!("{}: power button pressed", a.name),
@@ -319,14 +319,14 @@ pub fn shutdown(a: &ShutdownArgs) -> Result<ExitCode> {
 
 /// `pvio destroy NAME`.
 pub fn destroy(a: &DomainArg) -> Result<ExitCode> {
-    let end = actions::destroy(&RunRoot::from_env(), &a.name)?;
+    let end = lifecycle::destroy(&RunRoot::from_env(), &a.name)?;
     println!("{} destroyed ({})", a.name, end.detail);
     Ok(ExitCode::SUCCESS)
 }
 
 /// `pvio reboot`, `pause`, `unpause`: one request, one line.
 pub fn simple(a: &DomainArg, req: Request, done: &str) -> Result<ExitCode> {
-    actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    lifecycle::request(&RunRoot::from_env(), &a.name, &req)?;
     println!("{}: {done}", a.name);
     Ok(ExitCode::SUCCESS)
 }
@@ -334,7 +334,7 @@ pub fn simple(a: &DomainArg, req: Request, done: &str) -> Result<ExitCode> {
 /// `pvio reboot [-F] NAME`.
 pub fn reboot(a: &RebootArgs) -> Result<ExitCode> {
     let req = Request::Reboot { force: a.force };
-    actions::request(&RunRoot::from_env(), &a.name, &req)?;
+    lifecycle::request(&RunRoot::from_env(), &a.name, &req)?;
     if a.force {
         println!("{}: reset", a.name);
     } else {
@@ -356,7 +356,7 @@ pub fn console(a: &DomainArg) -> Result<ExitCode> {
 /// `gvncviewer` on it when one is installed and a display is there.
 pub fn vncviewer(a: &DomainArg) -> Result<ExitCode> {
     let root = RunRoot::from_env();
-    let addr = match actions::vnc_address(&root, &a.name) {
+    let addr = match lifecycle::vnc_address(&root, &a.name) {
         Ok(addr) => addr,
         // A live domain without a display: say which key turned it off.
         Err(DomainError::Refused { name, .. }) => {

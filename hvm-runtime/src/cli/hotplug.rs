@@ -14,12 +14,12 @@ use crate::config::diag::escape_controls;
 use crate::config::{disk, vif};
 use crate::domain::control::Request;
 use crate::domain::record::{DiskEntry, NicEntry};
-use crate::domain::{actions, RunRoot};
+use crate::domain::{lifecycle, RunRoot};
 use crate::host::media::{unusable, Wanted};
 use crate::hotplug::HotplugError;
 
 fn ask(name: &str, req: &Request) -> Result<serde_json::Value> {
-    Ok(actions::request(&RunRoot::from_env(), name, req)?)
+    Ok(lifecycle::request(&RunRoot::from_env(), name, req)?)
 }
 
 fn cwd() -> Result<std::path::PathBuf> {

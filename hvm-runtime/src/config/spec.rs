@@ -1,5 +1,5 @@
 //! The typed domain description, [`DomainSpec`], that a config becomes,
-//! with the warnings found on the way. `build.rs` makes it from the
+//! with the warnings found on the way. `build/` makes it from the
 //! settings; the plan (`crate::plan`) turns it into devices and a command
 //! line.
 

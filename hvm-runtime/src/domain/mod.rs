@@ -19,7 +19,7 @@
 //! | `live.rs` | the supervisor's shared state: record, QMP, events, backends |
 //! | `guest_events.rs` | a guest's power-off, reboot or crash to an action |
 //! | `control.rs` | the supervisor's control socket: JSON lines, server and client |
-//! | `requests.rs` | the supervisor's answers to control requests |
+//! | `control_answers.rs` | the supervisor's answers to control requests |
 //! | `backends.rs` | PV backends, one sandboxed process each, started with open fds |
 //! | `image_lock.rs` | one writer per image: `flock` on the images PV disks use |
 //! | `taps.rs` | host taps made, joined to bridges, deleted |
@@ -27,23 +27,24 @@
 //! | `pinning.rs` | vCPU threads bound to host CPUs (`cpus`) |
 //! | `process.rs` | pids: alive, ours, signals |
 //! | `cleanup.rs` | what a dead supervisor left behind |
-//! | `actions.rs` | the lifecycle commands, client side |
+//! | `lifecycle.rs` | the lifecycle commands, client side (over the control socket) |
 //! | `console.rs` | `pvio console`: the serial port on the terminal |
 //!
 //! Nothing here parses configs or builds QEMU command lines: that is
 //! `config/` and `plan/`.
 
 pub mod access;
-pub mod actions;
 pub mod adopt;
 pub mod backends;
 pub mod cleanup;
 pub mod console;
 pub mod control;
+pub mod control_answers;
 pub mod guest_events;
 pub mod image_lock;
 pub mod incoming;
 pub mod launch;
+pub mod lifecycle;
 pub mod live;
 pub mod lock;
 pub mod outgoing;
@@ -51,7 +52,6 @@ pub mod passthrough;
 pub mod pinning;
 pub mod process;
 pub mod record;
-pub mod requests;
 pub mod rundir;
 pub mod saved;
 pub mod start;

@@ -4,7 +4,7 @@
 //! `pvio-passthrough`'s fixture host with its fake kernel: a GPU and its
 //! audio function named together in a config, and a device prepared before
 //! the domain left prepared at its end. The rest of giving devices back is
-//! tested in `pvio-passthrough` (`owner_tests.rs`).
+//! tested in `pvio-passthrough` (`owner_lifecycle_tests.rs`).
 
 use std::os::unix::fs::symlink;
 use std::path::Path;

@@ -23,7 +23,7 @@ use super::launch::{LaunchSpec, OnEvent};
 use super::live::{LiveDomain, Msg};
 use super::record::{DomainRecord, DomainState, SerialEndpoint};
 use super::rundir::{LOCK, RECORD};
-use super::{cleanup, control, passthrough, process, requests, taps, DomainError};
+use super::{cleanup, control, control_answers, passthrough, process, taps, DomainError};
 use crate::cli::error_line;
 use crate::qmp::{qmp, EventReader, Qmp, QmpError, Received};
 
@@ -262,7 +262,7 @@ pub(super) fn serve_control(live: &Arc<LiveDomain>) -> Result<(), DomainError> {
     let handler_live = Arc::clone(live);
     control::serve(
         &live.spec.control_socket,
-        Arc::new(move |req, fd| requests::handle(&handler_live, req, fd)),
+        Arc::new(move |req, fd| control_answers::handle(&handler_live, req, fd)),
     )
 }
 

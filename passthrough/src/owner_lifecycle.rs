@@ -190,5 +190,5 @@ impl Manager {
 }
 
 #[cfg(test)]
-#[path = "owner_tests.rs"]
+#[path = "owner_lifecycle_tests.rs"]
 mod tests;

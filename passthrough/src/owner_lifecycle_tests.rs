@@ -1,4 +1,4 @@
-//! Tests of `owner.rs` over fixture hosts with a fake kernel: the checks a
+//! Tests of `owner_lifecycle.rs` over fixture hosts with a fake kernel: the checks a
 //! domain's start makes on devices reserved for it, and giving back every
 //! device of a domain that ended (all of them, or only those a failed
 //! start took).
@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::bind::Waits;
 use crate::fixture::Fixture;
 use crate::manager::Manager;
-use crate::owner::Returned;
+use crate::owner_lifecycle::Returned;
 use crate::ownership::Ownership;
 use crate::sysfs::Sysfs;
 use crate::viability::Options;
