@@ -18,3 +18,4 @@ pub mod hotplug;
 pub mod migrate;
 pub mod plan;
 pub mod qmp;
+pub mod report;

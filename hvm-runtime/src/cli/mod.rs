@@ -14,7 +14,8 @@ mod run;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-pub use run::{error_line, run, CliError};
+pub use crate::report::error_line;
+pub use run::{run, CliError};
 
 use args::*;
 

@@ -122,7 +122,7 @@ impl Backends {
         } else {
             image_lock::open_locked(image, read_only, &self.run_root, &self.domain, device)
         }
-        .map_err(|e| fail(crate::cli::error_line(&e)))?;
+        .map_err(|e| fail(crate::report::error_line(&e)))?;
         let listener = self.bind(device, socket)?;
         let image_fd = locked
             .file()
@@ -159,7 +159,7 @@ impl Backends {
             return Err(fail(format!("a backend already serves {device}")));
         }
         let mut queues = pvio_backends::net::tap::open_queues(tap, 1)
-            .map_err(|e| fail(crate::cli::error_line(&e)))?;
+            .map_err(|e| fail(crate::report::error_line(&e)))?;
         let queue = queues
             .pop()
             .ok_or_else(|| fail(format!("tap {tap} gave no queue")))?;

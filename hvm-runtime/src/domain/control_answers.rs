@@ -11,9 +11,9 @@ use super::control::{ControlError, Request};
 use super::live::{LiveDomain, Msg};
 use super::outgoing::{self, AfterSave};
 use super::record::DomainState;
-use crate::cli::error_line;
 use crate::hotplug;
 use crate::qmp::qmp;
+use crate::report::error_line;
 
 /// Answers one request; an error is one line for the user, with its kind.
 pub fn handle(live: &LiveDomain, req: Request, fd: Option<OwnedFd>) -> Result<Value, ControlError> {

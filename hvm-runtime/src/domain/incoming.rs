@@ -109,7 +109,7 @@ fn replay(live: &Arc<LiveDomain>, inc: &Incoming) -> Result<(), DomainError> {
         name: live.name().to_owned(),
         why: format!(
             "cannot put back {dev}, hot-plugged before the save: {}",
-            crate::cli::error_line(&e)
+            crate::report::error_line(&e)
         ),
     };
     live.pin_places(inc.placements.clone());
@@ -199,7 +199,9 @@ pub fn rename(live: &LiveDomain, name: &str) -> Result<(), String> {
     let old = live.dir();
     let root = RunRoot::new(old.parent().unwrap_or(Path::new("/")));
     let to = root.domain_dir(name);
-    let _global = root.lock_global().map_err(|e| crate::cli::error_line(&e))?;
+    let _global = root
+        .lock_global()
+        .map_err(|e| crate::report::error_line(&e))?;
     if to.exists() {
         if super::lock::FileLock::is_held(&to.join(LOCK)).unwrap_or(false) {
             return Err(format!("a domain named '{name}' still runs here"));
@@ -224,7 +226,7 @@ pub fn rename(live: &LiveDomain, name: &str) -> Result<(), String> {
     spec.qmp_socket = moved(&spec.qmp_socket);
     spec.events_socket = moved(&spec.events_socket);
     spec.control_socket = moved(&spec.control_socket);
-    spec.store(&to).map_err(|e| crate::cli::error_line(&e))?;
+    spec.store(&to).map_err(|e| crate::report::error_line(&e))?;
     tracing::info!("renamed to {name} (run dir {})", to.display());
     Ok(())
 }

@@ -381,7 +381,7 @@ impl LaunchSpec {
 pub fn reserved_device_args(plan: &DomainPlan) -> Result<Vec<String>, String> {
     let records = super::passthrough::manager(true)
         .owned_by(&plan.name)
-        .map_err(|e| crate::cli::error_line(&e))?;
+        .map_err(|e| crate::report::error_line(&e))?;
     Ok(records
         .iter()
         .filter(|r| {

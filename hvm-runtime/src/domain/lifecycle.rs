@@ -89,7 +89,10 @@ pub fn destroy(root: &RunRoot, name: &str) -> Result<Ending, DomainError> {
     let found = root.live(name)?;
     let asked = control::call(name, &found.record.control_socket, &Request::Destroy);
     if let Err(e) = &asked {
-        tracing::warn!("{}; signalling the supervisor", crate::cli::error_line(e));
+        tracing::warn!(
+            "{}; signalling the supervisor",
+            crate::report::error_line(e)
+        );
         if let Some(pid) = found.record.supervisor_pid {
             process::signal(pid, libc::SIGTERM);
         }

@@ -195,7 +195,7 @@ impl LiveDomain {
         let mut r = lock(&self.record);
         let out = f(&mut r);
         if let Err(e) = r.store(&self.dir().join(RECORD)) {
-            tracing::error!("{}", crate::cli::error_line(&e));
+            tracing::error!("{}", crate::report::error_line(&e));
         }
         out
     }

@@ -77,7 +77,7 @@ pub fn describe(live: &LiveDomain) -> Result<SavedDomain, String> {
             "the domain's config passes host PCI devices through (pci = [...]): their state cannot be saved or moved".to_owned(),
         );
     }
-    let placements = placements(live).map_err(|e| crate::cli::error_line(&e))?;
+    let placements = placements(live).map_err(|e| crate::report::error_line(&e))?;
     let image_sizes = r
         .disks
         .iter()
@@ -191,7 +191,7 @@ pub fn send(
     let stream_at = saved::write_header(&mut file, &header)
         .and_then(|n| file.flush().map(|()| n))
         .map_err(|e| format!("cannot write the header: {e}"))?;
-    let qmp_err = |e: QmpError| crate::cli::error_line(&e);
+    let qmp_err = |e: QmpError| crate::report::error_line(&e);
     if save && was == DomainState::Running {
         live.qmp(|q| q.execute(&qmp::stop {})).map_err(qmp_err)?;
         live.update(|r| r.state = DomainState::Paused);
@@ -223,7 +223,7 @@ pub fn send(
 /// Hands `out` to QEMU and runs `migrate` into it until it completes,
 /// fails, or makes no progress for [`STALL`].
 fn stream(live: &LiveDomain, out: &std::fs::File) -> Result<Sent, String> {
-    let qmp_err = |e: QmpError| crate::cli::error_line(&e);
+    let qmp_err = |e: QmpError| crate::report::error_line(&e);
     live.qmp(|q| {
         q.getfd(FD_NAME, out.as_fd())?;
         q.execute_raw("migrate", json!({ "uri": format!("fd:{FD_NAME}") }))
@@ -277,6 +277,6 @@ pub fn progress(live: &LiveDomain) -> Value {
             "remaining": info["ram"]["remaining"],
             "total": info["ram"]["total"],
         }),
-        Err(e) => json!({ "status": crate::cli::error_line(&e) }),
+        Err(e) => json!({ "status": crate::report::error_line(&e) }),
     }
 }

@@ -17,10 +17,10 @@ use pvio_passthrough::{Returned, Sysfs, SysfsWriter};
 use serde::{Deserialize, Serialize};
 
 use super::record::PciEntry;
-use crate::cli::error_line;
 use crate::host::accel::host_root;
 use crate::plan::ids;
 use crate::plan::DomainPlan;
+use crate::report::error_line;
 
 /// A config `pci` device, as the supervisor gets it in `launch.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

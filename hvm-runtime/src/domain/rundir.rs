@@ -256,7 +256,7 @@ impl RunRoot {
                 Ok(record) => return Ok(Found { dir, record }),
                 Err(e) => tracing::warn!(
                     "domain {name}: {}; cleaning up after it",
-                    crate::cli::error_line(&e)
+                    crate::report::error_line(&e)
                 ),
             }
             record = DomainRecord::load(&dir.join(RECORD)).map_err(|_| no_such())?;

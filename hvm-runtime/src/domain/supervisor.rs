@@ -24,8 +24,8 @@ use super::live::{LiveDomain, Msg};
 use super::record::{DomainRecord, DomainState, SerialEndpoint};
 use super::rundir::{LOCK, RECORD};
 use super::{cleanup, control, control_answers, passthrough, process, taps, DomainError};
-use crate::cli::error_line;
 use crate::qmp::{qmp, EventReader, Qmp, QmpError, Received};
+use crate::report::error_line;
 
 /// The descriptor of the domain lock the supervisor inherits.
 pub const LOCK_FD: RawFd = 3;

@@ -170,7 +170,7 @@ pub fn detach(live: &LiveDomain, vdev: &str) -> Result<()> {
         chardev::remove(q, &chr);
         Ok(())
     }) {
-        tracing::warn!("chardev-remove {chr}: {}", crate::cli::error_line(&e));
+        tracing::warn!("chardev-remove {chr}: {}", crate::report::error_line(&e));
     }
     live.backends().stop(vdev);
     live.refresh_backend_pids();

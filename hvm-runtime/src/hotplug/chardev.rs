@@ -49,6 +49,6 @@ pub(super) fn add_socket(
 /// Removes chardev `id`; a failure is logged (the device is gone anyway).
 pub(super) fn remove(q: &mut Qmp, id: &str) {
     if let Err(e) = q.execute(&qmp::chardev_remove { id: id.to_owned() }) {
-        tracing::warn!("chardev-remove {id}: {}", crate::cli::error_line(&e));
+        tracing::warn!("chardev-remove {id}: {}", crate::report::error_line(&e));
     }
 }

@@ -165,7 +165,7 @@ fn plug_emulated(
     // QEMU runs unprivileged: the supervisor opens the tap's queue and
     // hands it over (`getfd`), as it does for the PV backends.
     let queue = pvio_backends::net::tap::open_queues(tap, 1)
-        .map_err(|e| HotplugError::Tap(crate::cli::error_line(&e)))?
+        .map_err(|e| HotplugError::Tap(crate::report::error_line(&e)))?
         .pop()
         .ok_or_else(|| HotplugError::Tap(format!("tap {tap} gave no queue")))?;
     let fdname = format!("fd-{id}");
@@ -227,7 +227,7 @@ pub fn detach(live: &LiveDomain, nic: &str) -> Result<()> {
         Ok(())
     });
     if let Err(e) = cleaned {
-        tracing::warn!("netdev_del {id}: {}", crate::cli::error_line(&e));
+        tracing::warn!("netdev_del {id}: {}", crate::report::error_line(&e));
     }
     if pv {
         live.backends().stop(&id);

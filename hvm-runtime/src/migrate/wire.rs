@@ -146,7 +146,7 @@ pub fn migrate(
             finish_child(child);
             return Err(MigrateError::Remote(format!(
                 "{}{remote}; the domain runs on here",
-                crate::cli::error_line(&e)
+                crate::report::error_line(&e)
             )));
         }
     };
@@ -158,7 +158,7 @@ pub fn migrate(
             Ok(_) => format!("{why}; the domain runs on here"),
             Err(e) => format!(
                 "{why}; resuming it here failed too ({}): `pvio unpause {name}`",
-                crate::cli::error_line(&e)
+                crate::report::error_line(&e)
             ),
         })
     };
@@ -347,7 +347,7 @@ pub fn receive() -> Result<String> {
     match receive_inner(&mut out, &said) {
         Ok(name) => Ok(name),
         Err(e) => {
-            said(&mut out, format!("error {}", crate::cli::error_line(&e)));
+            said(&mut out, format!("error {}", crate::report::error_line(&e)));
             Err(e)
         }
     }
@@ -456,7 +456,7 @@ fn receive_inner(
         .map_err(|e: DomainError| {
             MigrateError::Remote(format!(
                 "{}; the domain runs here as '{name}'",
-                crate::cli::error_line(&e)
+                crate::report::error_line(&e)
             ))
         })?;
         said(out, format!("done {want}"));

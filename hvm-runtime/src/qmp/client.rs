@@ -346,7 +346,7 @@ mod tests {
         let err = q
             .execute(&qmp::device_del { id: "xvdb".into() })
             .unwrap_err();
-        let line = crate::cli::error_line(&err);
+        let line = crate::report::error_line(&err);
         assert_eq!(line, "QEMU refused device_del: Duplicate device ID 'xvdb'");
     }
 
