@@ -14,7 +14,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod host;
-pub mod hotplug;
 pub mod migrate;
 pub mod plan;
 pub mod qmp;

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::bdf::Bdf;
+use crate::error::ManagerError;
 use crate::inventory::{Inventory, PciDevice};
 use crate::listing::stale;
-use crate::manager::ManagerError;
 use crate::ownership::{Operation, Progress, Record, Records};
 use crate::sysfs::Sysfs;
 use crate::viability::{owner_refusals, Refusal};

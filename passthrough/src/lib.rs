@@ -11,6 +11,7 @@ pub mod bdf;
 pub mod bind;
 mod claim;
 pub mod edu;
+pub mod error;
 mod giveback;
 pub mod host;
 pub mod hostneeds;

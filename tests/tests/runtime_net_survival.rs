@@ -8,9 +8,12 @@
 //!   a minute apart: five deaths within `DEATH_WINDOW` (60 s,
 //!   `hvm-runtime/src/domain/backends.rs`) would leave the backend down.
 //!   The test takes about two minutes.
-//! - Pings resume within 2 s of each restart: from the new backend
-//!   process's start (its start time in `/proc`) to the moment the test
-//!   reads the guest's first ping reply after it. The guest prints each
+//! - Pings resume within 10 s of each restart (0.3-1.2 s on a quiet
+//!   machine; the figures are printed): from the new backend process's
+//!   start (its start time in `/proc`) to the moment the test reads the
+//!   guest's first ping reply after it. The bound is far above what a
+//!   reconnect takes (QEMU retries every second) so that a busy machine
+//!   does not fail the test, and far below TCP's own recovery scale. The guest prints each
 //!   reply with its uptime and `seq`; a reply counts only if it is printed
 //!   after the test saw the new process and its `seq` is above every reply
 //!   printed when the old one was dead, so the old backend did not carry it.
@@ -37,8 +40,9 @@ const T: Duration = Duration::from_secs(120);
 const KILLS: usize = 5;
 /// Between two kills: five deaths take more than `DEATH_WINDOW`.
 const SPACING: Duration = Duration::from_secs(16);
-/// The longest a restarted backend may leave the guest without a reply.
-const RESUME: Duration = Duration::from_secs(2);
+/// The longest a restarted backend may leave the guest without a reply:
+/// a bound for a busy machine, not a measurement (the test prints those).
+const RESUME: Duration = Duration::from_secs(10);
 const LEN: usize = 4 << 20;
 const PORT: u16 = 5001;
 const PEER_IP: &str = "10.97.0.1";

@@ -11,10 +11,10 @@ use clap::Args;
 use super::args::{CreateArgs, DomainArg, RebootArgs, ShutdownArgs};
 use crate::config::{self, ConfigError, Loaded};
 use crate::domain::control::Request;
+use crate::domain::hotplug::HotplugError;
 use crate::domain::record::{format_uptime, DomainRecord};
 use crate::domain::{console, lifecycle, start, supervisor, DomainError, RunRoot};
 use crate::host::accel::Accel;
-use crate::hotplug::HotplugError;
 use crate::plan::{self, DomainPlan, HostView, OsEntropy, PlanError, PlanOptions, RealHost};
 
 /// Errors of the domain and hot-plug commands.

@@ -13,10 +13,10 @@ use super::domain::{DomainCliError, Result};
 use crate::config::diag::escape_controls;
 use crate::config::{disk, vif};
 use crate::domain::control::Request;
+use crate::domain::hotplug::HotplugError;
 use crate::domain::record::{DiskEntry, NicEntry};
 use crate::domain::{lifecycle, RunRoot};
 use crate::host::media::{unusable, Wanted};
-use crate::hotplug::HotplugError;
 
 fn ask(name: &str, req: &Request) -> Result<serde_json::Value> {
     Ok(lifecycle::request(&RunRoot::from_env(), name, req)?)

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::files::{LOCK, RECORD};
 use super::live::{LiveDomain, Msg};
 use super::lock::FileLock;
 use super::record::{DomainRecord, DomainState};
-use super::rundir::{LOCK, RECORD};
 use super::{process, DomainError};
 
 /// How long an ended backend's image lock may take to go.
@@ -55,7 +55,7 @@ pub fn respawn(dir: &Path) -> Result<DomainRecord, DomainError> {
             source: std::io::Error::from(std::io::ErrorKind::WouldBlock),
         })?;
     let before = DomainRecord::load(&dir.join(RECORD))?;
-    let mut child = super::start::spawn_supervisor_for(dir, &lock, true, None)?;
+    let mut child = super::handover::spawn_supervisor_for(dir, &lock, true, None)?;
     drop(lock);
     let pid = child.id();
     let start = Instant::now();
@@ -135,7 +135,7 @@ pub(super) fn take_over(
     }
     live.refresh_backend_pids();
     watch_qemu(live, exited, pidfd)?;
-    super::supervisor::connect_qmp(live, exited)?;
+    super::qemu_link::connect_qmp(live, exited)?;
     live.update(|r| {
         r.adopted = r.adopted.saturating_add(1);
         r.supervisor_pid = Some(std::process::id());

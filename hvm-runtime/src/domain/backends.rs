@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::access::{self, Identity};
 use super::image_lock::{self, LockedImage};
-use super::live::Msg;
+use super::msg::Msg;
 use super::DomainError;
 
 use crate::plan::backend_cmd::{blk_args, net_args, LISTEN_FD};

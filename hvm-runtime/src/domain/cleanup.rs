@@ -9,9 +9,9 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use super::files::RECORD;
 use super::launch::LaunchSpec;
 use super::record::{DomainRecord, DomainState};
-use super::rundir::RECORD;
 use super::{passthrough, process, taps};
 
 /// Cleans `dir` after a dead supervisor and marks `record` ended.

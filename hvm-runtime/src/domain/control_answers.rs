@@ -1,6 +1,6 @@
 //! The supervisor's answers to control requests: power and pause go to
 //! QMP, `destroy` to the main loop, disks, CD-ROMs and NICs to
-//! [`crate::hotplug`].
+//! [`crate::domain::hotplug`].
 
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
@@ -11,7 +11,7 @@ use super::control::{ControlError, Request};
 use super::live::{LiveDomain, Msg};
 use super::outgoing::{self, AfterSave};
 use super::record::DomainState;
-use crate::hotplug;
+use crate::domain::hotplug;
 use crate::qmp::qmp;
 use crate::report::error_line;
 

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 
+use super::files::RECORD;
 use super::record::DomainRecord;
-use super::rundir::RECORD;
 
 /// Why an image cannot be used.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 //! It must not know where the stream comes from (a file, `ssh`): it
 //! reads a descriptor.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,10 +20,9 @@ use super::launch::Incoming;
 use super::live::LiveDomain;
 use super::rundir::{valid_name, RunRoot, LOCK};
 use super::DomainError;
-use crate::hotplug;
+use crate::domain::hotplug;
 
-/// Where the supervisor of an incoming domain finds the stream.
-pub const INCOMING_FD: RawFd = 4;
+pub use super::handover::INCOMING_FD;
 /// QEMU's name for the descriptor it reads the stream from.
 const FD_NAME: &str = "pvio-incoming";
 /// How often the incoming stream's state is read.

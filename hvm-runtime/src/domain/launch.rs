@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::files::{CONTROL, LAUNCH};
 use super::passthrough::PciLaunch;
 use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, Origin, SerialEndpoint};
-use super::rundir::{CONTROL, LAUNCH};
 use super::DomainError;
 use crate::config::disk::DiskBus;
 use crate::config::options::{Action, Serial};

@@ -11,9 +11,9 @@ use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::backends::Backends;
+use super::files::RECORD;
 use super::launch::LaunchSpec;
 use super::record::DomainRecord;
-use super::rundir::RECORD;
 use crate::qmp::{qmp, Qmp, QmpError};
 
 /// How long a QMP (re)connection may take.
@@ -21,23 +21,7 @@ const QMP_CONNECT: Duration = Duration::from_secs(10);
 /// Events kept for waiters.
 const EVENTS_KEPT: usize = 256;
 
-/// What the supervisor's main loop reacts to.
-#[derive(Debug)]
-pub enum Msg {
-    /// An event from QEMU.
-    Event(Box<qmp::Event>),
-    /// QEMU exited (its status as text).
-    QemuExited(String),
-    /// `pvio destroy`.
-    Destroy,
-    /// End the domain for another reason than `destroy` (cause, detail):
-    /// it was saved, or migrated away.
-    End(String, String),
-    /// SIGTERM, SIGINT or SIGHUP.
-    Signal(i32),
-    /// A PV backend was restarted (`None`) or left down (`Some(why)`).
-    Backend(String, Option<String>),
-}
+pub use super::msg::Msg;
 
 /// Events QEMU sent, numbered, for waiters.
 #[derive(Debug, Default)]

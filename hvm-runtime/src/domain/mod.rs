@@ -7,20 +7,26 @@
 //! | --- | --- |
 //! | `access.rs` | modes and owners of the run dir, sandbox identities, control-socket peers |
 //! | `adopt.rs` | a new supervisor for a domain whose QEMU outlived its own |
-//! | `rundir.rs` | the run dir layout, name reservation, finding live domains |
+//! | `files.rs` | the names of the files in a domain's run dir |
+//! | `rundir.rs` | the run dir layout and name reservation |
+//! | `find.rs` | finding live domains: adopting or cleaning up after a dead supervisor |
 //! | `record.rs` | the domain record (`domain.json`), written atomically |
 //! | `saved.rs` | the save format: magic, version, the domain as it runs, the stream's place |
 //! | `outgoing.rs` | `save` and `migrate` in the supervisor: the header, then QEMU's stream |
 //! | `incoming.rs` | `restore` and `migrate-receive` in the supervisor: devices back in place, the stream in, the rename |
 //! | `launch.rs` | what the supervisor starts (`launch.json`), made from the plan |
 //! | `lock.rs` | `flock` locks: the supervisor's, and the global one |
+//! | `handover.rs` | a new supervisor process, with the domain lock and an incoming stream on fixed descriptors |
 //! | `start.rs` | `pvio create`: reserve, spawn the supervisor, wait until running |
+//! | `qemu_link.rs` | the supervisor's QMP connections and event thread (at start and at adoption) |
 //! | `supervisor.rs` | the supervisor process: start, watch, apply actions, tear down |
+//! | `msg.rs` | what the supervisor's main loop is told |
 //! | `live.rs` | the supervisor's shared state: record, QMP, events, backends |
 //! | `guest_events.rs` | a guest's power-off, reboot or crash to an action |
 //! | `control.rs` | the supervisor's control socket: JSON lines, server and client |
-//! | `control_answers.rs` | the supervisor's answers to control requests |
+//! | `control_answers.rs` | the supervisor's answers to control requests (changes go to `hotplug/`) |
 //! | `backends.rs` | PV backends, one sandboxed process each, started with open fds |
+//! | `hotplug/` | disks, CD media, NICs and PCI devices changed in a running guest |
 //! | `image_lock.rs` | one writer per image: `flock` on the images PV disks use |
 //! | `taps.rs` | host taps made, joined to bridges, deleted |
 //! | `passthrough.rs` | host PCI devices taken at the start, given back at the end |
@@ -40,17 +46,23 @@ pub mod cleanup;
 pub mod console;
 pub mod control;
 pub mod control_answers;
+pub mod files;
+pub mod find;
 pub mod guest_events;
+pub mod handover;
+pub mod hotplug;
 pub mod image_lock;
 pub mod incoming;
 pub mod launch;
 pub mod lifecycle;
 pub mod live;
 pub mod lock;
+pub mod msg;
 pub mod outgoing;
 pub mod passthrough;
 pub mod pinning;
 pub mod process;
+pub mod qemu_link;
 pub mod record;
 pub mod rundir;
 pub mod saved;

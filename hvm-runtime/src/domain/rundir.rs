@@ -21,18 +21,7 @@ use super::lock::FileLock;
 use super::record::{DomainRecord, DomainState};
 use super::{cleanup, DomainError};
 
-/// The record file in a domain's dir.
-pub const RECORD: &str = "domain.json";
-/// The supervisor's lock file in a domain's dir.
-pub const LOCK: &str = "lock";
-/// What the supervisor starts.
-pub const LAUNCH: &str = "launch.json";
-/// The supervisor's log.
-pub const LOG: &str = "supervisor.log";
-/// The supervisor's control socket.
-pub const CONTROL: &str = "control.sock";
-/// QEMU's second QMP socket, the one the supervisor listens to events on.
-pub const QMP_EVENTS: &str = crate::plan::EVENTS_SOCKET;
+pub use super::files::{CONTROL, LAUNCH, LOCK, LOG, QMP_EVENTS, RECORD};
 
 /// The root of runtime state.
 #[derive(Debug, Clone)]
@@ -196,79 +185,6 @@ impl RunRoot {
             }),
             _ => Ok(()),
         }
-    }
-
-    /// Every domain that runs (or is starting, paused, preserved). A domain
-    /// whose supervisor died is cleaned on the way and reported through
-    /// `on_dead`.
-    pub fn live_domains(&self, mut on_dead: impl FnMut(&DomainRecord)) -> Vec<Found> {
-        let Ok(entries) = fs::read_dir(&self.root) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
-            .collect();
-        names.sort();
-        let mut out = Vec::new();
-        for name in names {
-            match self.live(&name) {
-                Ok(f) => out.push(f),
-                Err(DomainError::SupervisorDied { record, .. }) => on_dead(&record),
-                Err(_) => {}
-            }
-        }
-        out.sort_by_key(|f| f.record.id);
-        out
-    }
-
-    /// The running domain `name`. A dead supervisor's domain is cleaned
-    /// and reported as [`DomainError::SupervisorDied`].
-    pub fn live(&self, name: &str) -> Result<Found, DomainError> {
-        if !valid_name(name) {
-            return Err(DomainError::NoSuchDomain(name.to_owned()));
-        }
-        let dir = self.domain_dir(name);
-        let no_such = || DomainError::NoSuchDomain(name.to_owned());
-        let record = DomainRecord::load(&dir.join(RECORD)).map_err(|_| no_such())?;
-        let held = FileLock::is_held(&dir.join(LOCK)).unwrap_or(false);
-        if held {
-            return Ok(Found { dir, record });
-        }
-        if record.state == DomainState::Ended {
-            return Err(no_such());
-        }
-        // The supervisor is gone but never recorded an end: clean up
-        // under the global lock (a `create` may be racing for the name).
-        let _global = self.global_lock()?;
-        let mut record = DomainRecord::load(&dir.join(RECORD)).map_err(|_| no_such())?;
-        if FileLock::is_held(&dir.join(LOCK)).unwrap_or(false) {
-            return Ok(Found { dir, record });
-        }
-        if record.state == DomainState::Ended {
-            return Err(no_such());
-        }
-        // QEMU outlived its supervisor: a new one adopts the domain.
-        if super::adopt::adoptable(&record) {
-            match super::adopt::respawn(&dir) {
-                Ok(record) => return Ok(Found { dir, record }),
-                Err(e) => tracing::warn!(
-                    "domain {name}: {}; cleaning up after it",
-                    crate::report::error_line(&e)
-                ),
-            }
-            record = DomainRecord::load(&dir.join(RECORD)).map_err(|_| no_such())?;
-            if record.state == DomainState::Ended {
-                return Err(no_such());
-            }
-        }
-        cleanup::reap_dead(&dir, &mut record);
-        Err(DomainError::SupervisorDied {
-            name: name.to_owned(),
-            record: Box::new(record),
-        })
     }
 
     /// The record of `name` whatever its state (`None` if there is none).

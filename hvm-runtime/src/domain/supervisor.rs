@@ -18,21 +18,17 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::files::{qemu_log_tail, LOCK, QEMU_LOG, RECORD};
 use super::guest_events::GuestStop;
+use super::handover::{INCOMING_FD, LOCK_FD};
 use super::launch::{LaunchSpec, OnEvent};
 use super::live::{LiveDomain, Msg};
+use super::qemu_link::connect_qmp;
 use super::record::{DomainRecord, DomainState, SerialEndpoint};
-use super::rundir::{LOCK, RECORD};
 use super::{cleanup, control, control_answers, passthrough, process, taps, DomainError};
-use crate::qmp::{qmp, EventReader, Qmp, QmpError, Received};
+use crate::qmp::{qmp, QmpError};
 use crate::report::error_line;
 
-/// The descriptor of the domain lock the supervisor inherits.
-pub const LOCK_FD: RawFd = 3;
-/// QEMU's output, beside the supervisor's log.
-pub const QEMU_LOG: &str = "qemu.log";
-/// How long QEMU may take to open its QMP sockets.
-const QEMU_START: Duration = Duration::from_secs(30);
 /// How long QEMU may take to exit after SIGTERM before it is killed.
 const QUIT_GRACE: Duration = Duration::from_secs(10);
 /// How often the idle main loop reads what QEMU queued on the command
@@ -42,18 +38,14 @@ const DRAIN_EVERY: Duration = Duration::from_secs(20);
 /// Runs the supervisor of the domain in `dir` until the domain ends;
 /// with `adopt`, of a domain whose QEMU outlived its first supervisor.
 /// With `incoming`, the domain starts from the saved or migrated state
-/// on [`INCOMING_FD`](super::incoming::INCOMING_FD).
+/// on [`INCOMING_FD`](INCOMING_FD).
 pub fn run(dir: &Path, adopt: bool, incoming: bool) -> Result<(), DomainError> {
     let stream = if incoming {
         Some(super::incoming::take_inherited()?)
     } else {
         None
     };
-    close_inherited(if incoming {
-        super::incoming::INCOMING_FD
-    } else {
-        LOCK_FD
-    });
+    close_inherited(if incoming { INCOMING_FD } else { LOCK_FD });
     let _own_lock = keep_lock(dir)?;
     let spec = LaunchSpec::load(dir)?;
     let mut record = DomainRecord::load(&dir.join(RECORD))?;
@@ -233,30 +225,6 @@ fn start(
     Ok(())
 }
 
-/// Connects the supervisor's two QMP connections (events, commands) to
-/// QEMU, gives the monitor socket to the operators and starts reading
-/// events: at start, and when a new supervisor adopts a running QEMU.
-pub(super) fn connect_qmp(
-    live: &Arc<LiveDomain>,
-    exited: &Arc<AtomicBool>,
-) -> Result<(), DomainError> {
-    let spec = &live.spec;
-    let alive = || !exited.load(Ordering::SeqCst);
-    let gone = |e: QmpError| {
-        if exited.load(Ordering::SeqCst) {
-            DomainError::QemuExited
-        } else {
-            e.into()
-        }
-    };
-    let events =
-        EventReader::connect_while(&spec.events_socket, QEMU_START, alive).map_err(gone)?;
-    let q = Qmp::connect_while(&spec.qmp_socket, QEMU_START, alive).map_err(gone)?;
-    live.set_qmp(q);
-    protect_monitor(live);
-    spawn_event_thread(live, events)
-}
-
 /// Serves the control socket.
 pub(super) fn serve_control(live: &Arc<LiveDomain>) -> Result<(), DomainError> {
     let handler_live = Arc::clone(live);
@@ -292,21 +260,6 @@ fn prepare_dm_dir(spec: &LaunchSpec) -> Result<(), DomainError> {
         });
     }
     Ok(())
-}
-
-/// Gives the `monitor=1` socket QEMU made (root's, 0600) to the
-/// operators: it grants everything QEMU can do.
-fn protect_monitor(live: &LiveDomain) {
-    let m = live.dir().join("monitor.sock");
-    if m.exists() {
-        if let Err(e) = super::access::protect(
-            &m,
-            super::access::SOCKET_MODE,
-            super::access::operators_gid(),
-        ) {
-            tracing::warn!("cannot set the mode of {}: {e}", m.display());
-        }
-    }
 }
 
 fn spawn_qemu(
@@ -365,29 +318,6 @@ fn spawn_qemu(
                 .map_or_else(|e| format!("wait failed: {e}"), |s| s.to_string());
             exited.store(true, Ordering::SeqCst);
             waiter_live.send(Msg::QemuExited(status));
-        })
-        .map_err(DomainError::Spawn)?;
-    Ok(())
-}
-
-fn spawn_event_thread(live: &Arc<LiveDomain>, mut events: EventReader) -> Result<(), DomainError> {
-    let live = Arc::clone(live);
-    std::thread::Builder::new()
-        .name("qmp-events".to_owned())
-        .spawn(move || loop {
-            match events.next_event() {
-                Ok(Received::Event(e)) => {
-                    tracing::info!("event {}", crate::qmp::event_name(&e));
-                    live.events.push((*e).clone());
-                    live.send(Msg::Event(e));
-                }
-                Ok(Received::Unknown(text)) => tracing::debug!("unknown QMP message: {text}"),
-                Ok(Received::Closed) => return,
-                Err(e) => {
-                    tracing::warn!("QMP events: {}", error_line(&e));
-                    return;
-                }
-            }
         })
         .map_err(DomainError::Spawn)?;
     Ok(())
@@ -673,16 +603,4 @@ fn teardown(live: &LiveDomain, exited: &AtomicBool, ran: bool, cause: &str, deta
         r.taps_created.clear();
     });
     tracing::info!("domain {} ended: {cause}: {detail}", live.name());
-}
-
-/// The last lines of QEMU's log, as a suffix for an error line.
-pub fn qemu_log_tail(dir: &Path) -> String {
-    let text = std::fs::read_to_string(dir.join(QEMU_LOG)).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(3)..].join(" / ");
-    if tail.is_empty() {
-        String::new()
-    } else {
-        format!("; QEMU said: {tail}")
-    }
 }

@@ -39,7 +39,7 @@ pub trait HostView {
     fn find_program(&self, name: &Path) -> Option<PathBuf>;
     /// What QEMU `qemu` lists for `what` (`-device help`, ...); `None`
     /// when that cannot be asked (then nothing is checked).
-    fn qemu_offers(&self, _qemu: &Path, _what: super::offers::Listing) -> Option<String> {
+    fn qemu_offers(&self, _qemu: &Path, _what: Listing) -> Option<String> {
         None
     }
     /// Why the start would not get the host PCI device `bdf` for the
@@ -128,7 +128,7 @@ impl HostView for RealHost {
         out
     }
 
-    fn qemu_offers(&self, qemu: &Path, what: super::offers::Listing) -> Option<String> {
+    fn qemu_offers(&self, qemu: &Path, what: Listing) -> Option<String> {
         let out = std::process::Command::new(self.find_program(qemu)?)
             .args([what.option(), "help"])
             .stdin(std::process::Stdio::null())
@@ -158,4 +158,26 @@ pub fn ovmf_path(host: &dyn HostView) -> PathBuf {
         .map(PathBuf::from)
         .find(|p| host.exists(p))
         .unwrap_or_else(|| PathBuf::from(OVMF_CANDIDATES[0]))
+}
+
+/// One of QEMU's `help` listings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// `-display help`.
+    Displays,
+    /// `-device help`.
+    Devices,
+    /// `-audiodev help`.
+    Audio,
+}
+
+impl Listing {
+    /// The option whose `help` lists it.
+    pub fn option(self) -> &'static str {
+        match self {
+            Listing::Displays => "-display",
+            Listing::Devices => "-device",
+            Listing::Audio => "-audiodev",
+        }
+    }
 }

@@ -11,27 +11,7 @@ use super::host::HostView;
 use super::{DomainPlan, Problem};
 use crate::config::DomainSpec;
 
-/// One of QEMU's `help` listings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listing {
-    /// `-display help`.
-    Displays,
-    /// `-device help`.
-    Devices,
-    /// `-audiodev help`.
-    Audio,
-}
-
-impl Listing {
-    /// The option whose `help` lists it.
-    pub fn option(self) -> &'static str {
-        match self {
-            Listing::Displays => "-display",
-            Listing::Devices => "-device",
-            Listing::Audio => "-audiodev",
-        }
-    }
-}
+pub use super::host::Listing;
 
 /// Whether a `-device help` text lists the device model `name`
 /// (`name "virtio-net-pci", bus PCI, ...`).
