@@ -7,6 +7,7 @@
 //! An engine moves bytes between host addresses and the image; it must not
 //! know about guests, descriptor chains or virtio.
 
+mod mapped;
 mod null;
 mod sync;
 mod uring;
