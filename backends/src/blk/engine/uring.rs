@@ -48,6 +48,9 @@ pub struct UringEngine {
     /// then done on the queue thread (see [`Inline`]), as io_uring itself
     /// does for page-cache hits on ext4 or xfs.
     inline: Inline,
+    /// Operations were submitted since the completion eventfd was last
+    /// emptied with none in flight: it may hold a count.
+    armed: bool,
     /// Keeps the registered fd open for the ring's lifetime.
     file: Arc<File>,
 }
@@ -89,6 +92,7 @@ impl UringEngine {
             early: Vec::new(),
             in_flight: 0,
             inline,
+            armed: false,
             file,
         })
     }
@@ -172,6 +176,12 @@ impl UringEngine {
 
     /// Submits every queued operation.
     pub fn submit(&mut self) -> io::Result<()> {
+        // Entering with nothing to start is a system call for nothing (and
+        // the queue thread calls this after every step).
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
+        self.armed = true;
         loop {
             match self.ring.submit() {
                 Ok(_) => return Ok(()),
@@ -199,6 +209,7 @@ impl UringEngine {
     }
 
     fn enter_and_wait(&mut self, want: usize) -> io::Result<()> {
+        self.armed = true;
         loop {
             match self.ring.submit_and_wait(want) {
                 Ok(_) => return Ok(()),
@@ -254,9 +265,19 @@ impl UringEngine {
     }
 
     /// Empties the completion eventfd.
-    pub fn clear_event(&self) {
+    pub fn clear_event(&mut self) {
+        // Nothing went to the ring since the last time it was emptied with
+        // nothing in flight: the eventfd cannot hold a count (operations done
+        // inline never touch it), and reading it would be a system call for
+        // nothing.
+        if !self.armed {
+            return;
+        }
         // EAGAIN (already empty) is the expected case.
         let _ = self.event.read();
+        if self.in_flight == 0 {
+            self.armed = false;
+        }
     }
 }
 
