@@ -203,7 +203,11 @@ impl QueueWorker {
             // spinning then would take a core from the kernel workers doing
             // the copies (on 2 cores, 128 KiB reads at QD8 lost up to a
             // quarter of their throughput to it).
-            if self.engine.in_flight() <= 1 {
+            // A lone operation on a device (O_DIRECT, a driver at depth 1):
+            // spin for its completion too, so that it needs no wake-up of
+            // this thread.
+            let on_device = self.engine.in_flight() == 1 && self.engine.polls_in_flight();
+            if self.engine.in_flight() <= 1 || on_device {
                 let queue = state.get_queue();
                 let engine = &mut self.engine;
                 let has_work = || {
@@ -213,7 +217,12 @@ impl QueueWorker {
                             .map(|idx| idx.0 != queue.next_avail())
                             .unwrap_or(false)
                 };
-                if self.poller.poll(has_work) {
+                let found = if on_device {
+                    self.poller.poll_in_flight(has_work)
+                } else {
+                    self.poller.poll(has_work)
+                };
+                if found {
                     continue;
                 }
             }
