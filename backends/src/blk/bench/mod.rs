@@ -303,14 +303,7 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
                         )?,
                         (_, None) => {
                             let r = peer::start(*peer, &setup, &image, dir.path(), queues)?;
-                            client::run(
-                                &r.socket,
-                                queues,
-                                wl,
-                                image_len,
-                                opts.warmup,
-                                opts.measure,
-                            )?
+                            run_fresh(&r.socket, queues, wl, image_len, opts)?
                         }
                     };
                     if sample.errors > 0 {
@@ -340,6 +333,29 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
     say(out, "")?;
     say(out, &report::targets(&rows, opts.direct))?;
     Ok(rows)
+}
+
+/// The client on a daemon just started: its socket file exists from its
+/// `bind`, but it may not listen yet, so a refused connection is tried
+/// again for up to 2 s (a probe would use up a one-connection daemon).
+fn run_fresh(
+    socket: &std::path::Path,
+    queues: usize,
+    wl: Workload,
+    image_len: u64,
+    opts: &BenchOptions,
+) -> Result<Sample, BenchError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match client::run(socket, queues, wl, image_len, opts.warmup, opts.measure) {
+            Err(BenchError::Client(e))
+                if e.starts_with("connect:") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether `dir` is on tmpfs.
