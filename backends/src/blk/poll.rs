@@ -18,10 +18,6 @@ pub const MIN_WINDOW: Duration = Duration::from_micros(2);
 pub const MAX_WINDOW: Duration = Duration::from_micros(64);
 /// Where a queue starts.
 const START_WINDOW: Duration = Duration::from_micros(16);
-/// How long a queue whose operations are on a device (O_DIRECT) spins for
-/// their completions before it sleeps: longer than a fast disk's latency,
-/// so that the completion needs no wake-up of this thread.
-pub const IN_FLIGHT_WINDOW: Duration = Duration::from_micros(250);
 
 /// The polling window of one queue.
 #[derive(Debug, Clone)]
@@ -52,29 +48,6 @@ impl Poller {
     /// The current window.
     pub fn window(&self) -> Duration {
         self.window
-    }
-
-    /// Spins until `ready()` is true (returns true) or
-    /// [`IN_FLIGHT_WINDOW`] ends (returns false), for the one operation a
-    /// queue has on a device; the window does not adapt: the completion
-    /// comes, only its time is unknown. Off with the rest of polling.
-    /// (Yielding the core between looks measured worse at depth 1, and
-    /// spinning with more in flight took the core the driver and the
-    /// device's interrupts need: docs/benchmarks.md.)
-    pub fn poll_in_flight(&mut self, mut ready: impl FnMut() -> bool) -> bool {
-        if self.window.is_zero() {
-            return false;
-        }
-        let start = Instant::now();
-        loop {
-            if ready() {
-                return true;
-            }
-            if start.elapsed() >= IN_FLIGHT_WINDOW {
-                return false;
-            }
-            std::hint::spin_loop();
-        }
     }
 
     /// Spins until `ready()` is true (returns true) or the window ends
@@ -115,20 +88,5 @@ mod tests {
             assert!(!p.poll(|| false));
         }
         assert_eq!(p.window(), MIN_WINDOW);
-    }
-
-    #[test]
-    fn in_flight_polling_waits_its_whole_window_and_does_not_adapt() {
-        let mut p = Poller::new();
-        let before = p.window();
-        let mut looks = 0;
-        assert!(p.poll_in_flight(|| {
-            looks += 1;
-            looks == 3
-        }));
-        let start = Instant::now();
-        assert!(!p.poll_in_flight(|| false));
-        assert!(start.elapsed() >= IN_FLIGHT_WINDOW);
-        assert_eq!(p.window(), before);
     }
 }

@@ -203,11 +203,7 @@ impl QueueWorker {
             // spinning then would take a core from the kernel workers doing
             // the copies (on 2 cores, 128 KiB reads at QD8 lost up to a
             // quarter of their throughput to it).
-            // A lone operation on a device (O_DIRECT, a driver at depth 1):
-            // spin for its completion too, so that it needs no wake-up of
-            // this thread.
-            let on_device = self.engine.in_flight() == 1 && self.engine.polls_in_flight();
-            if self.engine.in_flight() <= 1 || on_device {
+            if self.engine.in_flight() <= 1 {
                 let queue = state.get_queue();
                 let engine = &mut self.engine;
                 let has_work = || {
@@ -217,12 +213,7 @@ impl QueueWorker {
                             .map(|idx| idx.0 != queue.next_avail())
                             .unwrap_or(false)
                 };
-                let found = if on_device {
-                    self.poller.poll_in_flight(has_work)
-                } else {
-                    self.poller.poll(has_work)
-                };
-                if found {
+                if self.poller.poll(has_work) {
                     continue;
                 }
             }

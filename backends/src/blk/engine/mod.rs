@@ -209,16 +209,6 @@ impl Engine {
         }
     }
 
-    /// Whether operations in flight are on a device (O_DIRECT through the
-    /// ring), where waiting for them takes no core from the kernel: the
-    /// queue may spin for their completions.
-    pub fn polls_in_flight(&self) -> bool {
-        match self {
-            Engine::Uring(e) => e.direct(),
-            Engine::Sync(_) | Engine::Null(_) => false,
-        }
-    }
-
     /// Operations pushed and not yet reaped.
     pub fn in_flight(&self) -> usize {
         match self {

@@ -48,8 +48,6 @@ pub struct UringEngine {
     /// then done on the queue thread (see [`Inline`]), as io_uring itself
     /// does for page-cache hits on ext4 or xfs.
     inline: Inline,
-    /// The image is open with O_DIRECT.
-    direct: bool,
     /// Operations were submitted since the completion eventfd was last
     /// emptied with none in flight: it may hold a count.
     armed: bool,
@@ -88,15 +86,12 @@ impl UringEngine {
         ring.submitter().register_eventfd(event.as_raw_fd())?;
         restrict(&ring)?;
         let inline = Inline::choose(&file);
-        let direct =
-            rustix::fs::fcntl_getfl(&*file).is_ok_and(|f| f.contains(rustix::fs::OFlags::DIRECT));
         Ok(Self {
             ring,
             event,
             early: Vec::new(),
             in_flight: 0,
             inline,
-            direct,
             armed: false,
             file,
         })
@@ -139,11 +134,6 @@ impl UringEngine {
     /// on tmpfs).
     pub fn inlines_small(&self) -> bool {
         !matches!(self.inline, Inline::Never)
-    }
-
-    /// Whether the image is open with O_DIRECT.
-    pub fn direct(&self) -> bool {
-        self.direct
     }
 
     /// Does `op` on the queue thread if this image's policy says so.
