@@ -40,10 +40,12 @@ test_bench() {
   cargo test --release -q -p pvio-tests --test "$1" -- --ignored --nocapture
 }
 
+# PVIO_BENCH_PEER_CH=/path/to/vhost_user_block adds Cloud Hypervisor's
+# daemon (built from its own source, outside pvio) to the block rows.
 run blk-backend-tmpfs test_bench blk_backend_bench
-# The same on ext4 (or whatever /var/tmp is), where io_uring can complete
-# page-cache hits without a worker thread.
-run blk-backend-vartmp env PVIO_BENCH_DIR=/var/tmp PVIO_BENCH_OUT="$out/vartmp" \
+# The same on a disk filesystem (/var/tmp unless PVIO_BENCH_DIR says
+# otherwise), the image opened with O_DIRECT by every backend and fio.
+run blk-backend-direct env PVIO_BENCH_DIRECT=1 \
   cargo test --release -q -p pvio-tests --test blk_backend_bench -- --ignored --nocapture
 run blk-guest test_bench blk_bench
 run net-backend ./target/release/pvio bench net

@@ -175,7 +175,17 @@ fn start_blk(dir: &Path) -> (BlkServer, std::path::PathBuf) {
 
 #[test]
 fn spec_migration_block_reads_mark_exactly_the_pages_written_while_logging() {
-    let dir = tempfile::tempdir().unwrap();
+    reads_mark_exactly_the_pages_written(&tempfile::tempdir().unwrap());
+}
+
+/// On tmpfs the engine copies through a mapping of the image instead of a
+/// system call: the pages it writes must be marked all the same.
+#[test]
+fn spec_migration_block_reads_copied_from_a_tmpfs_image_are_marked_too() {
+    reads_mark_exactly_the_pages_written(&tempfile::tempdir_in("/dev/shm").unwrap());
+}
+
+fn reads_mark_exactly_the_pages_written(dir: &tempfile::TempDir) {
     let (server, socket) = start_blk(dir.path());
     let stop = server.stop_handle();
     let backend = thread::spawn(move || server.run());

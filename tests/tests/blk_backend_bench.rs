@@ -5,11 +5,14 @@
 //! cargo test --release -p pvio-tests --test blk_backend_bench -- --ignored --nocapture
 //! ```
 //!
-//! Runs `pvio bench blk --json` (pvio, qemu-storage-daemon and pvio's null
-//! engine driven by the same libblkio client, no VM; see
-//! `backends/src/blk/bench/`), prints its table, and writes the figures and
-//! a chart to `PVIO_BENCH_OUT` (default `target/bench`) as
-//! `blk-backend.json` and `blk-backend.svg`.
+//! Runs `pvio bench blk --json` (pvio, qemu-storage-daemon, pvio's null
+//! engine and, with `PVIO_BENCH_PEER_CH` naming its binary, Cloud
+//! Hypervisor's `vhost_user_block`, driven by the same libblkio client, no
+//! VM; and fio on the same file; see `backends/src/blk/bench/`), prints its
+//! table, and writes the figures and a chart to `PVIO_BENCH_OUT` (default
+//! `target/bench`) as `blk-backend.json` and `blk-backend.svg`; with
+//! `PVIO_BENCH_DIRECT=1` the image is on a disk filesystem opened with
+//! O_DIRECT (`--direct`) and the files are `blk-backend-direct.*`.
 
 use std::process::{Command, Stdio};
 
@@ -19,8 +22,16 @@ use pvio_tests::pvio_bin;
 #[test]
 #[ignore = "a benchmark: run by hand, see the file's doc"]
 fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
-    let out = Command::new(pvio_bin())
-        .args(["bench", "blk", "--json"])
+    let direct = std::env::var_os("PVIO_BENCH_DIRECT").is_some_and(|v| v == "1");
+    let mut cmd = Command::new(pvio_bin());
+    cmd.args(["bench", "blk", "--json"]);
+    if direct {
+        cmd.arg("--direct");
+    }
+    if let Some(ch) = std::env::var_os("PVIO_BENCH_PEER_CH") {
+        cmd.arg("--peer-ch").arg(ch);
+    }
+    let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .expect("run pvio bench blk");
@@ -28,7 +39,12 @@ fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
     let json = String::from_utf8(out.stdout).expect("UTF-8");
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json).expect("JSON rows");
     assert!(!rows.is_empty(), "no figures");
-    plot::write_bench_file("blk-backend.json", &json).expect("write the figures");
+    let name = if direct {
+        "blk-backend-direct"
+    } else {
+        "blk-backend"
+    };
+    plot::write_bench_file(&format!("{name}.json"), &json).expect("write the figures");
 
     // One panel per (queues, workload) in the order measured, one bar per
     // backend: IOPS for 4 KiB, MB/s for larger requests; and QD1 latency.
@@ -57,6 +73,16 @@ fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
         };
         let q = if queues == 1 { "queue" } else { "queues" };
         push(format!("{workload}, {queues} {q}"), unit, false, value);
+        // pvio / this row, one panel per (queues, workload): above 1 means
+        // pvio is ahead of that peer or ceiling.
+        if let Some(ratio) = r["pvio_over_this_iops"].as_f64() {
+            push(
+                format!("{workload}, {queues} {q}: pvio / this (IOPS)"),
+                "x",
+                false,
+                ratio,
+            );
+        }
         if r["depth"].as_u64() == Some(1) {
             push(
                 format!("{workload}, {queues} {q}: median latency"),
@@ -71,12 +97,17 @@ fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
+    let image = if direct {
+        "image on a disk filesystem, O_DIRECT"
+    } else {
+        "image on tmpfs"
+    };
     let svg = plot::svg(
         "Block backends over vhost-user, no VM",
-        &format!("libblkio client, image on tmpfs, no accelerator involved; {date}"),
+        &format!("libblkio client, {image}, no accelerator involved; {date}"),
         "pvio",
         &panels,
     );
-    let path = plot::write_bench_file("blk-backend.svg", &svg).expect("write the chart");
+    let path = plot::write_bench_file(&format!("{name}.svg"), &svg).expect("write the chart");
     println!("chart: {}", path.display());
 }

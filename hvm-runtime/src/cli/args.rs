@@ -59,6 +59,22 @@ pub struct JsonArg {
     pub json: bool,
 }
 
+/// `pvio bench blk`.
+#[derive(Debug, Args)]
+pub struct BenchBlkArgs {
+    /// Print the figures as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Image on a disk filesystem (`/var/tmp` unless PVIO_BENCH_DIR says
+    /// otherwise), opened with O_DIRECT by every backend and by fio.
+    #[arg(long)]
+    pub direct: bool,
+    /// Cloud Hypervisor's `vhost_user_block` binary, built from its source,
+    /// for a row of its own.
+    #[arg(long, value_name = "PATH")]
+    pub peer_ch: Option<PathBuf>,
+}
+
 /// `pvio block-attach`.
 #[derive(Debug, Args)]
 pub struct BlockAttachArgs {
@@ -308,9 +324,10 @@ impl SandboxArgs {
 /// `pvio bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// PV block backend against qemu-storage-daemon and the null engine, no
+    /// PV block backend against qemu-storage-daemon, Cloud Hypervisor's
+    /// daemon (`--peer-ch`), the null engine and fio (the host ceiling), no
     /// VM (`--json`: the table on stderr, the figures as JSON on stdout).
-    Blk(JsonArg),
+    Blk(BenchBlkArgs),
     /// PV net backend alone, no VM: frames per second each way and the
     /// round trip (guests against QEMU's NICs: docs/benchmarks.md).
     Net,

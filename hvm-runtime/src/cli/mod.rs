@@ -3,6 +3,7 @@
 
 pub mod args;
 mod backend_net;
+mod bench_blk;
 mod bench_net;
 mod create;
 pub mod domain;

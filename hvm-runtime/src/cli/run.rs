@@ -74,7 +74,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, CliError> {
         C::Release(a) => Ok(pci::release(a)?),
         C::Backend(BackendCommand::Blk(a)) => backend_blk(a),
         C::Backend(BackendCommand::Net(a)) => Ok(super::backend_net::backend_net(a)?),
-        C::Bench(BenchCommand::Blk(a)) => bench_blk(a.json),
+        C::Bench(BenchCommand::Blk(a)) => super::bench_blk::bench_blk(&a),
         C::Bench(BenchCommand::Net) => Ok(super::bench_net::bench_net()?),
     }
 }
@@ -121,43 +121,6 @@ fn backend_blk(a: super::args::BlkBackendArgs) -> Result<ExitCode, CliError> {
     opts.serial = a.serial;
     pvio_backends::blk::serve_until_signal(&opts, a.sandbox.options().as_ref())?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `pvio bench blk`: pvio's block backend against qemu-storage-daemon and
-/// the null engine, printed as a Markdown table as it runs; with `json`, the
-/// table goes to stderr and the figures to stdout as JSON (for plots).
-fn bench_blk(json: bool) -> Result<ExitCode, CliError> {
-    let opts = pvio_backends::blk::bench::BenchOptions::from_env();
-    // Not locked for the whole run: the backends it starts log to stderr.
-    let rows = if json {
-        pvio_backends::blk::bench::run(&opts, &mut std::io::stderr())?
-    } else {
-        pvio_backends::blk::bench::run(&opts, &mut std::io::stdout())?
-    };
-    if json {
-        let figures: Vec<serde_json::Value> = rows.iter().map(bench_blk_row).collect();
-        serde_json::to_writer_pretty(std::io::stdout().lock(), &figures)
-            .map_err(CliError::Output)?;
-        println!();
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// One row of `pvio bench blk --json`.
-fn bench_blk_row(r: &pvio_backends::blk::bench::Row) -> serde_json::Value {
-    let s = &r.sample;
-    serde_json::json!({
-        "queues": r.queues,
-        "workload": r.workload.name,
-        "block": r.workload.block,
-        "depth": r.workload.depth,
-        "backend": r.peer.name(),
-        "iops": s.iops(),
-        "iops_low": r.spread.0,
-        "iops_high": r.spread.1,
-        "mbs": s.mbps(r.workload.block),
-        "median_us": s.median.as_secs_f64() * 1e6,
-    })
 }
 
 #[cfg(test)]

@@ -1,26 +1,30 @@
 //! `pvio bench blk`: pvio's block backend against qemu-storage-daemon's
-//! vhost-user-blk export and against pvio over the null engine, driven by
-//! the same libblkio client in the same run, on one image in tmpfs so that
-//! storage is not what is measured.
+//! vhost-user-blk export, optionally Cloud Hypervisor's `vhost_user_block`,
+//! and pvio over the null engine (the protocol floor), driven by the same
+//! libblkio client in the same run; and fio with io_uring on the same file
+//! (the host ceiling) when fio is installed. The image is in tmpfs (the
+//! page cache: storage is not what is measured) or, with `direct`, on a
+//! disk filesystem opened with O_DIRECT by every backend and by fio.
 //!
 //! Workloads (per queue): 4 KiB random read and write at depth 1 and 32,
 //! 128 KiB sequential read at depth 8; with one queue, then two (one client
-//! thread per queue). For each: IOPS, MB/s, median latency, the ratio
-//! pvio / qemu-storage-daemon, and at the end which of issue 3's targets
+//! thread, or fio job, per queue). For each: IOPS, MB/s, median latency, the
+//! ratio pvio / each other row, and at the end which of issue 12's targets
 //! were met. The client runs on the same cores as the backends.
 //!
 //! Not used by the backend itself. It must not shape a workload to a
 //! target: the same client and settings go to every peer.
 
 mod client;
+mod fio;
 mod peer;
+pub mod report;
 
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::Duration;
 
 pub use client::{Sample, Workload};
-pub use peer::Peer;
+pub use peer::{Peer, PeerSetup};
 
 use crate::blk::BlkError;
 
@@ -61,6 +65,12 @@ pub struct BenchOptions {
     pub rounds: usize,
     /// Run only the workloads whose name contains this.
     pub only: Option<String>,
+    /// O_DIRECT in every backend and in fio (`dir` on a disk filesystem).
+    pub direct: bool,
+    /// Cloud Hypervisor's `vhost_user_block` binary, for its row.
+    pub ch: Option<std::path::PathBuf>,
+    /// The fio row (when fio is installed).
+    pub fio: bool,
 }
 
 impl Default for BenchOptions {
@@ -73,15 +83,46 @@ impl Default for BenchOptions {
             queues: vec![1, 2],
             rounds: 3,
             only: None,
+            direct: false,
+            ch: None,
+            fio: true,
         }
     }
 }
 
 impl BenchOptions {
     /// The defaults, with `PVIO_BENCH_SECONDS` (measured seconds per
-    /// workload) and `PVIO_BENCH_DIR` (image directory) applied.
-    pub fn from_env() -> Self {
-        let mut o = Self::default();
+    /// workload), `PVIO_BENCH_ROUNDS`, `PVIO_BENCH_ONLY` (workloads whose
+    /// name contains it), `PVIO_BENCH_QUEUES` (`1`, `2` or `1,2`),
+    /// `PVIO_BENCH_MIB` (image size) and `PVIO_BENCH_DIR` (image directory;
+    /// with `direct` it defaults to `/var/tmp`) applied.
+    pub fn from_env(direct: bool) -> Self {
+        let mut o = Self {
+            direct,
+            ..Self::default()
+        };
+        if direct {
+            o.dir = "/var/tmp".into();
+        }
+        if let Some(q) = std::env::var("PVIO_BENCH_QUEUES").ok().and_then(|s| {
+            s.split(',')
+                .map(|q| {
+                    q.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|q| (1..=16).contains(q))
+                })
+                .collect::<Option<Vec<_>>>()
+        }) {
+            o.queues = q;
+        }
+        if let Some(mib) = std::env::var("PVIO_BENCH_MIB")
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .filter(|m| (8..=65536).contains(m))
+        {
+            o.image_mib = mib;
+        }
         if let Some(secs) = std::env::var("PVIO_BENCH_SECONDS")
             .ok()
             .and_then(|s| s.parse::<f64>().ok())
@@ -143,7 +184,24 @@ pub const WORKLOADS: [Workload; 5] = [
     },
 ];
 
-const PEERS: [Peer; 3] = [Peer::Pvio, Peer::Qsd, Peer::PvioNull];
+/// The rows of each workload, in order: pvio first (the others' ratios are
+/// to it).
+fn peers(opts: &BenchOptions) -> Vec<Peer> {
+    let mut p = vec![Peer::Pvio, Peer::Qsd];
+    if opts.ch.is_some() {
+        p.push(Peer::Ch);
+    }
+    p.push(Peer::PvioNull);
+    if opts.fio && fio::available() {
+        p.push(Peer::Fio);
+    }
+    // For profiling one backend: `PVIO_BENCH_PEERS=pvio,fio` keeps those
+    // rows (keys: pvio, qsd, ch, null, fio).
+    if let Ok(keep) = std::env::var("PVIO_BENCH_PEERS") {
+        p.retain(|peer| keep.split(',').any(|w| w.trim() == peer.key()));
+    }
+    p
+}
 
 /// One measured cell.
 #[derive(Clone, Debug)]
@@ -181,12 +239,18 @@ fn spread(rounds: &[Sample]) -> (f64, f64) {
 
 /// Runs everything, printing the table (Markdown) to `out` as it goes.
 pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchError> {
+    if opts.direct && on_tmpfs(&opts.dir) {
+        return Err(BenchError::Setup(format!(
+            "--direct measures a disk filesystem, and {} is tmpfs: set PVIO_BENCH_DIR",
+            opts.dir.display()
+        )));
+    }
     let dir = tempfile_dir(&opts.dir)?;
     let image = dir.path().join("bench.img");
     fill_image(&image, opts.image_mib)?;
     let image_len = opts.image_mib << 20;
     let say = |out: &mut dyn Write, s: &str| writeln!(out, "{s}").map_err(BenchError::Output);
-    say(out, &format!("{}\n", machine_line(&opts.dir)))?;
+    say(out, &format!("{}\n", machine_line(&opts.dir, opts.direct)))?;
     say(
         out,
         &format!(
@@ -196,16 +260,26 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
             opts.measure
         ),
     )?;
-    say(
-        out,
-        "| queues | workload | backend | IOPS [range] | MB/s | median latency | pvio / qsd |",
-    )?;
-    say(out, "| ---: | --- | --- | ---: | ---: | ---: | ---: |")?;
+    say(out, report::HEADER)?;
+    let setup = PeerSetup {
+        direct: opts.direct,
+        ch: opts.ch.clone(),
+    };
+    let peers = peers(opts);
     let mut rows = Vec::new();
     for &queues in &opts.queues {
+        // Backends that serve connection after connection run for the
+        // whole queue count; Cloud Hypervisor's daemon exits when its
+        // client leaves and is started for each round; fio is no backend.
         let mut running = Vec::new();
-        for peer in PEERS {
-            running.push((peer, peer::start(peer, &image, dir.path(), queues)?));
+        for &peer in &peers {
+            let r = match peer {
+                Peer::Pvio | Peer::Qsd | Peer::PvioNull => {
+                    Some(peer::start(peer, &setup, &image, dir.path(), queues)?)
+                }
+                Peer::Ch | Peer::Fio => None,
+            };
+            running.push((peer, r));
         }
         let only = opts.only.as_deref().unwrap_or("");
         for wl in WORKLOADS.into_iter().filter(|w| w.name.contains(only)) {
@@ -215,8 +289,23 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
             let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); running.len()];
             for _ in 0..opts.rounds.max(1) {
                 for ((peer, r), got) in running.iter().zip(samples.iter_mut()) {
-                    let sample =
-                        client::run(&r.socket, queues, wl, image_len, opts.warmup, opts.measure)?;
+                    let sample = match (peer, r) {
+                        (Peer::Fio, _) => {
+                            fio::run(&image, queues, wl, opts.direct, opts.warmup, opts.measure)?
+                        }
+                        (_, Some(r)) => client::run(
+                            &r.socket,
+                            queues,
+                            wl,
+                            image_len,
+                            opts.warmup,
+                            opts.measure,
+                        )?,
+                        (_, None) => {
+                            let r = peer::start(*peer, &setup, &image, dir.path(), queues)?;
+                            run_fresh(&r.socket, queues, wl, image_len, opts)?
+                        }
+                    };
                     if sample.errors > 0 {
                         return Err(BenchError::Client(format!(
                             "{} failed {} requests in {}",
@@ -236,80 +325,42 @@ pub fn run(opts: &BenchOptions, out: &mut dyn Write) -> Result<Vec<Row>, BenchEr
                     spread: spread(&got),
                     sample: median_round(got),
                 };
-                say(out, &format_row(&row, &rows))?;
+                say(out, &report::format_row(&row, &rows))?;
                 rows.push(row);
             }
         }
     }
     say(out, "")?;
-    say(out, &targets(&rows))?;
+    say(out, &report::targets(&rows, opts.direct))?;
     Ok(rows)
 }
 
-fn format_row(row: &Row, earlier: &[Row]) -> String {
-    let s = &row.sample;
-    let ratio = match row.peer {
-        Peer::Qsd => find(earlier, row.queues, row.workload.name, Peer::Pvio)
-            .map(|p| {
-                format!(
-                    "{:.2}x IOPS, {:.2}x latency",
-                    p.iops() / s.iops().max(1e-9),
-                    p.median.as_secs_f64() / s.median.as_secs_f64().max(1e-12)
-                )
-            })
-            .unwrap_or_default(),
-        _ => String::new(),
-    };
-    format!(
-        "| {} | {} | {} | {:.0} [{:.0}-{:.0}] | {:.1} | {:.1} µs | {} |",
-        row.queues,
-        row.workload.name,
-        row.peer.name(),
-        s.iops(),
-        row.spread.0,
-        row.spread.1,
-        s.mbps(row.workload.block),
-        s.median.as_secs_f64() * 1e6,
-        ratio
-    )
+/// The client on a daemon just started: its socket file exists from its
+/// `bind`, but it may not listen yet, so a refused connection is tried
+/// again for up to 2 s (a probe would use up a one-connection daemon).
+fn run_fresh(
+    socket: &std::path::Path,
+    queues: usize,
+    wl: Workload,
+    image_len: u64,
+    opts: &BenchOptions,
+) -> Result<Sample, BenchError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match client::run(socket, queues, wl, image_len, opts.warmup, opts.measure) {
+            Err(BenchError::Client(e))
+                if e.starts_with("connect:") && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
-fn find<'a>(rows: &'a [Row], queues: usize, workload: &str, peer: Peer) -> Option<&'a Sample> {
-    rows.iter()
-        .find(|r| r.queues == queues && r.workload.name == workload && r.peer == peer)
-        .map(|r| &r.sample)
-}
-
-/// Issue 3's targets, each said met or missed with the figures.
-pub fn targets(rows: &[Row]) -> String {
-    let mut s = String::from("Targets (one queue, pvio vs qemu-storage-daemon):\n");
-    let pair = |w: &str| Some((find(rows, 1, w, Peer::Pvio)?, find(rows, 1, w, Peer::Qsd)?));
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-    if let Some((p, q)) = pair("randread 4k QD32") {
-        let r = p.iops() / q.iops().max(1e-9);
-        let _ = writeln!(
-            s,
-            "- 4 KiB random read QD32 IOPS >= 1.5x: {r:.2}x, {}",
-            verdict(r >= 1.5)
-        );
-    }
-    if let Some((p, q)) = pair("randread 4k QD1") {
-        let r = p.median.as_secs_f64() / q.median.as_secs_f64().max(1e-12);
-        let _ = writeln!(
-            s,
-            "- QD1 median latency <= 0.7x: {r:.2}x, {}",
-            verdict(r <= 0.7)
-        );
-    }
-    if let Some((p, q)) = pair("seqread 128k QD8") {
-        let r = p.iops() / q.iops().max(1e-9);
-        let _ = writeln!(
-            s,
-            "- 128 KiB sequential read MB/s >= 1.2x: {r:.2}x, {}",
-            verdict(r >= 1.2)
-        );
-    }
-    s
+/// Whether `dir` is on tmpfs.
+fn on_tmpfs(dir: &std::path::Path) -> bool {
+    rustix::fs::statfs(dir).is_ok_and(|s| s.f_type == libc::TMPFS_MAGIC)
 }
 
 fn tempfile_dir(base: &std::path::Path) -> Result<TempDir, BenchError> {
@@ -354,7 +405,7 @@ fn fill_image(path: &std::path::Path, mib: u64) -> Result<(), BenchError> {
 }
 
 /// CPU model, core count, kernel and where the image is.
-fn machine_line(dir: &std::path::Path) -> String {
+fn machine_line(dir: &std::path::Path, direct: bool) -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -367,8 +418,9 @@ fn machine_line(dir: &std::path::Path) -> String {
         .unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     format!(
-        "Machine: {model}, {cores} cores shared by the client and the backend; Linux {}; image in {}",
+        "Machine: {model}, {cores} cores shared by the client and the backend; Linux {}; image in {}{}",
         kernel.trim(),
-        dir.display()
+        dir.display(),
+        if direct { ", opened with O_DIRECT" } else { "" }
     )
 }

@@ -7,6 +7,7 @@
 //! An engine moves bytes between host addresses and the image; it must not
 //! know about guests, descriptor chains or virtio.
 
+mod mapped;
 mod null;
 mod sync;
 mod uring;
@@ -228,7 +229,7 @@ impl Engine {
 
     /// Resets the completion eventfd (after everything was reaped), so that
     /// completions already handled do not wake the thread again.
-    pub fn clear_event(&self) {
+    pub fn clear_event(&mut self) {
         if let Engine::Uring(e) = self {
             e.clear_event();
         }

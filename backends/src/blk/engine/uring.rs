@@ -12,6 +12,7 @@ use std::sync::Arc;
 use io_uring::{opcode, squeue, types, IoUring, Probe};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+use super::mapped::MappedImage;
 use super::sync::perform;
 use super::{Completion, Op};
 
@@ -43,11 +44,13 @@ pub struct UringEngine {
     in_flight: usize,
     /// The image is on tmpfs, which has no non-blocking reads and writes:
     /// io_uring hands every operation on it to a kernel worker thread, and
-    /// waking that thread costs more than the copy. A lone small read or
-    /// write (nothing else in flight: a driver at queue depth 1) is then
-    /// done with a system call on the queue thread, as io_uring itself does
-    /// for page-cache hits on ext4 or xfs.
-    inline_small: bool,
+    /// waking that thread costs more than the copy. Reads and writes are
+    /// then done on the queue thread (see [`Inline`]), as io_uring itself
+    /// does for page-cache hits on ext4 or xfs.
+    inline: Inline,
+    /// Operations were submitted since the completion eventfd was last
+    /// emptied with none in flight: it may hold a count.
+    armed: bool,
     /// Keeps the registered fd open for the ring's lifetime.
     file: Arc<File>,
 }
@@ -82,13 +85,14 @@ impl UringEngine {
         let event = EventFd::new(EFD_NONBLOCK | libc::EFD_CLOEXEC)?;
         ring.submitter().register_eventfd(event.as_raw_fd())?;
         restrict(&ring)?;
-        let inline_small = on_tmpfs(&file);
+        let inline = Inline::choose(&file);
         Ok(Self {
             ring,
             event,
             early: Vec::new(),
             in_flight: 0,
-            inline_small,
+            inline,
+            armed: false,
             file,
         })
     }
@@ -99,11 +103,9 @@ impl UringEngine {
     ///
     /// See [`Engine::push`](super::Engine::push).
     pub unsafe fn push(&mut self, tag: u64, op: Op) -> io::Result<()> {
-        // SAFETY: the caller's contract covers the iovecs `transfer_len`
-        // reads.
-        if self.inline_small && self.nothing_pending() && unsafe { inline_fits(&op) } {
-            // SAFETY: forwarded contract; the operation completes here.
-            let result = unsafe { perform(self.file.as_raw_fd(), op) };
+        // SAFETY: forwarded contract; an operation done inline completes
+        // before this returns.
+        if let Some(result) = unsafe { self.try_inline(op) } {
             self.early.push(Completion { tag, result });
             return Ok(());
         }
@@ -128,13 +130,58 @@ impl UringEngine {
         self.in_flight == 0 && self.early.is_empty()
     }
 
-    /// Whether small operations are done inline (the image is on tmpfs).
+    /// Whether reads and writes are done on the queue thread (the image is
+    /// on tmpfs).
     pub fn inlines_small(&self) -> bool {
-        self.inline_small
+        !matches!(self.inline, Inline::Never)
+    }
+
+    /// Does `op` on the queue thread if this image's policy says so.
+    ///
+    /// # Safety
+    ///
+    /// See [`Engine::push`](super::Engine::push).
+    unsafe fn try_inline(&mut self, op: Op) -> Option<i32> {
+        let (offset, iov, iovcnt, write) = match op {
+            Op::Read {
+                offset,
+                iov,
+                iovcnt,
+            } => (offset, iov, iovcnt, false),
+            // Write-through asks for RWF_DSYNC: the system call says so.
+            Op::Write {
+                offset,
+                iov,
+                iovcnt,
+                dsync,
+            } if !(dsync && matches!(self.inline, Inline::Map(_))) => (offset, iov, iovcnt, true),
+            _ => return None,
+        };
+        match &self.inline {
+            Inline::Never => None,
+            Inline::LoneSmall => {
+                // SAFETY: the caller's contract covers the iovecs.
+                let small = unsafe { op.transfer_len() } <= INLINE_MAX;
+                (small && self.nothing_pending())
+                    // SAFETY: forwarded contract; done here.
+                    .then(|| unsafe { perform(self.file.as_raw_fd(), op) })
+            }
+            // SAFETY: forwarded contract; done here.
+            Inline::Syscall => Some(unsafe { perform(self.file.as_raw_fd(), op) }),
+            // SAFETY: forwarded contract; a range the mapping does not
+            // cover goes to the ring.
+            Inline::Map(m) => unsafe { m.copy(offset, iov, iovcnt, write) },
+        }
     }
 
     /// Submits every queued operation.
     pub fn submit(&mut self) -> io::Result<()> {
+        // Entering with nothing to start is a system call for nothing (and
+        // the queue thread calls this after every step).
+        if self.ring.submission().is_empty() {
+            return Ok(());
+        }
+        self.armed = true;
         loop {
             match self.ring.submit() {
                 Ok(_) => return Ok(()),
@@ -162,6 +209,7 @@ impl UringEngine {
     }
 
     fn enter_and_wait(&mut self, want: usize) -> io::Result<()> {
+        self.armed = true;
         loop {
             match self.ring.submit_and_wait(want) {
                 Ok(_) => return Ok(()),
@@ -217,9 +265,19 @@ impl UringEngine {
     }
 
     /// Empties the completion eventfd.
-    pub fn clear_event(&self) {
+    pub fn clear_event(&mut self) {
+        // Nothing went to the ring since the last time it was emptied with
+        // nothing in flight: the eventfd cannot hold a count (operations done
+        // inline never touch it), and reading it would be a system call for
+        // nothing.
+        if !self.armed {
+            return;
+        }
         // EAGAIN (already empty) is the expected case.
         let _ = self.event.read();
+        if self.in_flight == 0 {
+            self.armed = false;
+        }
     }
 }
 
@@ -316,24 +374,54 @@ unsafe fn single(iov: *const libc::iovec, iovcnt: u32) -> Option<(*mut libc::c_v
     Some((v.iov_base, u32::try_from(v.iov_len).ok()?))
 }
 
-/// Whether `op` is a read or write small enough to do inline.
-///
-/// # Safety
-///
-/// For reads and writes, `iov` must point to `iovcnt` readable iovecs.
-unsafe fn inline_fits(op: &Op) -> bool {
-    // SAFETY: forwarded contract.
-    matches!(op, Op::Read { .. } | Op::Write { .. }) && unsafe { op.transfer_len() } <= INLINE_MAX
+/// Which reads and writes are done on the queue thread instead of the ring.
+#[derive(Debug)]
+enum Inline {
+    /// None (a disk filesystem: io_uring completes page-cache hits inline
+    /// itself, and O_DIRECT needs the ring).
+    Never,
+    /// A read or write of up to `INLINE_MAX` bytes with nothing else in
+    /// flight, as a system call (tmpfs, before the mapping).
+    LoneSmall,
+    /// Every read and write, as a system call (tmpfs).
+    Syscall,
+    /// Every read and write, as a copy through a mapping of the image
+    /// (tmpfs; see `mapped.rs`).
+    Map(MappedImage),
+}
+
+impl Inline {
+    /// The policy for `file`: a copy through a mapping on tmpfs (unless
+    /// opened with O_DIRECT), the ring elsewhere. `PVIO_BLK_INLINE` =
+    /// `ring`, `lone`, `syscall` or `map` picks one on tmpfs, for measuring
+    /// what each buys (docs/benchmarks.md).
+    fn choose(file: &File) -> Self {
+        let Ok(flags) = rustix::fs::fcntl_getfl(file) else {
+            return Inline::Never;
+        };
+        if !on_tmpfs(file) || flags.contains(rustix::fs::OFlags::DIRECT) {
+            return Inline::Never;
+        }
+        let writable = flags.contains(rustix::fs::OFlags::RDWR);
+        let map = || match MappedImage::new(file, writable) {
+            Ok(m) => Inline::Map(m),
+            Err(e) => {
+                tracing::debug!("cannot map the image ({e}): system calls instead");
+                Inline::Syscall
+            }
+        };
+        match std::env::var("PVIO_BLK_INLINE").as_deref() {
+            Ok("ring") => Inline::Never,
+            Ok("lone") => Inline::LoneSmall,
+            Ok("syscall") => Inline::Syscall,
+            _ => map(),
+        }
+    }
 }
 
 /// Whether `file` is on tmpfs.
 fn on_tmpfs(file: &File) -> bool {
-    // SAFETY: an all-zero `statfs` is a valid value of this plain C struct.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatfs writes into `st`, which lives for the call, and reads
-    // only the descriptor, which `file` keeps open.
-    let ret = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
-    ret == 0 && st.f_type == libc::TMPFS_MAGIC
+    rustix::fs::fstatfs(file).is_ok_and(|st| st.f_type == libc::TMPFS_MAGIC)
 }
 
 #[cfg(test)]
@@ -368,13 +456,13 @@ mod tests {
     }
 
     #[test]
-    fn on_tmpfs_a_lone_small_read_is_done_before_any_submit() {
+    fn on_tmpfs_reads_are_done_before_any_submit() {
         let (_f, mut e) = engine_in(Path::new("/dev/shm"));
         assert!(e.inlines_small());
         let mut a = vec![0u8; 4096];
         read_into(&mut e, 1, &mut a, 4096);
         assert!(e.has_completions(), "done inline, nothing submitted");
-        // A second one while the first is not reaped goes to the ring.
+        // A second one while the first is not reaped.
         let mut b = vec![0u8; 4096];
         read_into(&mut e, 2, &mut b, 8192);
         assert_eq!(e.in_flight(), 2);
@@ -400,16 +488,16 @@ mod tests {
     }
 
     #[test]
-    fn on_tmpfs_a_large_read_goes_through_the_ring() {
+    fn on_tmpfs_a_read_past_the_mapped_image_goes_through_the_ring() {
         let (_f, mut e) = engine_in(Path::new("/dev/shm"));
-        let mut a = vec![0u8; 32768];
-        read_into(&mut e, 1, &mut a, 0);
+        let mut a = vec![0u8; 8192];
+        read_into(&mut e, 1, &mut a, 65536 - 4096);
         assert!(!e.has_completions(), "queued, not done");
         let mut out = Vec::new();
         e.submit().unwrap();
         e.wait_all(&mut out).unwrap();
-        assert_eq!(out[0].result, 32768);
-        assert_eq!(a[300], (300 % 251) as u8);
+        assert_eq!(out[0].result, 4096, "short: the image ends");
+        assert_eq!(a[300], ((65536 - 4096 + 300) % 251) as u8);
     }
 
     #[test]
