@@ -23,9 +23,9 @@ PACKAGES=(
   fio                 # the host's own ceiling row in `pvio bench blk`
   openssh-server      # sshd on 127.0.0.1 for the live-migration test
   openssh-client      # ssh: `pvio migrate` reaches the other host through it
-  syslinux            # the BIOS-boot test's bootable PV disk (syslinux --install --offset)
-  syslinux-common     # its mbr.bin
-  mtools              # mformat / mcopy: the FAT partition, without mounting
+  grub-pc-bin         # the BIOS-boot test's partitioned PV disk: grub-mkimage, boot.img (no bootloader install)
+  syslinux            # the BIOS-boot test's whole-disk FAT PV disk (syslinux --install)
+  mtools              # mformat / mmd / mcopy: the FAT file systems, without mounting
   ca-certificates
 )
 
