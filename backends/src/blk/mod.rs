@@ -216,6 +216,7 @@ pub fn serve_until_signal(
     opts: &BlkOptions,
     sandbox: Option<&SandboxOptions>,
 ) -> Result<(), BlkError> {
+    crate::vhost_user::block_stop_signals()?;
     let mut server = BlkServer::new(opts)?;
     if let Some(s) = sandbox {
         server.server.leave_socket_file();

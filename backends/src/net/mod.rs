@@ -156,6 +156,7 @@ pub fn serve_until_signal(
     opts: &NetOptions,
     sandbox: Option<&SandboxOptions>,
 ) -> Result<(), NetError> {
+    crate::vhost_user::block_stop_signals()?;
     let mut server = NetServer::new(opts)?;
     if let Some(s) = sandbox {
         server.server.leave_socket_file();

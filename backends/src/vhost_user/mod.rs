@@ -23,6 +23,6 @@ pub mod validate;
 
 pub use dirty_log::{GuestMem, LogBitmap};
 pub use server::{Device, Listen, Server, ServerError, Vring, VringHandler, GM};
-pub use signal::{stop_on_signals, SignalError};
+pub use signal::{block_stop_signals, stop_on_signals, SignalError};
 pub use stop::StopHandle;
 pub use validate::Refusal;

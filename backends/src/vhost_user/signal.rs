@@ -25,6 +25,21 @@ pub enum SignalError {
 
 const SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
 
+/// Blocks SIGTERM and SIGINT in the calling thread: from then on they wait
+/// for [`stop_on_signals`]'s watcher instead of killing the process. Call
+/// it first thing, before the socket exists: a supervisor or test that
+/// signals a backend as soon as its socket appears must stop it, not kill
+/// it.
+pub fn block_stop_signals() -> Result<(), SignalError> {
+    for sig in SIGNALS {
+        match block_signal(sig) {
+            Ok(()) | Err(vmm_sys_util::signal::Error::SignalAlreadyBlocked(_)) => {}
+            Err(e) => return Err(SignalError::Block(e.to_string())),
+        }
+    }
+    Ok(())
+}
+
 /// Blocks SIGTERM and SIGINT in the calling thread and starts a thread that
 /// waits for them and calls `handle.stop()`.
 ///
@@ -32,12 +47,7 @@ const SIGNALS: [libc::c_int; 2] = [libc::SIGTERM, libc::SIGINT];
 /// mask, so every thread started afterwards leaves the two signals to the
 /// watcher instead of being killed by them.
 pub fn stop_on_signals(handle: StopHandle) -> Result<(), SignalError> {
-    for sig in SIGNALS {
-        match block_signal(sig) {
-            Ok(()) | Err(vmm_sys_util::signal::Error::SignalAlreadyBlocked(_)) => {}
-            Err(e) => return Err(SignalError::Block(e.to_string())),
-        }
-    }
+    block_stop_signals()?;
     thread::Builder::new()
         .name("pvio-signals".into())
         .spawn(move || loop {

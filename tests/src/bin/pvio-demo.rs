@@ -239,7 +239,14 @@ fn follow_console(path: &Path, timeout: Duration) -> Result<(String, Vec<(String
         if let Some(b) = begin {
             for l in lines.iter().skip(b + 1).skip(shown) {
                 if let Some(rest) = l.split(END_MARKER_PREFIX).nth(1) {
-                    return Ok((rest.trim_end_matches('=').to_owned(), rates));
+                    // The status is the number after the prefix; whatever
+                    // the kernel printed on the same line after it (its
+                    // power-off message, a carriage return) is not.
+                    let rc: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '-')
+                        .collect();
+                    return Ok((rc, rates));
                 }
                 if let Some(rate) = parse_rate(l) {
                     rates.push(rate);
