@@ -12,7 +12,8 @@
 //! table, and writes the figures and a chart to `PVIO_BENCH_OUT` (default
 //! `target/bench`) as `blk-backend.json` and `blk-backend.svg`; with
 //! `PVIO_BENCH_DIRECT=1` the image is on a disk filesystem opened with
-//! O_DIRECT (`--direct`) and the files are `blk-backend-direct.*`.
+//! O_DIRECT (`--direct`) and the files are `blk-backend-direct.*`;
+//! `PVIO_BENCH_FROM=figures.json` charts figures already measured instead.
 
 use std::process::{Command, Stdio};
 
@@ -23,20 +24,11 @@ use pvio_tests::pvio_bin;
 #[ignore = "a benchmark: run by hand, see the file's doc"]
 fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
     let direct = std::env::var_os("PVIO_BENCH_DIRECT").is_some_and(|v| v == "1");
-    let mut cmd = Command::new(pvio_bin());
-    cmd.args(["bench", "blk", "--json"]);
-    if direct {
-        cmd.arg("--direct");
-    }
-    if let Some(ch) = std::env::var_os("PVIO_BENCH_PEER_CH") {
-        cmd.arg("--peer-ch").arg(ch);
-    }
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run pvio bench blk");
-    assert!(out.status.success(), "pvio bench blk failed");
-    let json = String::from_utf8(out.stdout).expect("UTF-8");
+    // PVIO_BENCH_FROM=figures.json charts a run already made.
+    let json = match std::env::var_os("PVIO_BENCH_FROM") {
+        Some(path) => std::fs::read_to_string(path).expect("read PVIO_BENCH_FROM"),
+        None => run_bench(direct),
+    };
     let rows: Vec<serde_json::Value> = serde_json::from_str(&json).expect("JSON rows");
     assert!(!rows.is_empty(), "no figures");
     let name = if direct {
@@ -110,4 +102,22 @@ fn pvio_vs_qemu_storage_daemon_vs_null_engine_without_a_vm() {
     );
     let path = plot::write_bench_file(&format!("{name}.svg"), &svg).expect("write the chart");
     println!("chart: {}", path.display());
+}
+
+/// `pvio bench blk --json`, its table on stderr; the figures.
+fn run_bench(direct: bool) -> String {
+    let mut cmd = Command::new(pvio_bin());
+    cmd.args(["bench", "blk", "--json"]);
+    if direct {
+        cmd.arg("--direct");
+    }
+    if let Some(ch) = std::env::var_os("PVIO_BENCH_PEER_CH") {
+        cmd.arg("--peer-ch").arg(ch);
+    }
+    let out = cmd
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run pvio bench blk");
+    assert!(out.status.success(), "pvio bench blk failed");
+    String::from_utf8(out.stdout).expect("UTF-8")
 }
