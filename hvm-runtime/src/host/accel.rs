@@ -140,12 +140,24 @@ pub fn detect_under(root: &Path) -> AccelDecision {
     }
 }
 
-/// The root of the host's filesystem, `/` unless `PVIO_HOST_ROOT` names a
-/// fixture tree.
+/// The root of the host's filesystem: `/`, or the fixture tree
+/// `PVIO_HOST_ROOT` names in a build with the `test-host-root` feature (a
+/// production build, which runs as root, never reads the host from a path
+/// its caller's environment chose; it says once that it ignores it).
 pub fn host_root() -> PathBuf {
-    std::env::var_os("PVIO_HOST_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
+    match std::env::var_os("PVIO_HOST_ROOT") {
+        Some(p) if cfg!(feature = "test-host-root") => PathBuf::from(p),
+        Some(_) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "PVIO_HOST_ROOT is ignored: only test builds (feature test-host-root) read the host from a fixture tree"
+                );
+            });
+            PathBuf::from("/")
+        }
+        None => PathBuf::from("/"),
+    }
 }
 
 #[cfg(test)]

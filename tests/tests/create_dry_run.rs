@@ -10,7 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const WINXP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/winxp.cfg");
+const WINXP: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../hvm-runtime/tests/fixtures/winxp.cfg"
+);
 
 struct Host {
     dir: tempfile::TempDir,
@@ -30,7 +33,7 @@ impl Host {
     }
 
     fn pvio(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_pvio"))
+        Command::new(pvio_tests::pvio_bin())
             .args(args)
             .env("PVIO_HOST_ROOT", self.dir.path().join("root"))
             .env("PVIO_RUN_DIR", self.dir.path().join("run"))
