@@ -21,7 +21,6 @@ pub mod engine;
 pub mod fuzz;
 pub mod image;
 pub mod metrics;
-pub mod poll;
 pub mod request;
 mod slot;
 mod worker;

@@ -24,11 +24,11 @@ use pvio_frontend_protocol::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use super::config::DiskInfo;
 use super::engine::{Completion, Engine, Op};
 use super::metrics::{GuestError, Metrics};
-use super::poll::Poller;
 use super::request::{parse, Action, ChainError, Request};
 use super::slot::{Slot, SlotOp};
 use crate::vhost_user::inflight::{InflightCell, InflightQueue};
 use crate::vhost_user::notify::HeldBack;
+use crate::vhost_user::poll::Poller;
 use crate::vhost_user::{Vring, GM};
 
 /// Reads and writes worth this many bytes, or this many of them, are
@@ -114,7 +114,7 @@ impl QueueWorker {
             completions: Vec::new(),
             broken: false,
             throttled: false,
-            poller: Poller::new(),
+            poller: new_poller(),
             held_back: HeldBack::default(),
             unsubmitted: 0,
             unsubmitted_requests: 0,
@@ -611,6 +611,16 @@ impl QueueWorker {
 
 mod inflight;
 mod lifecycle;
+
+/// A queue's poller, switched off when the environment has
+/// `PVIO_BLK_NO_POLL` (for measuring what polling buys).
+pub(super) fn new_poller() -> Poller {
+    if std::env::var_os("PVIO_BLK_NO_POLL").is_some() {
+        Poller::off()
+    } else {
+        Poller::new()
+    }
+}
 
 #[cfg(test)]
 mod tests;

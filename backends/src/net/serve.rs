@@ -15,8 +15,8 @@
 //! 5. turn the guest's transmit kicks on again, look once more, send the
 //!    interrupts `EVENT_IDX` held back (`vhost_user::notify`), and sleep.
 //!
-//! `PVIO_NET_NO_POLL` in the environment turns step 4 off (as does the
-//! block backend's `PVIO_BLK_NO_POLL`, which the shared poller honours).
+//! `PVIO_NET_NO_POLL` in the environment turns step 4 off (for measuring
+//! what polling buys; the block backend's `PVIO_BLK_NO_POLL` is its own).
 
 use std::sync::atomic::Ordering;
 
@@ -26,7 +26,7 @@ use vm_memory::GuestAddressSpace;
 
 use super::stats::{guest_warn, PairStats};
 use super::worker::QueuePair;
-use crate::blk::poll::Poller;
+use crate::vhost_user::poll::Poller;
 use crate::vhost_user::Vring;
 
 /// Most rounds per wake-up: then the thread goes back to its epoll loop, so

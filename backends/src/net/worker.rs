@@ -27,8 +27,8 @@ use super::offload::{frame_limits, hdr_len, mergeable_rx, FrameLimits, MAX_FRAME
 use super::rx::Receiver;
 use super::stats::{PairStats, RateLimit};
 use super::tap::Tap;
-use crate::blk::poll::Poller;
 use crate::vhost_user::notify::HeldBack;
+use crate::vhost_user::poll::Poller;
 use crate::vhost_user::{Vring, GM};
 
 /// The epoll loop of a queue pair's thread.

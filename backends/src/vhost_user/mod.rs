@@ -15,6 +15,7 @@
 pub mod dirty_log;
 pub mod inflight;
 pub mod notify;
+pub mod poll;
 mod relay;
 mod server;
 mod signal;

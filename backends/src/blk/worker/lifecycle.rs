@@ -5,7 +5,7 @@
 use vhost_user_backend::VringT;
 use vm_memory::GuestAddressSpace;
 
-use super::{Poller, QueueWorker};
+use super::QueueWorker;
 
 impl QueueWorker {
     /// Finishes everything in flight. With `deliver`, finished requests go
@@ -64,7 +64,7 @@ impl QueueWorker {
         self.drain(true);
         self.forget_inflight();
         self.broken = false;
-        self.poller = Poller::new();
+        self.poller = super::new_poller();
         self.held_back.reset();
     }
 
@@ -78,7 +78,7 @@ impl QueueWorker {
         self.mem = None;
         self.vring = None;
         self.broken = false;
-        self.poller = Poller::new();
+        self.poller = super::new_poller();
         self.held_back.reset();
     }
 }

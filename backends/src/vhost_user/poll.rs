@@ -7,7 +7,8 @@
 //! wake-up. The window doubles when polling finds work and halves when it
 //! does not, between [`MIN_WINDOW`] and [`MAX_WINDOW`].
 //!
-//! It must not know what it polls.
+//! It must not know what it polls, nor which device uses it: the block
+//! and net backends each decide whether their queues poll.
 
 use std::time::{Duration, Instant};
 
@@ -32,16 +33,18 @@ impl Default for Poller {
 }
 
 impl Poller {
-    /// A poller at its starting window, or switched off when the
-    /// environment has `PVIO_BLK_NO_POLL` (for measuring what polling buys).
+    /// A poller at its starting window.
     pub fn new() -> Self {
-        if std::env::var_os("PVIO_BLK_NO_POLL").is_some() {
-            return Self {
-                window: Duration::ZERO,
-            };
-        }
         Self {
             window: START_WINDOW,
+        }
+    }
+
+    /// A poller that never polls (each device decides when: an
+    /// environment variable of its own, for measuring what polling buys).
+    pub fn off() -> Self {
+        Self {
+            window: Duration::ZERO,
         }
     }
 
