@@ -13,6 +13,7 @@ pub mod assign;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod fd_passing;
 pub mod host;
 pub mod migrate;
 pub mod plan;

@@ -252,14 +252,7 @@ impl Backends {
     /// Takes the deferred image locks that are free now; true once all
     /// are held.
     pub fn take_deferred_locks(&mut self) -> bool {
-        self.running
-            .iter_mut()
-            .filter_map(|r| r.image.as_mut())
-            // Every one is tried, whatever the others do.
-            .map(|i| i.try_take())
-            .filter(|held| !held)
-            .count()
-            == 0
+        image_lock::take_deferred(self.running.iter_mut().filter_map(|r| r.image.as_mut()))
     }
 
     /// Whether a backend serves `device`.

@@ -253,17 +253,7 @@ pub type Handler =
 
 /// Writes all of `bytes` with `fd` attached to the first part.
 fn send_with_fd(s: &UnixStream, bytes: &[u8], fd: BorrowedFd<'_>) -> std::io::Result<()> {
-    use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-    let fds = [fd];
-    let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut anc = SendAncillaryBuffer::new(&mut space);
-    anc.push(SendAncillaryMessage::ScmRights(&fds));
-    let sent = rustix::net::sendmsg(
-        s,
-        &[std::io::IoSlice::new(bytes)],
-        &mut anc,
-        SendFlags::NOSIGNAL,
-    )?;
+    let sent = crate::fd_passing::send_with_fd(s, bytes, fd)?;
     let mut w = s;
     w.write_all(&bytes[sent..])
 }

@@ -81,12 +81,20 @@ impl LockedImage {
     }
 }
 
-/// Opens `path` as [`open_locked`] does but leaves the lock to
-/// [`LockedImage::try_take`]: a domain migrating in on the same host
-/// serves the image only once its source stopped, and takes the lock once
-/// the source has let go of it.
-pub fn open_deferred(path: &Path, read_only: bool) -> Result<LockedImage, ImageLockError> {
-    let file = OpenOptions::new()
+/// Takes every deferred lock of `images` that is free now (each is tried,
+/// whatever the others do); true once all are held.
+pub fn take_deferred<'a>(images: impl IntoIterator<Item = &'a mut LockedImage>) -> bool {
+    let mut all = true;
+    for i in images {
+        all &= i.try_take();
+    }
+    all
+}
+
+/// `path` opened for reading (and writing unless `read_only`),
+/// close-on-exec.
+fn open(path: &Path, read_only: bool) -> Result<File, ImageLockError> {
+    OpenOptions::new()
         .read(true)
         .write(!read_only)
         .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
@@ -94,7 +102,15 @@ pub fn open_deferred(path: &Path, read_only: bool) -> Result<LockedImage, ImageL
         .map_err(|source| ImageLockError::Open {
             path: path.to_owned(),
             source,
-        })?;
+        })
+}
+
+/// Opens `path` as [`open_locked`] does but leaves the lock to
+/// [`LockedImage::try_take`]: a domain migrating in on the same host
+/// serves the image only once its source stopped, and takes the lock once
+/// the source has let go of it.
+pub fn open_deferred(path: &Path, read_only: bool) -> Result<LockedImage, ImageLockError> {
+    let file = open(path, read_only)?;
     let mut image = LockedImage {
         file,
         pending: Some(read_only),
@@ -114,15 +130,7 @@ pub fn open_locked(
     domain: &str,
     device: &str,
 ) -> Result<LockedImage, ImageLockError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(!read_only)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|source| ImageLockError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+    let file = open(path, read_only)?;
     let op = if read_only {
         FlockOperation::NonBlockingLockShared
     } else {

@@ -237,13 +237,7 @@ impl LiveDomain {
     /// Takes the deferred locks of the emulated disks' images that are
     /// free now; true once all are held.
     pub fn take_deferred_locks(&self) -> bool {
-        lock(&self.emulated_locks)
-            .iter_mut()
-            // Every one is tried, whatever the others do.
-            .map(|i| i.try_take())
-            .filter(|held| !held)
-            .count()
-            == 0
+        super::image_lock::take_deferred(lock(&self.emulated_locks).iter_mut())
     }
 
     /// Makes the record's CD media what QEMU reports (`query-block`),

@@ -263,12 +263,19 @@ fn expect(
     }
 }
 
-/// The receiver's error line, if it sent one.
+/// The receiver's error line, if it sends one within 2 s (its words for
+/// why a stream stopped).
 fn remote_error(lines: &mpsc::Receiver<String>) -> String {
-    match expect(lines, "\u{0}never", Duration::from_secs(2)) {
-        Err(e) if e.starts_with("the other side: ") => format!(" ({e})"),
-        _ => String::new(),
+    let until = Instant::now() + Duration::from_secs(2);
+    while let Ok(line) = lines.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        if let Some(e) = line
+            .strip_prefix(TAG)
+            .and_then(|rest| rest.trim().strip_prefix("error"))
+        {
+            return format!(" (the other side: {})", e.trim());
+        }
     }
+    String::new()
 }
 
 fn finish_child(mut child: Child) {

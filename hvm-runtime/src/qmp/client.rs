@@ -201,18 +201,7 @@ impl Qmp {
     /// attached: QEMU keeps the descriptor for the next command that takes
     /// one.
     fn send_fd(&mut self, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
-        use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
-        let fds = [fd];
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut anc = SendAncillaryBuffer::new(&mut space);
-        anc.push(SendAncillaryMessage::ScmRights(&fds));
-        rustix::net::sendmsg(
-            &self.raw,
-            &[std::io::IoSlice::new(b" ")],
-            &mut anc,
-            SendFlags::NOSIGNAL,
-        )
-        .map_err(|e| QmpError::Io(e.into()))?;
+        crate::fd_passing::send_with_fd(&self.raw, b" ", fd).map_err(QmpError::Io)?;
         Ok(())
     }
 
