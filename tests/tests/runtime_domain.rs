@@ -10,7 +10,6 @@
 
 mod runtime_support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use runtime_support::peer::BridgePeer;
@@ -70,17 +69,7 @@ fn a_domain_with_pv_and_emulated_devices_changes_while_it_runs() {
     let pv = env.image("pv.img", 16);
     let ide = env.image("ide.img", 16);
     let hot = env.image("hot.img", 8);
-    let iso_dir = env.path("iso");
-    std::fs::create_dir(&iso_dir).unwrap();
-    std::fs::write(iso_dir.join("hello.txt"), "hello from the ISO\n").unwrap();
-    let iso = env.path("cd.iso");
-    let made = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-o"])
-        .arg(&iso)
-        .arg(&iso_dir)
-        .status()
-        .expect("xorriso must be installed (scripts/setup.sh)");
-    assert!(made.success());
+    let iso = env.iso("cd.iso", "hello from the ISO\n");
 
     let initramfs = env.initramfs(&pvio_tests::strict(SCRIPT));
     let cfg = env.config(

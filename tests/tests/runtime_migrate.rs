@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use pvio_hvm_runtime::domain::record::{DomainState, Origin};
 use runtime_support::peer::BridgePeer;
 use runtime_support::ssh::Sshd;
-use runtime_support::{Env, TestBridge};
+use runtime_support::{verify_records, Env, TestBridge};
 
 const T: Duration = Duration::from_secs(180);
 
@@ -36,29 +36,17 @@ while true; do
 done
 "#;
 
-fn last(env: &Env, name: &str, tag: &str) -> u64 {
-    std::fs::read_to_string(env.console_path(name))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix(tag))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
-fn wait_past(env: &Env, name: &str, tag: &str, n: u64) -> u64 {
+/// Waits until the source's QEMU reports the stream moving (bytes sent),
+/// so that the receiver dies midway, not before the stream began.
+fn wait_streaming(env: &Env) {
     let start = Instant::now();
     loop {
-        let c = last(env, name, tag);
-        if c > n {
-            return c;
+        let out = env.ok(&["qmp", "mig", r#"{"execute":"query-migrate"}"#]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        if v["ram"]["transferred"].as_u64().unwrap_or(0) > 0 {
+            return;
         }
-        assert!(
-            start.elapsed() < T,
-            "no {tag}past {n}; console:\n{}\nlogs:\n{}",
-            std::fs::read_to_string(env.console_path(name)).unwrap_or_default(),
-            env.log(name)
-        );
+        assert!(start.elapsed() < T, "the stream never moved: {out}");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -111,7 +99,7 @@ fn a_guest_moves_over_ssh_while_it_writes_and_pings() {
         ),
     );
     env.ok(&["create", cfg.to_str().unwrap()]);
-    wait_past(&env, "mig", "PING-OK ", 2);
+    env.wait_number_past("mig", "PING-OK ", 2, T);
     let source = env.record("mig");
 
     let out = env.ok(&["migrate", "--ssh", &sshd.command(), "mig", "127.0.0.1"]);
@@ -125,10 +113,10 @@ fn a_guest_moves_over_ssh_while_it_writes_and_pings() {
         !runtime_support::alive(u64::from(source.qemu_pid.unwrap())),
         "the source's QEMU still runs"
     );
-    let at = last(&env, "mig", "COUNT ");
-    let pings = last(&env, "mig", "PING-OK ");
-    wait_past(&env, "mig", "COUNT ", at + 5);
-    wait_past(&env, "mig", "PING-OK ", pings.max(at) + 1);
+    let at = env.last_number("mig", "COUNT ");
+    let pings = env.last_number("mig", "PING-OK ");
+    env.wait_number_past("mig", "COUNT ", at + 5, T);
+    env.wait_number_past("mig", "PING-OK ", pings.max(at) + 1, T);
     assert_eq!(
         env.count_console("mig", "GUEST-BOOTED"),
         1,
@@ -157,7 +145,7 @@ fn a_guest_moves_over_ssh_while_it_writes_and_pings() {
         .spawn()
         .unwrap();
     let incoming = wait_incoming(&env);
-    std::thread::sleep(Duration::from_millis(500));
+    wait_streaming(&env);
     // SAFETY: a signal to the incoming domain's QEMU, read from its record.
     unsafe {
         libc::kill(
@@ -175,20 +163,14 @@ fn a_guest_moves_over_ssh_while_it_writes_and_pings() {
     let r = env.record("mig");
     assert_eq!(r.state, DomainState::Running, "{err}");
     assert_eq!(r.qemu_pid, here.qemu_pid, "the source's QEMU was replaced");
-    let at = last(&env, "mig", "COUNT ");
-    wait_past(&env, "mig", "COUNT ", at + 3);
-    let pings = last(&env, "mig", "PING-OK ");
-    wait_past(&env, "mig", "PING-OK ", pings);
+    let at = env.last_number("mig", "COUNT ");
+    env.wait_number_past("mig", "COUNT ", at + 3, T);
+    let pings = env.last_number("mig", "PING-OK ");
+    env.wait_number_past("mig", "PING-OK ", pings, T);
     assert_eq!(env.count_console("mig", "GUEST-BOOTED"), 1);
     assert_eq!(env.count_console("mig", "IO-ERROR"), 0);
-    let n = last(&env, "mig", "COUNT ");
+    let n = env.last_number("mig", "COUNT ");
     env.ok(&["destroy", "mig"]);
     // Every record the guest wrote, before, during and after, verifies.
-    let data = std::fs::read(&pv).unwrap();
-    for i in 1..=n {
-        let at = usize::try_from(i).unwrap() * 512;
-        let text = String::from_utf8_lossy(&data[at..at + 512]);
-        let want = format!("REC {i} {} END", (i * 2_654_435_761) % 4_294_967_296);
-        assert_eq!(text.trim_end_matches('\0'), want, "record {i}");
-    }
+    verify_records(&pv, n);
 }

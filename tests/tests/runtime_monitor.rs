@@ -10,7 +10,6 @@ mod runtime_support;
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use runtime_support::Env;
@@ -36,17 +35,7 @@ fn wait_hdc(env: &Env, want: &str) {
 #[test]
 fn qmp_and_monitor_commands_reach_qemu_and_media_follow_them() {
     let env = Env::new();
-    let iso_dir = env.path("iso");
-    std::fs::create_dir(&iso_dir).unwrap();
-    std::fs::write(iso_dir.join("hello.txt"), "hello\n").unwrap();
-    let iso = env.path("cd.iso");
-    assert!(Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-o"])
-        .arg(&iso)
-        .arg(&iso_dir)
-        .status()
-        .unwrap()
-        .success());
+    let iso = env.iso("cd.iso", "hello\n");
     let initramfs = env.initramfs("echo GUEST-UP\nsleep 600\n");
     let cfg = env.config(
         "mon",

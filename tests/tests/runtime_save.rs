@@ -8,10 +8,10 @@
 
 mod runtime_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pvio_hvm_runtime::domain::record::{DomainState, Origin};
-use runtime_support::Env;
+use runtime_support::{verify_records, Env};
 
 const T: Duration = Duration::from_secs(180);
 
@@ -32,49 +32,6 @@ while true; do
 done
 "#;
 
-/// The highest `COUNT` on the console so far.
-fn last_count(env: &Env, name: &str) -> u64 {
-    std::fs::read_to_string(env.console_path(name))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("COUNT "))
-        .filter_map(|n| n.trim().parse().ok())
-        .max()
-        .unwrap_or(0)
-}
-
-/// Waits until the guest has counted past `n`.
-fn wait_count_past(env: &Env, name: &str, n: u64) -> u64 {
-    let start = Instant::now();
-    loop {
-        let c = last_count(env, name);
-        if c > n {
-            return c;
-        }
-        assert!(
-            start.elapsed() < T,
-            "{name} did not count past {n}; console:\n{}\nlogs:\n{}",
-            std::fs::read_to_string(env.console_path(name)).unwrap_or_default(),
-            env.log(name)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Checks blocks 1..=n of `image`: each holds its own record with the
-/// right checksum.
-fn verify_records(image: &std::path::Path, n: u64) {
-    let data = std::fs::read(image).unwrap();
-    for i in 1..=n {
-        let at = usize::try_from(i).unwrap() * 512;
-        let block = &data[at..at + 512];
-        let text = String::from_utf8_lossy(block);
-        let text = text.trim_end_matches('\0');
-        let want = format!("REC {i} {} END", (i * 2_654_435_761) % 4_294_967_296);
-        assert_eq!(text, want, "record {i} of {}", image.display());
-    }
-}
-
 #[test]
 fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     let env = Env::new();
@@ -91,14 +48,14 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
         ),
     );
     env.ok(&["create", cfg.to_str().unwrap()]);
-    wait_count_past(&env, "sr", 5);
+    env.wait_number_past("sr", "COUNT ", 5, T);
 
     // -c: saved, and it runs on.
     let keep = env.path("sr-c.save");
     env.ok(&["save", "-c", "sr", keep.to_str().unwrap()]);
     assert_eq!(env.record("sr").state, DomainState::Running);
-    let c = last_count(&env, "sr");
-    wait_count_past(&env, "sr", c + 2);
+    let c = env.last_number("sr", "COUNT ");
+    env.wait_number_past("sr", "COUNT ", c + 2, T);
     // Its images are in use: restoring the copy now is refused.
     let err = env.fails(&["restore", keep.to_str().unwrap()]);
     assert!(
@@ -110,11 +67,15 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     let paused = env.path("sr-p.save");
     env.ok(&["save", "-p", "sr", paused.to_str().unwrap()]);
     assert_eq!(env.record("sr").state, DomainState::Paused);
-    let p = last_count(&env, "sr");
+    let p = env.last_number("sr", "COUNT ");
     std::thread::sleep(Duration::from_secs(1));
-    assert_eq!(last_count(&env, "sr"), p, "a paused guest counts on");
+    assert_eq!(
+        env.last_number("sr", "COUNT "),
+        p,
+        "a paused guest counts on"
+    );
     env.ok(&["unpause", "sr"]);
-    wait_count_past(&env, "sr", p + 2);
+    env.wait_number_past("sr", "COUNT ", p + 2, T);
 
     // Saved: the domain ends.
     let file = env.path("sr.save");
@@ -126,7 +87,7 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600, "a save file holds the guest's memory");
-    let at_save = last_count(&env, "sr");
+    let at_save = env.last_number("sr", "COUNT ");
     // Every record the guest flushed before the save is on both disks.
     verify_records(&pv, at_save);
     verify_records(&ide, at_save);
@@ -179,7 +140,7 @@ fn a_saved_guest_is_restored_where_it_was_and_its_records_verify() {
     assert_eq!(r.state, DomainState::Running);
     let list = env.ok(&["list", "--json"]);
     assert!(list.contains("\"restored\""), "{list}");
-    let now = wait_count_past(&env, "sr", at_save + 5);
+    let now = env.wait_number_past("sr", "COUNT ", at_save + 5, T);
     assert_eq!(
         env.count_console("sr", "GUEST-BOOTED"),
         1,
@@ -230,17 +191,7 @@ fn hot_plugged_devices_and_cd_media_come_back_where_they_were() {
     let br = runtime_support::TestBridge::new("sv");
     let pv = env.image("pv.img", 8);
     let hot = env.image("hot.img", 8);
-    let iso_dir = env.path("iso");
-    std::fs::create_dir(&iso_dir).unwrap();
-    std::fs::write(iso_dir.join("hello.txt"), "hello\n").unwrap();
-    let iso = env.path("cd.iso");
-    let made = std::process::Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-o"])
-        .arg(&iso)
-        .arg(&iso_dir)
-        .status()
-        .expect("xorriso must be installed (scripts/setup.sh)");
-    assert!(made.success());
+    let iso = env.iso("cd.iso", "hello\n");
     // The guest waits for the hot-plugged disk, then writes to it.
     let script = r#"
 echo GUEST-BOOTED
@@ -278,13 +229,13 @@ done
     ]);
     env.ok(&["cd-insert", "hp", "hdc", iso.to_str().unwrap()]);
     let before = env.record("hp");
-    wait_count_past(&env, "hp", 3);
+    env.wait_number_past("hp", "COUNT ", 3, T);
 
     let file = env.path("hp.save");
     env.ok(&["save", "hp", file.to_str().unwrap()]);
-    let at_save = last_count(&env, "hp");
+    let at_save = env.last_number("hp", "COUNT ");
     env.ok(&["restore", file.to_str().unwrap()]);
-    wait_count_past(&env, "hp", at_save + 3);
+    env.wait_number_past("hp", "COUNT ", at_save + 3, T);
     assert_eq!(
         env.count_console("hp", "GUEST-BOOTED"),
         1,

@@ -155,17 +155,7 @@ fn a_killed_supervisor_is_replaced_and_the_guest_never_notices() {
     let env = Env::new();
     let pv = env.image("pv.img", 16);
     let hot = env.image("hot.img", 8);
-    let iso_dir = env.path("iso");
-    std::fs::create_dir(&iso_dir).unwrap();
-    std::fs::write(iso_dir.join("hello.txt"), "hello\n").unwrap();
-    let iso = env.path("cd.iso");
-    let made = std::process::Command::new("xorriso")
-        .args(["-as", "mkisofs", "-quiet", "-o"])
-        .arg(&iso)
-        .arg(&iso_dir)
-        .status()
-        .unwrap();
-    assert!(made.success());
+    let iso = env.iso("cd.iso", "hello\n");
     let script = r#"
 echo GUEST-UP
 i=0

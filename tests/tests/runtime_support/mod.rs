@@ -153,6 +153,53 @@ impl Env {
         p
     }
 
+    /// An ISO image `name` holding one file, `hello.txt`, with `text`.
+    pub fn iso(&self, name: &str, text: &str) -> PathBuf {
+        let dir = self.path(&format!("{name}.d"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("hello.txt"), text).unwrap();
+        let iso = self.path(name);
+        let made = Command::new("xorriso")
+            .args(["-as", "mkisofs", "-quiet", "-o"])
+            .arg(&iso)
+            .arg(&dir)
+            .status()
+            .expect("xorriso must be installed (scripts/setup.sh)");
+        assert!(made.success(), "xorriso failed");
+        iso
+    }
+
+    /// The highest number after `tag` on a console line of `name` (0 if
+    /// none): a guest's counter.
+    pub fn last_number(&self, name: &str, tag: &str) -> u64 {
+        std::fs::read_to_string(self.console_path(name))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(tag))
+            .filter_map(|n| n.trim().parse().ok())
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Waits until the console of `name` has a number after `tag` above
+    /// `n`; returns it.
+    pub fn wait_number_past(&self, name: &str, tag: &str, n: u64, timeout: Duration) -> u64 {
+        let start = Instant::now();
+        loop {
+            let c = self.last_number(name, tag);
+            if c > n {
+                return c;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{name}: no '{tag}' past {n} within {timeout:?}; console:\n{}\nlogs:\n{}",
+                std::fs::read_to_string(self.console_path(name)).unwrap_or_default(),
+                self.log(name)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// An initramfs running `script` (after the power-button handler and
     /// the wait helpers).
     pub fn initramfs(&self, script: &str) -> PathBuf {
@@ -377,4 +424,25 @@ pub fn backend_pid(supervisor: u32, kind: &str) -> Option<u32> {
         }
     }
     None
+}
+
+/// The record a guest's script writes into block `i` of a disk:
+/// `REC i sum END`, the sum a checksum of `i` the shell can compute.
+pub fn record_text(i: u64) -> String {
+    format!("REC {i} {} END", (i * 2_654_435_761) % 4_294_967_296)
+}
+
+/// Checks blocks 1..=n of `image`: each holds its own [`record_text`].
+pub fn verify_records(image: &Path, n: u64) {
+    let data = std::fs::read(image).unwrap();
+    for i in 1..=n {
+        let at = usize::try_from(i).unwrap() * 512;
+        let text = String::from_utf8_lossy(&data[at..at + 512]);
+        assert_eq!(
+            text.trim_end_matches('\0'),
+            record_text(i),
+            "record {i} of {}",
+            image.display()
+        );
+    }
 }
