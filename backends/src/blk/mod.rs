@@ -21,6 +21,7 @@ pub mod engine;
 pub mod fuzz;
 pub mod image;
 pub mod metrics;
+mod polling;
 pub mod request;
 mod slot;
 mod worker;

@@ -24,6 +24,7 @@ use pvio_frontend_protocol::blk::{VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK};
 use super::config::DiskInfo;
 use super::engine::{Completion, Engine, Op};
 use super::metrics::{GuestError, Metrics};
+use super::polling::pollers;
 use super::request::{parse, Action, ChainError, Request};
 use super::slot::{Slot, SlotOp};
 use crate::vhost_user::inflight::{InflightCell, InflightQueue};
@@ -59,7 +60,11 @@ pub struct QueueWorker {
     broken: bool,
     /// Stopped popping chains at `max_in_flight`; resume on completions.
     throttled: bool,
+    /// Polls for the engine with one operation in flight.
     poller: Poller,
+    /// Polls for the driver's next request with nothing in flight, and
+    /// learns how long the driver takes to send it (`vhost_user::poll`).
+    idle_poller: Poller,
     held_back: HeldBack,
     /// Bytes of reads and writes pushed to the engine since its last submit.
     unsubmitted: u64,
@@ -99,6 +104,7 @@ impl QueueWorker {
         inflight_cell: Arc<InflightCell>,
     ) -> Self {
         let max_in_flight = usize::from(disk.queue_size).max(1);
+        let (poller, idle_poller) = pollers();
         Self {
             index,
             engine,
@@ -114,7 +120,8 @@ impl QueueWorker {
             completions: Vec::new(),
             broken: false,
             throttled: false,
-            poller: new_poller(),
+            poller,
+            idle_poller,
             held_back: HeldBack::default(),
             unsubmitted: 0,
             unsubmitted_requests: 0,
@@ -145,6 +152,7 @@ impl QueueWorker {
         if self.vring.is_none() {
             self.vring = Some(vring.clone());
         }
+        self.idle_poller.woken();
         self.run(vring);
     }
 
@@ -203,7 +211,14 @@ impl QueueWorker {
             // spinning then would take a core from the kernel workers doing
             // the copies (on 2 cores, 128 KiB reads at QD8 lost up to a
             // quarter of their throughput to it).
+            // With nothing in flight the driver's next request is all there
+            // is to wait for, and the idle poller learns how long that takes.
             if self.engine.in_flight() <= 1 {
+                let poller = if self.engine.in_flight() == 0 {
+                    &mut self.idle_poller
+                } else {
+                    &mut self.poller
+                };
                 let queue = state.get_queue();
                 let engine = &mut self.engine;
                 let has_work = || {
@@ -213,9 +228,19 @@ impl QueueWorker {
                             .map(|idx| idx.0 != queue.next_avail())
                             .unwrap_or(false)
                 };
-                if self.poller.poll(has_work) {
+                if poller.poll(has_work) {
                     continue;
                 }
+            }
+            // With one operation on the device, sleep with the driver's
+            // notifications still off: the engine's completion wakes this
+            // thread and the loop reads the avail ring then. The driver of
+            // a depth-1 workload then sends its next request without a
+            // kick (with EVENT_IDX, turning notifications on would make its
+            // next request kick, polled for or not); a deeper driver's
+            // requests wait for that one completion at most.
+            if self.engine.in_flight() == 1 {
+                break;
             }
             match state.enable_notification() {
                 Ok(true) => continue,
@@ -611,16 +636,6 @@ impl QueueWorker {
 
 mod inflight;
 mod lifecycle;
-
-/// A queue's poller, switched off when the environment has
-/// `PVIO_BLK_NO_POLL` (for measuring what polling buys).
-pub(super) fn new_poller() -> Poller {
-    if std::env::var_os("PVIO_BLK_NO_POLL").is_some() {
-        Poller::off()
-    } else {
-        Poller::new()
-    }
-}
 
 #[cfg(test)]
 mod tests;

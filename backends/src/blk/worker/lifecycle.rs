@@ -6,6 +6,7 @@ use vhost_user_backend::VringT;
 use vm_memory::GuestAddressSpace;
 
 use super::QueueWorker;
+use crate::blk::polling::pollers;
 
 impl QueueWorker {
     /// Finishes everything in flight. With `deliver`, finished requests go
@@ -64,7 +65,7 @@ impl QueueWorker {
         self.drain(true);
         self.forget_inflight();
         self.broken = false;
-        self.poller = super::new_poller();
+        (self.poller, self.idle_poller) = pollers();
         self.held_back.reset();
     }
 
@@ -78,7 +79,7 @@ impl QueueWorker {
         self.mem = None;
         self.vring = None;
         self.broken = false;
-        self.poller = super::new_poller();
+        (self.poller, self.idle_poller) = pollers();
         self.held_back.reset();
     }
 }
