@@ -21,9 +21,9 @@ use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemory, GuestMemoryBackend};
 
 use super::chain::{self, ChainError, Seg};
+use super::shared::PairShared;
 use super::stats::{guest_warn, PairStats, RateLimit};
 use super::tap::Tap;
-use super::worker::PairShared;
 use crate::vhost_user::{Vring, GM};
 
 /// The longest control command pvio reads (header and data).

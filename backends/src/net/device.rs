@@ -27,9 +27,10 @@ use vmm_sys_util::event::{
 
 use super::ctrl::Ctrl;
 use super::offload::tun_offload_flags;
+use super::queue_pair::{Negotiated, QueuePair};
+use super::shared::PairShared;
 use super::stats::StatsSnapshot;
 use super::tap::Tap;
-use super::worker::{Negotiated, PairShared, QueuePair};
 use crate::vhost_user::{Device, LogBitmap, Vring, VringHandler, GM};
 
 /// The device: the tap, what it offers, and the counters, across

@@ -6,10 +6,11 @@
 //! | file | role |
 //! | --- | --- |
 //! | `device.rs` | the `VhostUserBackend`: features, config space, events to workers |
-//! | `worker.rs` | one queue pair's state; when the tap is polled |
-//! | `serve.rs` | one wake-up: transmit, receive, one interrupt, poll, sleep |
-//! | `rx.rs` / `tx.rs` | receive (tap to guest) and transmit (guest to tap) |
+//! | `queue_pair/` | one queue pair's worker: its state, its events, when the tap is polled |
+//! | `queue_pair/serve.rs` | one wake-up: transmit, receive, one interrupt, poll, sleep |
+//! | `queue_pair/rx.rs` / `tx.rs` | receive (tap to guest) and transmit (guest to tap) |
 //! | `ctrl.rs` | the control queue (`VQ_PAIRS_SET`) |
+//! | `shared.rs` | what a queue pair shares with the device and the control queue |
 //! | `tap/` | open or create the tap, offloads, header length, MTU, link up |
 //! | `sys.rs` | the raw ioctls and vectored reads / writes behind the tap |
 //! | `offload.rs` | features offered, guest features to `TUNSETOFFLOAD`, frame limits |
@@ -20,6 +21,10 @@
 //! | `stats.rs` | per queue pair counters, rate-limited guest warnings |
 //! | `driver/` | a vhost-user-net driver with no VM, for tests and the benchmark |
 //! | `bench.rs` | the backend alone: frames per second each way (`pvio bench net`) |
+//!
+//! Imports point one way: `device` uses `queue_pair` and `ctrl`, both of
+//! which use `shared`; below them sit `tap`, `sys`, `offload`, `chain`,
+//! `merge`, `hdr`, `stats` and `config`, which use none of the modules above.
 //!
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`NetServer`] serves one tap on one socket.
@@ -33,13 +38,11 @@ pub mod driver;
 pub mod hdr;
 pub mod merge;
 pub mod offload;
-mod rx;
-mod serve;
+mod queue_pair;
+mod shared;
 pub mod stats;
 mod sys;
 pub mod tap;
-mod tx;
-mod worker;
 
 use std::sync::Arc;
 

@@ -17,6 +17,9 @@
 //!
 //! Logging stops when the frontend acks features without `VHOST_F_LOG_ALL`
 //! (the relay calls [`stop`]); the handler itself ignores that.
+//!
+//! The guest memory types every backend, the server and the relay share
+//! ([`GuestMem`], [`GM`]) live here, because their regions carry the log.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -32,6 +35,11 @@ pub const VHOST_F_LOG_ALL: u64 = 1 << 26;
 /// Guest memory with a dirty log on each region: what every pvio backend
 /// reads and writes.
 pub type GuestMem = vm_memory::GuestMemoryMmap<LogBitmap>;
+
+/// The guest memory as the vhost-user crates hand it out: swapped atomically
+/// when the frontend sends a new memory table. Its regions carry the dirty
+/// log of a migration.
+pub type GM = vm_memory::GuestMemoryAtomic<GuestMem>;
 
 /// The log's page (`VHOST_LOG_PAGE`).
 const LOG_PAGE: usize = 0x1000;

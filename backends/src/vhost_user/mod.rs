@@ -9,6 +9,10 @@
 //! relay that checks the control messages (memory regions against their
 //! files, queue sizes, ring addresses) before the daemon acts on them.
 //!
+//! Imports point one way: `server` uses `relay`, which uses `validate`,
+//! `inflight` and `dirty_log` (where the guest memory types live); the
+//! relay never calls back into the server. `signal` uses `stop`.
+//!
 //! This module must not know about any device type (block, net): a device
 //! plugs in through the [`Device`] trait.
 
@@ -22,8 +26,8 @@ mod signal;
 mod stop;
 pub mod validate;
 
-pub use dirty_log::{GuestMem, LogBitmap};
-pub use server::{Device, Listen, Server, ServerError, Vring, VringHandler, GM};
+pub use dirty_log::{GuestMem, LogBitmap, GM};
+pub use server::{Device, Listen, Server, ServerError, Vring, VringHandler};
 pub use signal::{block_stop_signals, stop_on_signals, SignalError};
 pub use stop::StopHandle;
 pub use validate::Refusal;

@@ -25,11 +25,11 @@
 //! `SET_FEATURES` comes without `VHOST_F_LOG_ALL`, and answers
 //! `SET_LOG_FD` itself (the log is written directly; nothing is signalled).
 //!
-//! It must not know what device is served. A [`Device`](super::Device) asks
-//! for the holding back with
-//! [`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable)
-//! and for inflight tracking with [`Device::inflight`](super::Device::inflight);
-//! the server gives the queue limits in a [`RelayPolicy`].
+//! It must not know what device is served, nor the server that starts it:
+//! the server hands it the device's wishes
+//! ([`Device::relay_early_vring_enable`](super::Device::relay_early_vring_enable),
+//! [`Device::inflight`](super::Device::inflight)) and the queue limits in a
+//! [`RelayPolicy`].
 
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -41,9 +41,8 @@ use vmm_sys_util::sock_ctrl_msg::ScmSocket;
 
 use vm_memory::GuestAddressSpace;
 
-use super::dirty_log::{self, VHOST_F_LOG_ALL};
+use super::dirty_log::{self, GM, VHOST_F_LOG_ALL};
 use super::inflight::{self, InflightCell, InflightRegion};
-use super::server::GM;
 use super::validate::{Validator, SET_VRING_KICK};
 
 /// What the relay of one connection enforces.

@@ -16,18 +16,12 @@ use std::sync::Arc;
 
 use vhost::vhost_user::Listener;
 use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringEpollHandler, VringRwLock};
-use vm_memory::GuestMemoryAtomic;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 
-use super::dirty_log::{GuestMem, LogBitmap};
+use super::dirty_log::{GuestMem, LogBitmap, GM};
 use super::inflight::InflightCell;
 use super::relay::{Relay, RelayPolicy};
 use super::stop::StopHandle;
-
-/// The guest memory as the vhost-user crates hand it out: swapped atomically
-/// when the frontend sends a new memory table. Its regions carry the dirty
-/// log of a migration (see `dirty_log.rs`).
-pub type GM = GuestMemoryAtomic<GuestMem>;
 
 /// One virtqueue with the state the vhost-user handler keeps for it.
 pub type Vring = VringRwLock<GM>;

@@ -22,8 +22,9 @@ use vm_memory::{Address, Bytes, GuestAddress};
 use super::{BatchEnd, FrameSource, Receiver};
 use crate::net::driver::{Buf, DriverQueue};
 use crate::net::offload::MAX_FRAME_LEN;
+use crate::net::queue_pair::Negotiated;
+use crate::net::shared::PairShared;
 use crate::net::stats::StatsSnapshot;
-use crate::net::worker::{Negotiated, PairShared};
 
 /// Mergeable buffers and TCP segmentation offload: frames up to 64 KiB.
 const GSO: u64 =

@@ -16,12 +16,12 @@ use vhost_user_backend::VringT;
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::GuestAddressSpace;
 
-use super::chain::{self, ChainError, Direction};
-use super::hdr::check_tx;
-use super::offload::MIN_FRAME_LEN;
-use super::stats::{guest_warn, PairStats};
-use super::sys::IOV_MAX;
-use super::worker::QueuePair;
+use super::QueuePair;
+use crate::net::chain::{self, ChainError, Direction};
+use crate::net::hdr::check_tx;
+use crate::net::offload::MIN_FRAME_LEN;
+use crate::net::stats::{guest_warn, PairStats};
+use crate::net::sys::IOV_MAX;
 use crate::vhost_user::Vring;
 
 /// Most chains handled per event before the thread looks at its other

@@ -8,31 +8,72 @@
 //! budget, or the control queue re-attached the tap queue). The tap file is
 //! polled only while the guest has receive buffers: when it runs out, pvio
 //! stops polling and waits for the next receive kick, so frames wait in the
-//! tap (no drop storm, no spin). Each wake-up is served by `serve.rs`;
-//! receiving is in `rx.rs`, sending in `tx.rs`.
+//! tap (no drop storm, no spin).
+//!
+//! The pair's methods are spread over its children, each of which sees
+//! only this module and the net folder's lower modules (chains, headers,
+//! offloads, counters, the tap):
+//!
+//! | file | role |
+//! | --- | --- |
+//! | `serve.rs` | one wake-up: transmit, receive, one interrupt, poll, sleep |
+//! | `rx.rs`, `rx/` | receive (tap to guest) |
+//! | `tx.rs` | transmit (guest to tap) |
+//!
+//! It must not know the device (`device.rs`) that owns the pairs, its
+//! vhost-user backend type, or the control queue: the thread's epoll loop
+//! comes in as an [`EventLoop`], and what the pair shares with the control
+//! path as a [`PairShared`].
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
-use vhost_user_backend::{VringEpollHandler, VringT};
+use vhost_user_backend::{VhostUserBackend, VringEpollHandler, VringT};
 use virtio_queue::QueueT;
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::chain::Seg;
-use super::device::NetBackend;
 use super::offload::{frame_limits, hdr_len, mergeable_rx, FrameLimits, MAX_FRAME_LEN};
-use super::rx::Receiver;
-use super::stats::{PairStats, RateLimit};
-use super::tap::Tap;
+use super::shared::PairShared;
+use super::stats::RateLimit;
+use super::tap::{Tap, TapQueue};
 use crate::vhost_user::notify::HeldBack;
 use crate::vhost_user::poll::Poller;
 use crate::vhost_user::{Vring, GM};
 
-/// The epoll loop of a queue pair's thread.
-pub type Handler = VringEpollHandler<NetBackend>;
+mod rx;
+mod serve;
+mod tx;
+
+use rx::Receiver;
+
+/// The epoll loop of a queue pair's thread, as the pair uses it: its tap
+/// and wake fds added and taken out. The loop the vhost-user daemon made
+/// for the thread is one, whatever the device's backend type.
+pub trait EventLoop {
+    /// Watches `fd` for input, reporting it as event `data` (an id above
+    /// the queues' own).
+    fn register(&self, fd: RawFd, data: u64) -> io::Result<()>;
+
+    /// Stops watching `fd`.
+    fn unregister(&self, fd: RawFd, data: u64) -> io::Result<()>;
+}
+
+impl<B: VhostUserBackend> EventLoop for VringEpollHandler<B> {
+    fn register(&self, fd: RawFd, data: u64) -> io::Result<()> {
+        self.register_listener(fd, EventSet::IN, data)
+    }
+
+    fn unregister(&self, fd: RawFd, data: u64) -> io::Result<()> {
+        self.unregister_listener(fd, EventSet::IN, data)
+    }
+}
+
+/// The thread's epoll loop as the pair holds it: weakly (the loop holds the
+/// backend, which holds the pair).
+type LoopRef = Weak<dyn EventLoop + Send + Sync>;
 
 /// What the guest negotiated, as the data path needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,92 +100,30 @@ impl Negotiated {
     }
 }
 
-/// What a queue pair shares with the control path: whether its tap queue is
-/// attached, its wake eventfd, and its counters.
-#[derive(Debug)]
-pub struct PairShared {
-    /// Whether the tap queue is attached (frames are steered to it).
-    pub attached: AtomicBool,
-    /// Whether the guest uses the pair (the control queue's
-    /// `VQ_PAIRS_SET`; all pairs until it says otherwise).
-    pub in_use: AtomicBool,
-    /// Wakes the pair's thread (registered in its epoll loop).
-    pub wake: EventFd,
-    /// The pair's counters.
-    pub stats: PairStats,
-}
-
-impl PairShared {
-    /// A pair whose tap queue is attached.
-    pub fn new() -> io::Result<Self> {
-        Ok(Self {
-            attached: AtomicBool::new(true),
-            in_use: AtomicBool::new(true),
-            wake: EventFd::new(EFD_NONBLOCK)?,
-            stats: PairStats::default(),
-        })
-    }
-
-    /// Wakes the pair's thread; a full counter is already a wake-up.
-    pub fn wake(&self) {
-        let _ = self.wake.write(1);
-    }
-
-    /// Attaches or detaches tap queue `i` (of a multi-queue tap) if it is
-    /// not already so. The flag is cleared before a detach (the worker sees
-    /// it when its file reports the error) and set after an attach, then the
-    /// worker is woken to poll again.
-    pub fn set_attached(&self, tap: &Tap, i: usize, attach: bool) {
-        if tap.queues().len() < 2 || self.attached.load(Ordering::Acquire) == attach {
-            return;
-        }
-        if !attach {
-            self.attached.store(false, Ordering::Release);
-        }
-        match tap.set_queue_attached(i, attach) {
-            Ok(()) => {
-                if attach {
-                    self.attached.store(true, Ordering::Release);
-                    self.wake();
-                }
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "cannot {} tap queue {i}: {e}",
-                    if attach { "attach" } else { "detach" }
-                );
-                if !attach {
-                    self.attached.store(true, Ordering::Release);
-                }
-            }
-        }
-    }
-}
-
 /// The worker of one queue pair.
 pub struct QueuePair {
-    pub(super) index: usize,
-    pub(super) tap: Arc<Tap>,
-    pub(super) mem: Option<GM>,
-    pub(super) neg: Negotiated,
-    pub(super) shared: Arc<PairShared>,
-    handler: Weak<Handler>,
+    index: usize,
+    tap: Arc<Tap>,
+    mem: Option<GM>,
+    neg: Negotiated,
+    shared: Arc<PairShared>,
+    handler: Option<LoopRef>,
     tap_event: u64,
     wake_event: u64,
     tap_polled: bool,
     /// The receive side: held chains and a frame waiting for room.
-    pub(super) rx: Receiver,
+    rx: Receiver,
     /// Segments of the transmit chain being sent (reused).
-    pub(super) segs: Vec<Seg>,
+    segs: Vec<Seg>,
     /// Where a transmit chain of too many pieces is gathered.
-    pub(super) bounce: Vec<u8>,
+    bounce: Vec<u8>,
     /// Spins a little for more work before the thread sleeps (`serve.rs`).
-    pub(super) poller: Option<Poller>,
+    poller: Option<Poller>,
     /// Receive and transmit interrupts `EVENT_IDX` held back, sent when the
     /// pair goes idle (`vhost_user::notify`).
-    pub(super) rx_held: HeldBack,
-    pub(super) tx_held: HeldBack,
-    pub(super) log: RateLimit,
+    rx_held: HeldBack,
+    tx_held: HeldBack,
+    log: RateLimit,
 }
 
 impl QueuePair {
@@ -165,13 +144,13 @@ impl QueuePair {
             neg,
             rx: Receiver::new(index, neg, Arc::clone(&shared)),
             shared,
-            handler: Weak::new(),
+            handler: None,
             tap_event,
             wake_event,
             tap_polled: false,
             segs: Vec::new(),
             bounce: Vec::new(),
-            poller: super::serve::poller(),
+            poller: serve::poller(),
             rx_held: HeldBack::default(),
             tx_held: HeldBack::default(),
             log: RateLimit::default(),
@@ -191,28 +170,32 @@ impl QueuePair {
 
     /// Hooks the pair into its thread's epoll loop: the wake eventfd for
     /// good, the tap file while the guest has receive buffers.
-    pub fn attach(&mut self, handler: &Arc<Handler>) -> io::Result<()> {
-        self.handler = Arc::downgrade(handler);
-        handler.register_listener(self.shared.wake.as_raw_fd(), EventSet::IN, self.wake_event)?;
+    pub fn attach<L>(&mut self, handler: &Arc<L>) -> io::Result<()>
+    where
+        L: EventLoop + Send + Sync + 'static,
+    {
+        let weak: Weak<L> = Arc::downgrade(handler);
+        self.handler = Some(weak as LoopRef);
+        handler.register(self.shared.wake.as_raw_fd(), self.wake_event)?;
         self.resume_tap();
         Ok(())
     }
 
     /// The tap queue of this pair.
-    pub(super) fn tap_queue(&self) -> &super::tap::TapQueue {
+    fn tap_queue(&self) -> &TapQueue {
         &self.tap.queues()[self.index]
     }
 
     /// Starts polling the tap file (the guest posted receive buffers).
-    pub(super) fn resume_tap(&mut self) {
+    fn resume_tap(&mut self) {
         if self.tap_polled || !self.shared.attached.load(Ordering::Acquire) {
             return;
         }
-        let Some(handler) = self.handler.upgrade() else {
+        let Some(handler) = self.handler.as_ref().and_then(Weak::upgrade) else {
             return;
         };
         let fd = self.tap_queue().as_fd().as_raw_fd();
-        match handler.register_listener(fd, EventSet::IN, self.tap_event) {
+        match handler.register(fd, self.tap_event) {
             Ok(()) => self.tap_polled = true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => self.tap_polled = true,
             Err(e) => tracing::warn!("queue pair {}: cannot poll the tap: {e}", self.index),
@@ -221,15 +204,15 @@ impl QueuePair {
 
     /// Stops polling the tap file: frames wait in the tap until the guest
     /// posts buffers (or the pair is enabled again).
-    pub(super) fn pause_tap(&mut self) {
+    fn pause_tap(&mut self) {
         if !self.tap_polled {
             return;
         }
-        let Some(handler) = self.handler.upgrade() else {
+        let Some(handler) = self.handler.as_ref().and_then(Weak::upgrade) else {
             return;
         };
         let fd = self.tap_queue().as_fd().as_raw_fd();
-        if let Err(e) = handler.unregister_listener(fd, EventSet::IN, self.tap_event) {
+        if let Err(e) = handler.unregister(fd, self.tap_event) {
             tracing::warn!(
                 "queue pair {}: cannot stop polling the tap: {e}",
                 self.index
@@ -278,7 +261,7 @@ impl QueuePair {
 
     /// Whether the tap file is in the thread's epoll (the guest has
     /// receive buffers).
-    pub(super) fn tap_polled(&self) -> bool {
+    fn tap_polled(&self) -> bool {
         self.tap_polled
     }
 
@@ -286,7 +269,7 @@ impl QueuePair {
     /// guest uses fewer pairs): stop polling the tap and, for pairs after
     /// the first, detach the tap queue so the kernel steers its flows to
     /// pairs the guest reads.
-    pub(super) fn rx_unusable(&mut self) {
+    fn rx_unusable(&mut self) {
         self.pause_tap();
         if self.index > 0 {
             self.shared.set_attached(&self.tap, self.index, false);
@@ -294,13 +277,13 @@ impl QueuePair {
     }
 
     /// Whether `vring` may be used: set up by the frontend and enabled.
-    pub(super) fn usable(vring: &Vring) -> bool {
+    fn usable(vring: &Vring) -> bool {
         let state = vring.get_ref();
         state.get_queue().ready() && state.is_enabled()
     }
 
     /// The transmit bounce buffer, grown to the largest frame on first use.
-    pub(super) fn bounce_buf(&mut self) -> &mut [u8] {
+    fn bounce_buf(&mut self) -> &mut [u8] {
         let len = MAX_FRAME_LEN + self.neg.hdr_len;
         if self.bounce.len() < len {
             self.bounce.resize(len, 0);
@@ -312,7 +295,7 @@ impl QueuePair {
     /// (the tap keeps the rest for the next one).
     pub fn detach(&mut self) {
         self.pause_tap();
-        self.handler = Weak::new();
+        self.handler = None;
         self.mem = None;
         self.rx.reset();
         self.rx_held.reset();

@@ -24,8 +24,8 @@ use vhost_user_backend::VringT;
 use virtio_queue::QueueT;
 use vm_memory::GuestAddressSpace;
 
-use super::stats::{guest_warn, PairStats};
-use super::worker::QueuePair;
+use super::QueuePair;
+use crate::net::stats::{guest_warn, PairStats};
 use crate::vhost_user::poll::Poller;
 use crate::vhost_user::Vring;
 

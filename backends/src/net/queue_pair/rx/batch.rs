@@ -9,13 +9,14 @@ use crate::vhost_user::dirty_log::mark_iovecs;
 use crate::vhost_user::GuestMem;
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 
-use super::super::chain::{self, ChainError, Direction, Seg};
-use super::super::merge::{num_buffers_le, spread, NUM_BUFFERS_OFFSET};
-use super::super::offload::MAX_FRAME_LEN;
-use super::super::stats::{guest_warn, PairStats, RateLimit};
-use super::super::sys::IOV_MAX;
-use super::super::worker::{Negotiated, PairShared};
+use super::super::Negotiated;
 use super::FrameSource;
+use crate::net::chain::{self, ChainError, Direction, Seg};
+use crate::net::merge::{num_buffers_le, spread, NUM_BUFFERS_OFFSET};
+use crate::net::offload::MAX_FRAME_LEN;
+use crate::net::shared::PairShared;
+use crate::net::stats::{guest_warn, PairStats, RateLimit};
+use crate::net::sys::IOV_MAX;
 
 /// Most frames moved per event, so that transmit on the same thread gets its
 /// turn (the tap stays readable and epoll comes back).

@@ -12,7 +12,7 @@
 //! iovecs than one `readv` takes, the frame is read into a bounce buffer and
 //! copied (segment by segment: no iovec limit); if it does not fit yet it is
 //! held until the guest posts more. When the guest has no buffers at all,
-//! the tap is left unread (see `worker.rs`).
+//! the tap is left unread (see the queue pair's `mod.rs`).
 //!
 //! Guest input is untrusted. A bad chain is completed empty on the spot, so
 //! the held chains, which can only go back to the ring as the last ones
@@ -31,9 +31,9 @@ use vhost_user_backend::VringT;
 use virtio_queue::QueueT;
 use vm_memory::GuestAddressSpace;
 
-use super::stats::{guest_warn, PairStats};
-use super::tap::TapQueue;
-use super::worker::QueuePair;
+use super::QueuePair;
+use crate::net::stats::{guest_warn, PairStats};
+use crate::net::tap::TapQueue;
 use crate::vhost_user::Vring;
 
 mod batch;
