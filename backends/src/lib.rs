@@ -3,9 +3,10 @@
 //! them (image files and block devices, tap devices).
 //!
 //! This crate must not know about domains, config files, QEMU's device
-//! model or PCI passthrough: it serves one device on one socket. (The block
-//! benchmark in `blk::bench` is the one place that starts a program of
-//! QEMU's, `qemu-storage-daemon`, as the peer it measures against.)
+//! model or PCI passthrough: it serves one device on one socket. It carries
+//! no clients, drivers or harnesses (and no `blkio`): the benchmarks are in
+//! `pvio-bench`, the no-VM net driver in `pvio-net-driver`, the fuzz body in
+//! `pvio-testkit`. Everything here serves a guest.
 
 pub mod blk;
 pub mod inherit;

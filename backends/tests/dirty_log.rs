@@ -16,8 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use pvio_backends::blk::{BlkOptions, BlkServer};
-use pvio_backends::net::driver::{Buf, DriverQueue};
 use pvio_frontend_protocol::features::{VHOST_USER_F_PROTOCOL_FEATURES, VIRTIO_F_VERSION_1};
+use pvio_net_driver::{Buf, DriverQueue};
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserDirtyLogRegion, VhostUserMemoryRegionInfo, VringConfigData};

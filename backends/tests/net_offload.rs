@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use net_support::inproc::{Backend, T};
 use net_support::tcp::{self, Endpoints, Seen, ACK, ETH, IP, PSH, SYN, TCP};
 use net_support::{NetNs, PacketSocket};
-use pvio_backends::net::driver::{DriverOptions, NetDriver, NetHdr};
 use pvio_frontend_protocol::net::*;
+use pvio_net_driver::{DriverOptions, NetDriver, NetHdr};
 
 const HOST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x01];
 const GUEST_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 0x09];

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use net_support::inproc::{Backend, T};
 use net_support::{is_test_frame, test_frame, NetNs, PacketSocket};
-use pvio_backends::net::driver::{Buf, DriverOptions};
 use pvio_frontend_protocol::features::VIRTIO_F_VERSION_1;
 use pvio_frontend_protocol::net::*;
+use pvio_net_driver::{Buf, DriverOptions};
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryRegion};
 
 fn packet_socket(ns: &NetNs, tap: &str) -> PacketSocket {
@@ -361,7 +361,7 @@ fn config_space_reconnects_and_a_clean_stop() {
 
 /// Waits for the next test frame on pair 0, skipping the host's own
 /// traffic (IPv6 autoconfiguration and the like).
-fn recv_test_frame(drv: &mut pvio_backends::net::driver::NetDriver) -> Vec<u8> {
+fn recv_test_frame(drv: &mut pvio_net_driver::NetDriver) -> Vec<u8> {
     loop {
         let r = drv.recv(0, T).unwrap();
         if is_test_frame(&r.frame) {

@@ -8,7 +8,7 @@
 //! Runs `pvio bench blk --json` (pvio, qemu-storage-daemon, pvio's null
 //! engine and, with `PVIO_BENCH_PEER_CH` naming its binary, Cloud
 //! Hypervisor's `vhost_user_block`, driven by the same libblkio client, no
-//! VM; and fio on the same file; see `backends/src/blk/bench/`), prints its
+//! VM; and fio on the same file; see `bench/src/blk/`), prints its
 //! table, and writes the figures and a chart to `PVIO_BENCH_OUT` (default
 //! `target/bench`) as `blk-backend.json` and `blk-backend.svg`; with
 //! `PVIO_BENCH_DIRECT=1` the image is on a disk filesystem opened with

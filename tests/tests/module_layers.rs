@@ -23,6 +23,9 @@ const CRATES: &[&str] = &[
     "backends",
     "passthrough",
     "hvm-runtime",
+    "bench",
+    "net-driver",
+    "testkit",
 ];
 
 type Edges = BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>>;

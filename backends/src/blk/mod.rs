@@ -6,19 +6,16 @@
 //! flight), `request.rs` (descriptor chain to typed request), `image.rs`
 //! (opening and checking the image), `engine/` (io_uring, sync fallback,
 //! null), `config.rs` (features and config space), `metrics.rs` (guest error
-//! counters), `poll.rs` (adaptive polling), `fuzz.rs` (the body of the
-//! parser's fuzz target), `bench/` (`pvio bench blk`).
+//! counters), `poll.rs` (adaptive polling). The parser's fuzz body is in
+//! `pvio-testkit`, the benchmark (`pvio bench blk`) in `pvio-bench`.
 //!
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`BlkServer`] serves one image on one socket.
 
-pub mod bench;
 mod chain;
 pub mod config;
 pub mod device;
 pub mod engine;
-#[doc(hidden)]
-pub mod fuzz;
 pub mod image;
 pub mod metrics;
 mod polling;

@@ -259,11 +259,11 @@ mod tests {
         VIRTIO_NET_F_MQ, VIRTIO_NET_OK,
     };
     use pvio_frontend_protocol::zerocopy::IntoBytes;
+    use pvio_net_driver::{Buf, DriverQueue};
     use vhost_user_backend::{VringRwLock, VringT};
     use vm_memory::{GuestAddress, GuestMemoryAtomic};
 
     use super::*;
-    use crate::net::driver::{Buf, DriverQueue};
 
     /// Moves the calling thread into a network namespace of its own, where
     /// it may create taps.

@@ -19,8 +19,9 @@
 //! | `hdr.rs` | the transmit header checked against the negotiated features |
 //! | `config.rs` | options, MAC address, feature set, config space |
 //! | `stats.rs` | per queue pair counters, rate-limited guest warnings |
-//! | `driver/` | a vhost-user-net driver with no VM, for tests and the benchmark |
-//! | `bench.rs` | the backend alone: frames per second each way (`pvio bench net`) |
+//!
+//! The no-VM driver its tests use is `pvio-net-driver`; `pvio bench net` is
+//! in `pvio-bench`.
 //!
 //! Imports point one way: `device` uses `queue_pair` and `ctrl`, both of
 //! which use `shared`; below them sit `tap`, `sys`, `offload`, `chain`,
@@ -29,12 +30,10 @@
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`NetServer`] serves one tap on one socket.
 
-pub mod bench;
 pub mod chain;
 pub mod config;
 mod ctrl;
 pub mod device;
-pub mod driver;
 pub mod hdr;
 pub mod merge;
 pub mod offload;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pvio_backends::net::driver::{DriverOptions, NetDriver};
 use pvio_backends::net::{NetDevice, NetError, NetOptions, NetServer, StatsSnapshot};
 use pvio_backends::vhost_user::StopHandle;
+use pvio_net_driver::{DriverOptions, NetDriver};
 
 use super::NetNs;
 

@@ -1,14 +1,14 @@
 //! `pvio bench blk`: pvio's block backend against its peers and the host
-//! ceiling, no VM (see `pvio_backends::blk::bench` and
-//! `docs/benchmarks.md`), printed as a Markdown table as it runs; with
-//! `--json`, the table goes to stderr and the figures to stdout (for plots).
+//! ceiling, no VM (see `pvio_bench::blk` and `docs/benchmarks.md`), printed
+//! as a Markdown table as it runs; with `--json`, the table goes to stderr
+//! and the figures to stdout (for plots).
 //!
 //! It must not know how the backend works: it runs the library's benchmark
 //! and prints its figures.
 
 use std::process::ExitCode;
 
-use pvio_backends::blk::bench::{report, BenchOptions, Row};
+use pvio_bench::blk::{report, BenchOptions, Row};
 
 use super::args::BenchBlkArgs;
 use super::CliError;
@@ -19,9 +19,9 @@ pub fn bench_blk(a: &BenchBlkArgs) -> Result<ExitCode, CliError> {
     opts.ch.clone_from(&a.peer_ch);
     // Not locked for the whole run: the backends it starts log to stderr.
     let rows = if a.json {
-        pvio_backends::blk::bench::run(&opts, &mut std::io::stderr())?
+        pvio_bench::blk::run(&opts, &mut std::io::stderr())?
     } else {
-        pvio_backends::blk::bench::run(&opts, &mut std::io::stdout())?
+        pvio_bench::blk::run(&opts, &mut std::io::stdout())?
     };
     if a.json {
         let figures: Vec<serde_json::Value> =

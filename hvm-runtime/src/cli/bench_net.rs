@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pvio_backends::net::bench::{frames_per_second, BenchError};
+use pvio_bench::net::{frames_per_second, BenchError};
 
 /// Frame sizes measured.
 const SIZES: [usize; 2] = [64, 1500];

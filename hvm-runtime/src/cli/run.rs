@@ -17,13 +17,13 @@ pub enum CliError {
     Blk(#[from] pvio_backends::blk::BlkError),
     /// The block benchmark could not run.
     #[error(transparent)]
-    BenchBlk(#[from] pvio_backends::blk::bench::BenchError),
+    BenchBlk(#[from] pvio_bench::blk::BenchError),
     /// The PV net backend failed (bad tap, socket in use, ...).
     #[error(transparent)]
     Net(#[from] pvio_backends::net::NetError),
     /// The net benchmark could not run.
     #[error(transparent)]
-    BenchNet(#[from] pvio_backends::net::bench::BenchError),
+    BenchNet(#[from] pvio_bench::net::BenchError),
     /// A domain or hot-plug command refused or failed.
     #[error(transparent)]
     Domain(#[from] super::domain::DomainCliError),

@@ -16,11 +16,11 @@ use pvio_frontend_protocol::features::VIRTIO_F_VERSION_1;
 use pvio_frontend_protocol::net::{
     VIRTIO_NET_F_GUEST_CSUM, VIRTIO_NET_F_GUEST_TSO4, VIRTIO_NET_F_MRG_RXBUF,
 };
+use pvio_net_driver::{Buf, DriverQueue};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress};
 
 use super::{BatchEnd, FrameSource, Receiver};
-use crate::net::driver::{Buf, DriverQueue};
 use crate::net::offload::MAX_FRAME_LEN;
 use crate::net::queue_pair::Negotiated;
 use crate::net::shared::PairShared;

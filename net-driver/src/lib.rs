@@ -1,8 +1,15 @@
-//! A minimal virtio-net driver that speaks vhost-user to a net backend with
-//! no VM: guest memory is a memfd shared with the backend, rings are laid
-//! out with `pvio-frontend-protocol`, and frames go in and out as a guest's
-//! driver would send them. The socket-level tests and the benchmark use it;
-//! it is not a VMM.
+//! pvio-net-driver: a minimal virtio-net driver that speaks vhost-user to a
+//! net backend with no VM. Guest memory is a memfd shared with the backend,
+//! rings are laid out with `pvio-frontend-protocol`, and frames go in and out
+//! as a guest's driver would send them. It is the guest of `pvio bench net`
+//! (`pvio-bench`) and of the net backend's socket-level and unit tests; it is
+//! not a VMM.
+//!
+//! It must not know pvio's backends: it drives one from the outside, over
+//! its socket, as QEMU would, so that it depends on the wire formats and
+//! rust-vmm's frontend only and `pvio-backends` can take it as a
+//! dev-dependency without a cycle. The `pvio` binary links it only through
+//! `pvio-bench`.
 //!
 //! The handshake is QEMU's order: owner, features, protocol features, queue
 //! count, config, memory table, then each ring's size, addresses, base,
@@ -10,7 +17,7 @@
 //!
 //! | file | role |
 //! | --- | --- |
-//! | `mod.rs` | options, errors, the driver's state and accessors |
+//! | `lib.rs` | options, errors, the driver's state and accessors |
 //! | `setup.rs` | the vhost-user handshake and the memfd guest memory |
 //! | `vq.rs` | one split virtqueue as a driver sees it |
 //! | `tx.rs` | queueing frames, reclaiming transmit chains |

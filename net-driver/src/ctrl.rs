@@ -6,7 +6,7 @@ use pvio_frontend_protocol::net::NetCtrlHdr;
 use pvio_frontend_protocol::zerocopy::{FromBytes, IntoBytes};
 use vm_memory::{Address, GuestMemoryMmap};
 
-use super::{Buf, DriverError, DriverQueue, NetDriver};
+use crate::{Buf, DriverError, DriverQueue, NetDriver};
 
 impl NetDriver {
     /// Sends a control command and waits for its ack byte.
@@ -64,7 +64,7 @@ impl NetDriver {
 }
 
 /// The descriptor indexes of the (just added) chain at `head`.
-pub(super) fn chain_ids(
+pub(crate) fn chain_ids(
     q: &mut DriverQueue,
     mem: &GuestMemoryMmap,
     head: u16,

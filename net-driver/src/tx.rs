@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use pvio_frontend_protocol::net::NetHdr;
 use pvio_frontend_protocol::zerocopy::IntoBytes;
 
-use super::ctrl::chain_ids;
-use super::{Buf, DriverError, NetDriver};
+use crate::ctrl::chain_ids;
+use crate::{Buf, DriverError, NetDriver};
 
 impl NetDriver {
     /// Queues one frame on pair `pair` behind `hdr` (without notifying); in

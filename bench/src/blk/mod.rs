@@ -12,8 +12,8 @@
 //! ratio pvio / each other row, and at the end which of issue 12's targets
 //! were met. The client runs on the same cores as the backends.
 //!
-//! Not used by the backend itself. It must not shape a workload to a
-//! target: the same client and settings go to every peer.
+//! It must not shape a workload to a target: the same client and settings
+//! go to every peer.
 
 mod client;
 mod fio;
@@ -26,7 +26,7 @@ use std::time::Duration;
 pub use client::{Sample, Workload};
 pub use peer::{Peer, PeerSetup};
 
-use crate::blk::BlkError;
+use pvio_backends::blk::BlkError;
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]

@@ -15,9 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use pvio_backends::blk::{BlkError, BlkOptions, BlkServer, EngineKind};
+use pvio_backends::vhost_user::StopHandle;
+
 use super::BenchError;
-use crate::blk::{BlkError, BlkOptions, BlkServer, EngineKind};
-use crate::vhost_user::StopHandle;
 
 /// Which backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,7 @@
-//! The body of the request-parser fuzz target, shared by `backends/fuzz`
-//! (cargo-fuzz, libFuzzer) and a stable-Rust test that runs a generated seed
-//! corpus through it.
+//! The body of the block request parser's fuzz target, shared by
+//! `backends/fuzz` (cargo-fuzz, libFuzzer) and a stable-Rust test that runs
+//! a generated seed corpus through it. It reaches the parser through
+//! `pvio_backends::blk::request`, the queue workers' own entry point.
 //!
 //! Bytes become a guest: memory in three regions (two adjacent, one after a
 //! hole), a split queue of 16 entries at guest address 0, one descriptor
@@ -14,7 +15,9 @@
 //!
 //! It must not know about engines, threads or vhost-user.
 
-use crate::vhost_user::GuestMem;
+use pvio_backends::blk::config::{DiskInfo, MAX_DATA_BYTES, MAX_SEGMENTS};
+use pvio_backends::blk::request::{parse, Action, Request};
+use pvio_backends::vhost_user::GuestMem;
 use pvio_frontend_protocol::blk::{
     encode_blk_id, BlkReqHeader, DiscardWriteZeroesSeg, SECTOR_SIZE, VIRTIO_BLK_T_DISCARD,
     VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_GET_LIFETIME, VIRTIO_BLK_T_IN,
@@ -24,9 +27,6 @@ use pvio_frontend_protocol::ring::{VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIR
 use pvio_frontend_protocol::zerocopy::IntoBytes;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
-
-use super::config::{DiskInfo, MAX_DATA_BYTES, MAX_SEGMENTS};
-use super::request::{parse, Action, Request};
 
 const QUEUE_SIZE: u16 = 16;
 const DESC_TABLE: u64 = 0;

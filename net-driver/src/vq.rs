@@ -16,7 +16,7 @@ use pvio_frontend_protocol::zerocopy::{FromBytes, IntoBytes};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
-use super::DriverError;
+use crate::DriverError;
 
 /// Page alignment for each ring area and buffer area.
 const PAGE: u64 = 4096;

@@ -7,7 +7,7 @@ use pvio_frontend_protocol::features::VIRTIO_F_EVENT_IDX;
 use pvio_frontend_protocol::net::{NetHdr, NET_HDR_LEN};
 use pvio_frontend_protocol::zerocopy::FromBytes;
 
-use super::{Buf, DriverError, NetDriver, Received};
+use crate::{Buf, DriverError, NetDriver, Received};
 
 /// An Ethernet header: anything shorter is no frame.
 const ETH_HLEN: usize = 14;

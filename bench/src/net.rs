@@ -1,6 +1,7 @@
-//! The net backend alone, measured with no VM: frames per second each way
-//! at a given frame size, with the socket-level driver as the guest and a
-//! tap inside a network namespace made for the run.
+//! `pvio bench net`: the net backend alone, measured with no VM: frames per
+//! second each way at a given frame size, with the socket-level driver
+//! (`pvio-net-driver`) as the guest and a tap inside a network namespace
+//! made for the run.
 //!
 //! Transmit: the driver keeps the transmit ring full of copies of one frame;
 //! the backend writes each to the tap (the namespace's stack drops them).
@@ -10,7 +11,7 @@
 //! on this machine's cores at once (driver, backend, injector), so the
 //! figures are a floor for the backend, not a line rate.
 //!
-//! `pvio bench net` prints them; nothing here is used by the backend itself.
+//! `pvio bench net` prints them.
 
 use std::fs::File;
 use std::io;
@@ -21,8 +22,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::driver::{DriverError, DriverOptions, NetDriver};
-use super::{NetError, NetOptions, NetServer};
+use pvio_backends::net::{NetError, NetOptions, NetServer};
+use pvio_net_driver::{DriverError, DriverOptions, NetDriver, NetHdr};
 
 /// Errors of the benchmark.
 #[derive(Debug, thiserror::Error)]
@@ -321,7 +322,7 @@ fn round_trips(
     thread::sleep(Duration::from_millis(50));
     drv.drain_rx(0)?;
     let mut samples = Vec::with_capacity(ROUND_TRIPS);
-    let hdr = super::driver::NetHdr::default();
+    let hdr = NetHdr::default();
     for _ in 0..ROUND_TRIPS {
         drv.reclaim_tx(0)?;
         let start = Instant::now();

@@ -14,7 +14,7 @@ use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserDirtyLogRegion, VhostUserMemoryRegionInfo, VringConfigData};
 use vm_memory::{FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestRegionMmap};
 
-use super::{vhost, DriverError, DriverOptions, DriverQueue, NetDriver};
+use crate::{vhost, DriverError, DriverOptions, DriverQueue, NetDriver};
 
 /// The control queue's slot size.
 const CTRL_SLOT: u32 = 64;
