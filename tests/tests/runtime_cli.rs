@@ -108,7 +108,7 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
         serde_json::from_str(&env.ok(&["create", "--dry-run", "--json", cfg])).unwrap();
     // The device model's identity is fixed when the domain starts (from its
     // id); the dry run names it DM_UID:DM_GID.
-    let id = env.record("tty1").id;
+    let id = env.record("tty1").identity.id;
     let dm = 1_900_000_000 + 2 * id;
     let mut planned = vec![dry["plan"]["qemu"]["binary"].as_str().unwrap().to_owned()];
     planned.extend(
@@ -167,15 +167,15 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
     );
     let rec = env.record("tty1");
     assert_eq!(row["name"], "tty1");
-    assert_eq!(row["id"], u64::from(rec.id));
+    assert_eq!(row["id"], u64::from(rec.identity.id));
     assert_eq!(row["uuid"], UUID);
     assert_eq!(row["memory"], 256);
     assert_eq!(row["vcpus"], 1);
     assert_eq!(row["state"], "running");
     let uptime = row["uptime"].as_u64().unwrap();
     assert!(uptime <= start.elapsed().as_secs() + 130, "{uptime}");
-    assert_eq!(row["accelerator"], rec.accel.as_str());
-    assert!(["kvm", "tcg"].contains(&rec.accel.as_str()));
+    assert_eq!(row["accelerator"], rec.identity.accel.qemu_arg());
+    assert!(["kvm", "tcg"].contains(&rec.identity.accel.qemu_arg()));
 
     env.ok(&["destroy", "tty1"]);
     assert!(!alive(sup) && !alive(qemu));
@@ -202,12 +202,12 @@ fn an_emulated_nic_hot_plugged_and_unplugged_by_devid() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     let rec = env.record("hp1");
     assert_eq!(v["name"], "hp1");
-    assert_eq!(v["id"], u64::from(rec.id));
+    assert_eq!(v["id"], u64::from(rec.identity.id));
     assert_eq!(v["state"], "running");
     assert_eq!(v["memory_mib"], 256);
     assert_eq!(v["vcpus"], 1);
-    assert_eq!(v["accel"], rec.accel.as_str());
-    assert_eq!(v["uuid"], rec.uuid.as_str());
+    assert_eq!(v["accel"], rec.identity.accel.qemu_arg());
+    assert_eq!(v["uuid"], rec.identity.uuid.as_str());
     assert_eq!(v["qemu_pid"], u64::from(rec.qemu_pid.unwrap()));
     assert_eq!(v["supervisor_pid"], u64::from(rec.supervisor_pid.unwrap()));
     assert_eq!(v["disks"][0]["vdev"], "hdc");

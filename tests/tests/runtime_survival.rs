@@ -209,7 +209,7 @@ done
     assert!(String::from_utf8_lossy(&out.stderr).contains("adopted"));
     let after = env.record("ad");
     assert_eq!(after.qemu_pid, Some(qemu));
-    assert_eq!(after.id, before.id);
+    assert_eq!(after.identity.id, before.identity.id);
     assert_eq!(after.started_at, before.started_at);
     assert_eq!(after.adopted, 1);
     assert_ne!(after.supervisor_pid, Some(sup));

@@ -61,8 +61,9 @@ pub fn dry_run(a: &CreateArgs) -> ExitCode {
     // the command line shown is the one QEMU gets.
     match launch::reserved_device_args(&plan) {
         Ok(args) => plan.qemu.args.extend(args),
-        Err(why) => plan.notes.push(format!(
-            "devices reserved by `pvio assign` are not shown: {why}"
+        Err(e) => plan.notes.push(format!(
+            "devices reserved by `pvio assign` are not shown: {}",
+            crate::report::error_line(&e)
         )),
     }
     let problems = plan::check_host(&loaded.spec, &plan, &host);

@@ -183,10 +183,13 @@ pub fn start_planned(loaded: &Loaded, plan: &DomainPlan, a: &CreateArgs) -> Resu
     if a.json {
         print_json(&record)?;
     } else {
-        println!("{} (id {}) is running", record.name, record.id);
+        println!(
+            "{} (id {}) is running",
+            record.identity.name, record.identity.id
+        );
     }
     if a.console {
-        match console::attach(&RunRoot::from_env(), &record.name) {
+        match console::attach(&RunRoot::from_env(), &record.identity.name) {
             // The domain runs; a console that cannot be attached is a note.
             Err(DomainError::Refused { message, .. }) => {
                 eprintln!("pvio: note: no console to attach: {message}");
@@ -210,13 +213,13 @@ pub fn list(json: bool) -> Result<ExitCode> {
         if r.adopted > 0 {
             eprintln!(
                 "pvio: note: domain '{}' runs on; its supervisor was replaced {} time(s) (adopted)",
-                r.name, r.adopted
+                r.identity.name, r.adopted
             );
         }
         for b in &r.backends_down {
             eprintln!(
                 "pvio: warning: domain '{}': the PV backend of {} is down: {}",
-                r.name, b.device, b.why
+                r.identity.name, b.device, b.why
             );
         }
     }
@@ -248,7 +251,7 @@ pub struct ListEntry<'a> {
     /// Seconds since it was created.
     pub uptime: u64,
     /// `kvm` or `tcg`.
-    pub accelerator: &'a str,
+    pub accelerator: Accel,
     /// How often its PV backends were started again after dying.
     pub backend_restarts: u32,
     /// PV backends left down after dying too often.
@@ -263,14 +266,14 @@ impl ListEntry<'_> {
     /// The entry of `r`.
     pub fn of(r: &DomainRecord) -> ListEntry<'_> {
         ListEntry {
-            name: &r.name,
-            id: r.id,
-            uuid: &r.uuid,
-            memory: r.memory_mib,
-            vcpus: r.vcpus,
+            name: &r.identity.name,
+            id: r.identity.id,
+            uuid: &r.identity.uuid,
+            memory: r.identity.memory_mib,
+            vcpus: r.identity.vcpus,
             state: r.state,
             uptime: r.uptime_secs(),
-            accelerator: &r.accel,
+            accelerator: r.identity.accel,
             backend_restarts: r.backend_restarts,
             backends_down: &r.backends_down,
             adopted: r.adopted,
@@ -283,7 +286,7 @@ impl ListEntry<'_> {
 pub fn table(records: &[DomainRecord]) -> String {
     let width = records
         .iter()
-        .map(|r| r.name.len())
+        .map(|r| r.identity.name.len())
         .max()
         .unwrap_or(0)
         .max(4);
@@ -294,13 +297,13 @@ pub fn table(records: &[DomainRecord]) -> String {
     for r in records {
         out.push_str(&format!(
             "{:<width$}  {:>4}  {:>8}  {:>5}  {:<9}  {:>11}  {}\n",
-            r.name,
-            r.id,
-            r.memory_mib,
-            r.vcpus,
+            r.identity.name,
+            r.identity.id,
+            r.identity.memory_mib,
+            r.identity.vcpus,
             r.state.to_string(),
             format_uptime(r.uptime_secs()),
-            r.accel.to_uppercase()
+            r.identity.accel
         ));
     }
     out
@@ -360,7 +363,7 @@ pub fn vncviewer(a: &DomainArg) -> Result<ExitCode> {
         Ok(addr) => addr,
         // A live domain without a display: say which key turned it off.
         Err(DomainError::Refused { name, .. }) => {
-            let config = root.live(&name).ok().and_then(|f| f.record.config);
+            let config = root.live(&name).ok().and_then(|f| f.record.identity.config);
             return Err(DomainError::Refused {
                 message: why_no_vnc(config.as_deref()),
                 name,

@@ -120,12 +120,15 @@ pub fn restore(a: &RestoreArgs) -> Result<ExitCode> {
     if a.json {
         print_json(&record).map_err(|e| MigrateError::Refused(super::error_line(&e)))?;
     } else if a.no_wait {
-        println!("{} (id {}) is being restored", record.name, record.id);
+        println!(
+            "{} (id {}) is being restored",
+            record.identity.name, record.identity.id
+        );
     } else {
         println!(
             "{} (id {}) restored from {}; it is {}",
-            record.name,
-            record.id,
+            record.identity.name,
+            record.identity.id,
             a.file.display(),
             record.state
         );

@@ -66,14 +66,14 @@ pub fn respawn(dir: &Path) -> Result<DomainRecord, DomainError> {
             }
             if r.state == DomainState::Ended {
                 return Err(DomainError::StartFailed {
-                    name: r.name.clone(),
+                    name: r.identity.name.clone(),
                     why: r.ended.map_or_else(String::new, |e| e.detail),
                 });
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
             return Err(DomainError::StartFailed {
-                name: before.name,
+                name: before.identity.name,
                 why: format!("its new supervisor exited ({status}) before adopting it"),
             });
         }

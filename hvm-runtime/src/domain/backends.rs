@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::access::{self, Identity};
+use super::backend_error::BackendError;
 use super::image_lock::{self, LockedImage};
 use super::msg::Msg;
 use super::DomainError;
@@ -110,24 +111,26 @@ impl Backends {
         image: &Path,
         read_only: bool,
     ) -> Result<(), DomainError> {
-        let fail = |message: String| DomainError::Backend {
+        let fail = |source: BackendError| DomainError::Backend {
             device: device.to_owned(),
-            message,
+            source: Box::new(source),
         };
         if self.has(device) {
-            return Err(fail(format!("a backend already serves {device}")));
+            return Err(fail(BackendError::AlreadyServed(device.to_owned())));
         }
         let locked = if self.defer_locks {
             image_lock::open_deferred(image, read_only)
         } else {
             image_lock::open_locked(image, read_only, &self.run_root, &self.domain, device)
         }
-        .map_err(|e| fail(crate::report::error_line(&e)))?;
+        .map_err(|e| fail(e.into()))?;
         let listener = self.bind(device, socket)?;
-        let image_fd = locked
-            .file()
-            .try_clone()
-            .map_err(|e| fail(format!("cannot pass {}: {e}", image.display())))?;
+        let image_fd = locked.file().try_clone().map_err(|source| {
+            fail(BackendError::PassImage {
+                path: image.to_owned(),
+                source,
+            })
+        })?;
         let fds = vec![OwnedFd::from(listener), OwnedFd::from(image_fd)];
         let args = blk_args(device, read_only, &self.user.arg());
         self.spawn(device, BackendKind::Blk, socket, args, fds, Some(locked))?;
@@ -151,18 +154,18 @@ impl Backends {
         mac: &str,
         mtu: Option<u16>,
     ) -> Result<(), DomainError> {
-        let fail = |message: String| DomainError::Backend {
+        let fail = |source: BackendError| DomainError::Backend {
             device: device.to_owned(),
-            message,
+            source: Box::new(source),
         };
         if self.has(device) {
-            return Err(fail(format!("a backend already serves {device}")));
+            return Err(fail(BackendError::AlreadyServed(device.to_owned())));
         }
-        let mut queues = pvio_backends::net::tap::open_queues(tap, 1)
-            .map_err(|e| fail(crate::report::error_line(&e)))?;
+        let mut queues =
+            pvio_backends::net::tap::open_queues(tap, 1).map_err(|e| fail(e.into()))?;
         let queue = queues
             .pop()
-            .ok_or_else(|| fail(format!("tap {tap} gave no queue")))?;
+            .ok_or_else(|| fail(BackendError::NoQueue(tap.to_owned())))?;
         let listener = self.bind(device, socket)?;
         let fds = vec![OwnedFd::from(listener), queue];
         let args = net_args(mac, mtu, &self.user.arg());
@@ -177,21 +180,26 @@ impl Backends {
     /// Binds `socket` (a stale one is replaced) for the device model's
     /// group alone.
     fn bind(&self, device: &str, socket: &Path) -> Result<UnixListener, DomainError> {
-        let fail = |message: String| DomainError::Backend {
+        let fail = |source: BackendError| DomainError::Backend {
             device: device.to_owned(),
-            message,
+            source: Box::new(source),
         };
         if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-            return Err(fail(format!(
-                "another backend is already serving {}",
-                socket.display()
-            )));
+            return Err(fail(BackendError::SocketTaken(socket.to_owned())));
         }
         let _ = std::fs::remove_file(socket);
-        let l = UnixListener::bind(socket)
-            .map_err(|e| fail(format!("cannot listen on {}: {e}", socket.display())))?;
-        access::protect(socket, access::SOCKET_MODE, self.socket_gid)
-            .map_err(|e| fail(format!("cannot set the mode of {}: {e}", socket.display())))?;
+        let l = UnixListener::bind(socket).map_err(|source| {
+            fail(BackendError::Listen {
+                path: socket.to_owned(),
+                source,
+            })
+        })?;
+        access::protect(socket, access::SOCKET_MODE, self.socket_gid).map_err(|source| {
+            fail(BackendError::SocketMode {
+                path: socket.to_owned(),
+                source,
+            })
+        })?;
         Ok(l)
     }
 
@@ -204,18 +212,16 @@ impl Backends {
         fds: Vec<OwnedFd>,
         image: Option<LockedImage>,
     ) -> Result<(), DomainError> {
-        let fail = |message: String| DomainError::Backend {
+        let fail = |source: BackendError| DomainError::Backend {
             device: device.to_owned(),
-            message,
+            source: Box::new(source),
         };
         // The supervisor's own binary, even once an upgrade replaced the
         // file: backend and supervisor are always of one version.
         let exe = PathBuf::from("/proc/self/exe");
         let job = Arc::new(Job { exe, args, fds });
         tracing::info!("starting pvio {}", job.args.join(" "));
-        let child = job
-            .start()
-            .map_err(|e| fail(format!("cannot start its process: {e}")))?;
+        let child = job.start().map_err(|e| fail(BackendError::Start(e)))?;
         let pid = Arc::new(AtomicU32::new(child.id()));
         let stopping = Arc::new(AtomicBool::new(false));
         let (tx, rx) = mpsc::channel();
@@ -230,7 +236,7 @@ impl Backends {
         std::thread::Builder::new()
             .name(format!("watch-{device}"))
             .spawn(move || watch.run(child))
-            .map_err(|e| fail(format!("cannot watch its process: {e}")))?;
+            .map_err(|e| fail(BackendError::Watch(e)))?;
         self.running.push(Running {
             device: device.to_owned(),
             kind,

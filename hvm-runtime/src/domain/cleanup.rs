@@ -22,7 +22,10 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
             if process::kill_if_ours(pid, &record.qmp_socket, Duration::from_secs(3)) {
                 done.push(format!("killed QEMU (pid {pid})"));
             } else {
-                tracing::warn!("QEMU (pid {pid}) of domain {} does not die", record.name);
+                tracing::warn!(
+                    "QEMU (pid {pid}) of domain {} does not die",
+                    record.identity.name
+                );
             }
         }
     }
@@ -37,7 +40,11 @@ pub fn reap_dead(dir: &Path, record: &mut DomainRecord) {
             .map(|l| l.passthrough)
             .unwrap_or_default();
         let ran = record.state != DomainState::Starting;
-        done.extend(passthrough::domain_ended(&record.name, &config, ran));
+        done.extend(passthrough::domain_ended(
+            &record.identity.name,
+            &config,
+            ran,
+        ));
         record.pci.clear();
     }
     let removed = remove_sockets(dir);

@@ -8,33 +8,70 @@ use std::sync::atomic::Ordering;
 use std::os::fd::OwnedFd;
 
 use super::control::{ControlError, Request};
+use super::incoming::RenameError;
 use super::live::{LiveDomain, Msg};
+use super::outgoing::MoveError;
 use super::outgoing::{self, AfterSave};
 use super::record::DomainState;
-use crate::domain::hotplug;
-use crate::qmp::qmp;
+use crate::domain::hotplug::{self, HotplugError};
+use crate::qmp::{qmp, QmpError};
 use crate::report::error_line;
 
-/// Answers one request; an error is one line for the user, with its kind.
+/// Why a request was refused or failed, typed until it is answered.
+#[derive(Debug, thiserror::Error)]
+enum AnswerError {
+    /// The domain's state, or the request itself, does not allow it
+    /// (pvio's own words, with what to do instead).
+    #[error("{0}")]
+    Refused(String),
+    /// QMP failed.
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// Hot-plug failed.
+    #[error(transparent)]
+    Hotplug(#[from] HotplugError),
+    /// Saving or moving failed.
+    #[error(transparent)]
+    Move(#[from] MoveError),
+    /// The rename after a migration failed.
+    #[error(transparent)]
+    Rename(#[from] RenameError),
+    /// The record cannot be serialized.
+    #[error("cannot describe the domain")]
+    Status(#[source] serde_json::Error),
+}
+
+impl From<&str> for AnswerError {
+    fn from(message: &str) -> Self {
+        AnswerError::Refused(message.to_owned())
+    }
+}
+
+impl From<String> for AnswerError {
+    fn from(message: String) -> Self {
+        AnswerError::Refused(message)
+    }
+}
+
+/// Answers one request; an error becomes one line for the user here,
+/// with its kind.
 pub fn handle(live: &LiveDomain, req: Request, fd: Option<OwnedFd>) -> Result<Value, ControlError> {
     match req {
-        Request::Save { .. } | Request::Migrate { .. } => {
-            let fd = fd.ok_or_else(|| {
-                ControlError::from("save and migrate need the descriptor to write to".to_owned())
-            })?;
-            stream(live, req, fd)
-        }
+        Request::Save { .. } | Request::Migrate { .. } => match fd {
+            Some(fd) => stream(live, req, fd),
+            None => Err("save and migrate need the descriptor to write to".into()),
+        },
         _ => answer(live, req),
     }
-    .map_err(ControlError::from)
+    .map_err(|e| ControlError::from(error_line(&e)))
 }
 
 /// `save` and `migrate`: the header and the device model's stream into
 /// `fd`, then what the request asks.
-fn stream(live: &LiveDomain, req: Request, fd: OwnedFd) -> Result<Value, String> {
+fn stream(live: &LiveDomain, req: Request, fd: OwnedFd) -> Result<Value, AnswerError> {
     let state = live.record().state;
     if !matches!(state, DomainState::Running | DomainState::Paused) {
-        return Err(format!("the domain is {state}"));
+        return Err(format!("the domain is {state}").into());
     }
     let (save, config) = match &req {
         Request::Migrate { config } => (false, config.clone()),
@@ -52,8 +89,7 @@ fn stream(live: &LiveDomain, req: Request, fd: OwnedFd) -> Result<Value, String>
         Request::Save {
             after: AfterSave::Run,
         } => {
-            live.qmp(|q| q.execute(&qmp::cont {}))
-                .map_err(|e| error_line(&e))?;
+            live.qmp(|q| q.execute(&qmp::cont {}))?;
             live.update(|r| r.state = DomainState::Running);
         }
         // Paused: `pvio save -p`, and a migration waiting for the other
@@ -63,11 +99,11 @@ fn stream(live: &LiveDomain, req: Request, fd: OwnedFd) -> Result<Value, String>
     Ok(out)
 }
 
-fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
+fn answer(live: &LiveDomain, req: Request) -> Result<Value, AnswerError> {
     let state = live.record().state;
     let stopping = matches!(state, DomainState::Stopping | DomainState::Ended);
     if stopping && !matches!(req, Request::Status | Request::Destroy) {
-        return Err(format!("the domain is {state}"));
+        return Err(format!("the domain is {state}").into());
     }
     let needs_guest = matches!(
         req,
@@ -80,17 +116,17 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
             | Request::PciDetach { .. }
     );
     if needs_guest && live.migrating.load(Ordering::SeqCst) {
-        return Err("the domain's state is being saved or migrated; hot-plug after it".to_owned());
+        return Err("the domain's state is being saved or migrated; hot-plug after it".into());
     }
     if needs_guest && state != DomainState::Running {
         // Hot-plug needs the guest's ACPI handler to run.
         return Err(format!(
             "the domain is {state}; hot-plug needs a running guest (`pvio unpause` it first)"
-        ));
+        )
+        .into());
     }
-    let qmp_err = |e: crate::qmp::QmpError| error_line(&e);
     match req {
-        Request::Status => serde_json::to_value(live.record()).map_err(|e| e.to_string()),
+        Request::Status => serde_json::to_value(live.record()).map_err(AnswerError::Status),
         Request::Destroy => {
             live.send(Msg::Destroy);
             Ok(Value::Null)
@@ -98,13 +134,12 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
         Request::Shutdown | Request::Reboot { force: false } => {
             if state == DomainState::Paused {
                 return Err(
-                    "the domain is paused; `pvio unpause` it first, or `pvio destroy` it"
-                        .to_owned(),
+                    "the domain is paused; `pvio unpause` it first, or `pvio destroy` it".into(),
                 );
             }
             if state == DomainState::Preserved {
                 return Err(
-                    "the guest has stopped and is preserved; `pvio destroy` ends it".to_owned(),
+                    "the guest has stopped and is preserved; `pvio destroy` ends it".into(),
                 );
             }
             if matches!(req, Request::Reboot { .. }) {
@@ -112,60 +147,58 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
                 // reboot (see `supervisor::on_event`).
                 live.reboot_requested.store(true, Ordering::SeqCst);
             }
-            live.qmp(|q| q.execute(&qmp::system_powerdown {}))
-                .map_err(qmp_err)?;
+            live.qmp(|q| q.execute(&qmp::system_powerdown {}))?;
             Ok(Value::Null)
         }
         Request::Reboot { force: true } => {
-            live.qmp(|q| q.execute(&qmp::system_reset {}))
-                .map_err(qmp_err)?;
+            live.qmp(|q| q.execute(&qmp::system_reset {}))?;
             Ok(Value::Null)
         }
         Request::Pause => {
             if state != DomainState::Running {
-                return Err(format!("the domain is {state}, not running"));
+                return Err(format!("the domain is {state}, not running").into());
             }
-            live.qmp(|q| q.execute(&qmp::stop {})).map_err(qmp_err)?;
+            live.qmp(|q| q.execute(&qmp::stop {}))?;
             live.update(|r| r.state = DomainState::Paused);
             Ok(Value::Null)
         }
         Request::Unpause => {
             if state != DomainState::Paused {
-                return Err(format!("the domain is {state}, not paused"));
+                return Err(format!("the domain is {state}, not paused").into());
             }
-            live.qmp(|q| q.execute(&qmp::cont {})).map_err(qmp_err)?;
+            live.qmp(|q| q.execute(&qmp::cont {}))?;
             live.update(|r| r.state = DomainState::Running);
             Ok(Value::Null)
         }
         Request::BlockAttach { spec, cwd } => hotplug::block::attach(live, &spec, &cwd)
             .map(|d| json!(d))
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::BlockDetach { vdev } => hotplug::block::detach(live, &vdev)
             .map(|()| Value::Null)
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::BlockList => Ok(json!(live.record().disks)),
         Request::CdInsert { vdev, path } => hotplug::cdrom::insert(live, &vdev, &path)
             .map(|()| Value::Null)
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::CdEject { vdev } => hotplug::cdrom::eject(live, &vdev)
             .map(|()| Value::Null)
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::NetworkAttach { settings } => hotplug::net::attach(live, &settings)
             .map(|n| json!(n))
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::NetworkDetach { nic } => hotplug::net::detach(live, &nic)
             .map(|()| Value::Null)
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::NetworkList => Ok(json!(live.record().nics)),
         Request::PciAttach { host, id } => hotplug::pci::attach(live, &host, &id)
             .map(|p| json!(p))
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::PciAttachPreview { devices } => hotplug::pci::preview(live, &devices)
             .map(|lines| json!(lines))
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::PciDetach { id } => hotplug::pci::detach(live, &id)
             .map(|()| Value::Null)
-            .map_err(|e| error_line(&e)),
+            .map_err(AnswerError::from),
         Request::Qmp { command } => {
             let name = command
                 .get("execute")
@@ -174,12 +207,14 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
                 .to_owned();
             let args = command.get("arguments").cloned().unwrap_or(Value::Null);
             tracing::info!("QMP from an operator: {name}");
-            let out = live.qmp(|q| q.execute_raw(&name, args)).map_err(qmp_err);
+            let out = live
+                .qmp(|q| q.execute_raw(&name, args))
+                .map_err(AnswerError::from);
             live.refresh_media();
             out
         }
         Request::Save { .. } | Request::Migrate { .. } => {
-            Err("save and migrate need the descriptor to write to".to_owned())
+            Err("save and migrate need the descriptor to write to".into())
         }
         Request::MigrationStatus => Ok(outgoing::progress(live)),
         Request::MigratedAway { to } => {
@@ -189,7 +224,10 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
             ));
             Ok(Value::Null)
         }
-        Request::Rename { name } => super::incoming::rename(live, &name).map(|()| Value::Null),
+        Request::Rename { name } => {
+            super::incoming::rename(live, &name)?;
+            Ok(Value::Null)
+        }
         Request::Monitor { command_line } => {
             tracing::info!("monitor command from an operator: {command_line}");
             let out = live
@@ -200,7 +238,7 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, String> {
                     })
                 })
                 .map(Value::String)
-                .map_err(qmp_err);
+                .map_err(AnswerError::from);
             live.refresh_media();
             out
         }

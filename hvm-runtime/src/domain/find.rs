@@ -35,7 +35,7 @@ impl RunRoot {
                 Err(_) => {}
             }
         }
-        out.sort_by_key(|f| f.record.id);
+        out.sort_by_key(|f| f.record.identity.id);
         out
     }
 

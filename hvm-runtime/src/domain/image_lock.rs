@@ -189,9 +189,9 @@ fn holder(image: &Path, run_root: &Path, asker: (&str, &str)) -> String {
                 .image
                 .as_ref()
                 .is_some_and(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()) == want);
-            if same && (r.name.as_str(), d.vdev.as_str()) != asker {
+            if same && (r.identity.name.as_str(), d.vdev.as_str()) != asker {
                 let mode = if d.read_only { "read-only" } else { "writable" };
-                return format!("disk {} of domain '{}' ({mode})", d.vdev, r.name);
+                return format!("disk {} of domain '{}' ({mode})", d.vdev, r.identity.name);
             }
         }
     }

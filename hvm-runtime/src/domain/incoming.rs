@@ -104,12 +104,10 @@ pub fn receive(
 
 /// The disks and NICs hot-plugged before the save, each where it sat.
 fn replay(live: &Arc<LiveDomain>, inc: &Incoming) -> Result<(), DomainError> {
-    let failed = |dev: &str, e: hotplug::HotplugError| DomainError::StartFailed {
+    let failed = |dev: &str, e: hotplug::HotplugError| DomainError::Replay {
         name: live.name().to_owned(),
-        why: format!(
-            "cannot put back {dev}, hot-plugged before the save: {}",
-            crate::report::error_line(&e)
-        ),
+        device: dev.to_owned(),
+        source: Box::new(e),
     };
     live.pin_places(inc.placements.clone());
     for d in &inc.disks {
@@ -188,44 +186,78 @@ fn watch_locks(live: &Arc<LiveDomain>) {
     }
 }
 
+/// Why a domain that came in under a temporary name cannot take its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RenameError {
+    /// A domain of that name still runs on this host.
+    #[error("a domain named '{0}' still runs here")]
+    StillRuns(String),
+    /// The old run dir of that name cannot be removed.
+    #[error("cannot remove the old {}", path.display())]
+    RemoveOld {
+        /// The run dir.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run dir cannot be moved.
+    #[error("cannot move {} to {}", from.display(), to.display())]
+    Move {
+        /// Where it is.
+        from: PathBuf,
+        /// Where it was to go.
+        to: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The name, the lock or the launch spec.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+}
+
 /// Gives the domain the name `name`: its run dir moves (the device
 /// model's sockets stay where they are), the record and the launch spec
 /// follow. Refused while a domain of that name runs.
-pub fn rename(live: &LiveDomain, name: &str) -> Result<(), String> {
+pub fn rename(live: &LiveDomain, name: &str) -> Result<(), RenameError> {
     if !valid_name(name) {
-        return Err(DomainError::BadName(name.to_owned()).to_string());
+        return Err(DomainError::BadName(name.to_owned()).into());
     }
     let old = live.dir();
     let root = RunRoot::new(old.parent().unwrap_or(Path::new("/")));
     let to = root.domain_dir(name);
-    let _global = root
-        .lock_global()
-        .map_err(|e| crate::report::error_line(&e))?;
+    let _global = root.lock_global()?;
     if to.exists() {
         if super::lock::FileLock::is_held(&to.join(LOCK)).unwrap_or(false) {
-            return Err(format!("a domain named '{name}' still runs here"));
+            return Err(RenameError::StillRuns(name.to_owned()));
         }
-        std::fs::remove_dir_all(&to)
-            .map_err(|e| format!("cannot remove the old {}: {e}", to.display()))?;
+        std::fs::remove_dir_all(&to).map_err(|source| RenameError::RemoveOld {
+            path: to.clone(),
+            source,
+        })?;
     }
-    live.move_dir(&to)
-        .map_err(|e| format!("cannot move {} to {}: {e}", old.display(), to.display()))?;
+    live.move_dir(&to).map_err(|source| RenameError::Move {
+        from: old.clone(),
+        to: to.clone(),
+        source,
+    })?;
     let moved = |p: &Path| -> PathBuf {
         p.strip_prefix(&old)
             .map_or_else(|_| p.to_owned(), |rest| to.join(rest))
     };
     live.update(|r| {
-        r.name = name.to_owned();
+        r.identity.name = name.to_owned();
         r.qmp_socket = moved(&r.qmp_socket);
         r.control_socket = moved(&r.control_socket);
     });
     // A supervisor that adopts the domain later reads these.
     let mut spec = live.spec.clone();
-    spec.name = name.to_owned();
+    spec.identity.name = name.to_owned();
     spec.qmp_socket = moved(&spec.qmp_socket);
     spec.events_socket = moved(&spec.events_socket);
     spec.control_socket = moved(&spec.control_socket);
-    spec.store(&to).map_err(|e| crate::report::error_line(&e))?;
+    spec.store(&to)?;
     tracing::info!("renamed to {name} (run dir {})", to.display());
     Ok(())
 }

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::files::{CONTROL, LAUNCH};
 use super::passthrough::PciLaunch;
-use super::record::{DiskEntry, DomainRecord, DomainState, NicEntry, Origin, SerialEndpoint};
+use super::record::{
+    DiskEntry, DomainIdentity, DomainRecord, DomainState, NicEntry, Origin, SerialEndpoint,
+};
 use super::DomainError;
 use crate::config::disk::DiskBus;
 use crate::config::options::{Action, Serial};
@@ -78,20 +80,9 @@ pub struct TapLaunch {
 /// Everything the supervisor needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchSpec {
-    /// The domain's name.
-    pub name: String,
-    /// Its id.
-    pub id: u32,
-    /// Its UUID.
-    pub uuid: String,
-    /// RAM in MiB.
-    pub memory_mib: u64,
-    /// vCPUs.
-    pub vcpus: u32,
-    /// `kvm` or `tcg`.
-    pub accel: String,
-    /// The config file.
-    pub config: Option<PathBuf>,
+    /// Who the domain is (its record carries the same).
+    #[serde(flatten)]
+    pub identity: DomainIdentity,
     /// The device model.
     pub qemu_binary: PathBuf,
     /// Its arguments, as planned: the whole command line but the devices
@@ -175,12 +166,12 @@ pub struct Incoming {
 impl LaunchSpec {
     /// The identity the device model runs as.
     pub fn device_model(&self) -> super::access::Identity {
-        super::access::device_model(self.id)
+        super::access::device_model(self.identity.id)
     }
 
     /// The identity the PV backends run as.
     pub fn backend_identity(&self) -> super::access::Identity {
-        super::access::backends(self.id)
+        super::access::backends(self.identity.id)
     }
 
     /// The launch spec of `plan` for the domain with id `id`, with the
@@ -263,13 +254,15 @@ impl LaunchSpec {
             _ => (None, false),
         };
         LaunchSpec {
-            name: plan.name.clone(),
-            id,
-            uuid: plan.uuid.clone(),
-            memory_mib: plan.memory_mib,
-            vcpus: plan.vcpus,
-            accel: plan.accel.accel.qemu_arg().to_owned(),
-            config: config.map(Path::to_owned),
+            identity: DomainIdentity {
+                name: plan.name.clone(),
+                id,
+                uuid: plan.uuid.clone(),
+                memory_mib: plan.memory_mib,
+                vcpus: plan.vcpus,
+                accel: plan.accel.accel,
+                config: config.map(Path::to_owned),
+            },
             qemu_binary: plan.qemu.binary.clone(),
             // The device model's identity is the domain's, known now.
             qemu_args: plan
@@ -312,13 +305,7 @@ impl LaunchSpec {
     /// The first record of the domain, before its supervisor runs.
     pub fn initial_record(&self) -> DomainRecord {
         DomainRecord {
-            name: self.name.clone(),
-            id: self.id,
-            uuid: self.uuid.clone(),
-            memory_mib: self.memory_mib,
-            vcpus: self.vcpus,
-            accel: self.accel.clone(),
-            config: self.config.clone(),
+            identity: self.identity.clone(),
             started_at: super::record::now_secs(),
             supervisor_pid: None,
             qemu_pid: None,
@@ -378,10 +365,10 @@ impl LaunchSpec {
 /// for the domain of `plan` (those not in its config), as the supervisor
 /// adds them at the end of QEMU's command line (`Taken::extra_qemu_args`).
 /// Reads the PCI ownership record; changes nothing.
-pub fn reserved_device_args(plan: &DomainPlan) -> Result<Vec<String>, String> {
-    let records = super::passthrough::manager(true)
-        .owned_by(&plan.name)
-        .map_err(|e| crate::report::error_line(&e))?;
+pub fn reserved_device_args(
+    plan: &DomainPlan,
+) -> Result<Vec<String>, pvio_passthrough::ManagerError> {
+    let records = super::passthrough::manager(true).owned_by(&plan.name)?;
     Ok(records
         .iter()
         .filter(|r| {
@@ -460,7 +447,7 @@ on_reboot = 'destroy'
         assert_eq!(s.on_poweroff, OnEvent::Destroy);
         let r = s.initial_record();
         assert_eq!(
-            (r.id, r.state, r.accel.as_str()),
+            (r.identity.id, r.state, r.identity.accel.qemu_arg()),
             (4, DomainState::Starting, "tcg")
         );
         let buses: Vec<(&str, &str, bool)> = r

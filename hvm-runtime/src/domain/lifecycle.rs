@@ -25,8 +25,8 @@ pub fn list(root: &RunRoot, dead: &mut Vec<String>) -> Vec<DomainRecord> {
     root.live_domains(|r| {
         dead.push(format!(
             "domain '{}' (id {}) was not running any more: {}",
-            r.name,
-            r.id,
+            r.identity.name,
+            r.identity.id,
             r.ended
                 .as_ref()
                 .map_or("its supervisor died", |e| e.detail.as_str())
@@ -130,23 +130,23 @@ fn wait_ended(
     })?;
     if !free {
         return Err(DomainError::Timeout {
-            what: format!("{what} (domain '{}')", found.record.name),
+            what: format!("{what} (domain '{}')", found.record.identity.name),
             after: timeout,
         });
     }
-    match root.live(&found.record.name) {
+    match root.live(&found.record.identity.name) {
         // A new domain took the name in the meantime: ours is gone.
         Ok(_) | Err(DomainError::NoSuchDomain(_)) => {}
         Err(DomainError::SupervisorDied { record, .. }) => {
             return record
                 .ended
-                .ok_or_else(|| DomainError::NoSuchDomain(found.record.name.clone()))
+                .ok_or_else(|| DomainError::NoSuchDomain(found.record.identity.name.clone()))
         }
         Err(e) => return Err(e),
     }
-    root.record(&found.record.name)
+    root.record(&found.record.identity.name)
         .and_then(|r| r.ended)
-        .ok_or_else(|| DomainError::NoSuchDomain(found.record.name.clone()))
+        .ok_or_else(|| DomainError::NoSuchDomain(found.record.identity.name.clone()))
 }
 
 /// The VNC address of `name` (`host:display`).

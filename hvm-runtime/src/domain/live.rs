@@ -111,7 +111,7 @@ impl LiveDomain {
     ) -> LiveDomain {
         let backends = Backends::new(
             tx.clone(),
-            &spec.name,
+            &spec.identity.name,
             spec.backend_identity(),
             Some(spec.device_model().gid),
             dir.parent().unwrap_or(std::path::Path::new("/")),
@@ -166,7 +166,7 @@ impl LiveDomain {
 
     /// The domain's name.
     pub fn name(&self) -> &str {
-        &self.spec.name
+        &self.spec.identity.name
     }
 
     /// A copy of the record.

@@ -41,6 +41,7 @@
 
 pub mod access;
 pub mod adopt;
+pub mod backend_error;
 pub mod backends;
 pub mod cleanup;
 pub mod console;
@@ -73,7 +74,7 @@ pub mod taps;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use record::{DomainRecord, DomainState};
+pub use record::{DomainIdentity, DomainRecord, DomainState};
 pub use rundir::RunRoot;
 
 use crate::qmp::QmpError;
@@ -135,6 +136,19 @@ pub enum DomainError {
         /// What went wrong, with where to read more.
         why: String,
     },
+    /// A device hot-plugged before a save could not be put back.
+    #[error(
+        "domain '{name}' did not start: cannot put back {device}, hot-plugged before the save"
+    )]
+    Replay {
+        /// The name.
+        name: String,
+        /// The guest device.
+        device: String,
+        /// Why.
+        #[source]
+        source: Box<hotplug::HotplugError>,
+    },
     /// QEMU could not be run.
     #[error("cannot run {}; install qemu-system-x86 (scripts/setup.sh)", binary.display())]
     QemuMissing {
@@ -144,9 +158,20 @@ pub enum DomainError {
         #[source]
         source: std::io::Error,
     },
-    /// vCPU threads could not be pinned.
-    #[error("{0}")]
-    Pinning(String),
+    /// A vCPU thread could not be pinned.
+    #[error(
+        "cannot pin vCPU {vcpu} to host CPUs {}; check `cpus` against the host's CPUs (nproc)",
+        crate::config::cpus::format_set(cpus)
+    )]
+    Pinning {
+        /// The vCPU's index.
+        vcpu: i64,
+        /// The host CPUs it was to run on.
+        cpus: Vec<u32>,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// QEMU did not run the guest after `cont`.
     #[error("QEMU does not run the guest (query-status: {0})")]
     NotRunning(String),
@@ -179,12 +204,13 @@ pub enum DomainError {
         after: Duration,
     },
     /// A PV backend could not start.
-    #[error("PV backend of {device}: {message}")]
+    #[error("PV backend of {device}")]
     Backend {
         /// The guest device.
         device: String,
         /// Why.
-        message: String,
+        #[source]
+        source: Box<backend_error::BackendError>,
     },
     /// A disk's image cannot be used (missing, or held by another disk).
     #[error("disk {device}")]

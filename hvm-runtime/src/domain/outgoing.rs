@@ -28,6 +28,40 @@ const POLL: Duration = Duration::from_millis(100);
 /// QEMU's name for the descriptor it writes the stream to.
 const FD_NAME: &str = "pvio-migrate";
 
+/// Why a domain was not saved or moved.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// A host PCI device is passed through to it.
+    #[error("host PCI device {host} ({id}) is passed through to the domain: its state cannot be saved or moved; `pvio release {host}` it first")]
+    PassedThrough {
+        /// The host address.
+        host: String,
+        /// The guest device's id.
+        id: String,
+    },
+    /// Its config says `nomigrate = 1`.
+    #[error("the domain's config says nomigrate = 1: it is neither saved nor moved")]
+    NoMigrate,
+    /// Its config passes host PCI devices through.
+    #[error("the domain's config passes host PCI devices through (pci = [...]): their state cannot be saved or moved")]
+    ConfigPassthrough,
+    /// It is neither running nor paused.
+    #[error("the domain is {0}; only a running or paused domain can be saved or moved")]
+    State(DomainState),
+    /// The header could not be written.
+    #[error("cannot write the header")]
+    Header(#[source] std::io::Error),
+    /// QMP failed.
+    #[error(transparent)]
+    Qmp(#[from] QmpError),
+    /// QEMU's stream failed (its own words).
+    #[error("the device model's stream failed: {0}")]
+    Failed(String),
+    /// The stream stopped moving and was cancelled.
+    #[error("the stream made no progress for {}s (the other side stopped reading); cancelled", .0.as_secs())]
+    Stalled(Duration),
+}
+
 /// What becomes of a saved domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -59,25 +93,21 @@ pub struct Sent {
 
 /// The header of the domain as it runs now. Refused for a domain with a
 /// host PCI device, naming it.
-pub fn describe(live: &LiveDomain) -> Result<SavedDomain, String> {
+pub fn describe(live: &LiveDomain) -> Result<SavedDomain, MoveError> {
     let r = live.record();
     if let Some(p) = r.pci.first() {
-        return Err(format!(
-            "host PCI device {} ({}) is passed through to the domain: its state cannot be saved or moved; `pvio release {}` it first",
-            p.host, p.id, p.host
-        ));
+        return Err(MoveError::PassedThrough {
+            host: p.host.to_string(),
+            id: p.id.clone(),
+        });
     }
     if live.spec.nomigrate {
-        return Err(
-            "the domain's config says nomigrate = 1: it is neither saved nor moved".to_owned(),
-        );
+        return Err(MoveError::NoMigrate);
     }
     if !live.spec.passthrough.is_empty() {
-        return Err(
-            "the domain's config passes host PCI devices through (pci = [...]): their state cannot be saved or moved".to_owned(),
-        );
+        return Err(MoveError::ConfigPassthrough);
     }
-    let placements = placements(live).map_err(|e| crate::report::error_line(&e))?;
+    let placements = placements(live)?;
     let image_sizes = r
         .disks
         .iter()
@@ -89,13 +119,13 @@ pub fn describe(live: &LiveDomain) -> Result<SavedDomain, String> {
         })
         .collect();
     Ok(SavedDomain {
-        name: r.name.clone(),
-        uuid: r.uuid.clone(),
+        name: r.identity.name.clone(),
+        uuid: r.identity.uuid.clone(),
         config_text: live.spec.config_text.clone().unwrap_or_default(),
-        config_path: live.spec.config.clone(),
+        config_path: live.spec.identity.config.clone(),
         overrides: live.spec.overrides.clone(),
-        memory_mib: r.memory_mib,
-        vcpus: r.vcpus,
+        memory_mib: r.identity.memory_mib,
+        vcpus: r.identity.vcpus,
         disks: r.disks.clone(),
         nics: r.nics.clone(),
         placements,
@@ -174,7 +204,7 @@ pub fn send(
     out: OwnedFd,
     save: bool,
     config: Option<String>,
-) -> Result<(SavedDomain, Sent), String> {
+) -> Result<(SavedDomain, Sent), MoveError> {
     let _no_hotplug = super::live::lock(&live.hotplug);
     let mut header = describe(live)?;
     if let Some(text) = config {
@@ -183,17 +213,14 @@ pub fn send(
     }
     let was = live.record().state;
     if !matches!(was, DomainState::Running | DomainState::Paused) {
-        return Err(format!(
-            "the domain is {was}; only a running or paused domain can be saved or moved"
-        ));
+        return Err(MoveError::State(was));
     }
     let mut file = std::fs::File::from(out);
     let stream_at = saved::write_header(&mut file, &header)
         .and_then(|n| file.flush().map(|()| n))
-        .map_err(|e| format!("cannot write the header: {e}"))?;
-    let qmp_err = |e: QmpError| crate::report::error_line(&e);
+        .map_err(MoveError::Header)?;
     if save && was == DomainState::Running {
-        live.qmp(|q| q.execute(&qmp::stop {})).map_err(qmp_err)?;
+        live.qmp(|q| q.execute(&qmp::stop {}))?;
         live.update(|r| r.state = DomainState::Paused);
     }
     live.migrating.store(true, Ordering::SeqCst);
@@ -211,7 +238,7 @@ pub fn send(
                 // stop is ours to undo. `cont` on a running guest is a
                 // no-op.
                 if let Err(c) = live.qmp(|q| q.execute(&qmp::cont {})) {
-                    tracing::warn!("cannot resume the guest: {}", qmp_err(c));
+                    tracing::warn!("cannot resume the guest: {}", crate::report::error_line(&c));
                 }
                 live.update(|r| r.state = DomainState::Running);
             }
@@ -222,20 +249,16 @@ pub fn send(
 
 /// Hands `out` to QEMU and runs `migrate` into it until it completes,
 /// fails, or makes no progress for [`STALL`].
-fn stream(live: &LiveDomain, out: &std::fs::File) -> Result<Sent, String> {
-    let qmp_err = |e: QmpError| crate::report::error_line(&e);
+fn stream(live: &LiveDomain, out: &std::fs::File) -> Result<Sent, MoveError> {
     live.qmp(|q| {
         q.getfd(FD_NAME, out.as_fd())?;
         q.execute_raw("migrate", json!({ "uri": format!("fd:{FD_NAME}") }))
-    })
-    .map_err(qmp_err)?;
+    })?;
     let start = Instant::now();
     let mut last = (0u64, Instant::now());
     loop {
         std::thread::sleep(POLL);
-        let info = live
-            .qmp(|q| q.execute_raw("query-migrate", Value::Null))
-            .map_err(qmp_err)?;
+        let info = live.qmp(|q| q.execute_raw("query-migrate", Value::Null))?;
         let status = info["status"].as_str().unwrap_or("none");
         let transferred = info["ram"]["transferred"].as_u64().unwrap_or(0);
         match status {
@@ -252,7 +275,7 @@ fn stream(live: &LiveDomain, out: &std::fs::File) -> Result<Sent, String> {
             }
             "failed" | "cancelled" => {
                 let why = info["error-desc"].as_str().unwrap_or(status).to_owned();
-                return Err(format!("the device model's stream failed: {why}"));
+                return Err(MoveError::Failed(why));
             }
             _ => {}
         }
@@ -260,10 +283,7 @@ fn stream(live: &LiveDomain, out: &std::fs::File) -> Result<Sent, String> {
             last = (transferred, Instant::now());
         } else if last.1.elapsed() > STALL {
             let _ = live.qmp(|q| q.execute_raw("migrate_cancel", Value::Null));
-            return Err(format!(
-                "the stream made no progress for {}s (the other side stopped reading); cancelled",
-                STALL.as_secs()
-            ));
+            return Err(MoveError::Stalled(STALL));
         }
     }
 }

@@ -39,8 +39,17 @@ pub fn pin(q: &mut Qmp, sets: &[Vec<u32>]) -> Result<(), DomainError> {
         let tid = i32::try_from(base.thread_id)
             .ok()
             .and_then(rustix::thread::Pid::from_raw)
-            .ok_or_else(|| pin_error(base.cpu_index, set, "bad thread id"))?;
-        set_affinity(tid, set).map_err(|e| pin_error(base.cpu_index, set, &e.to_string()))?;
+            .ok_or_else(|| {
+                pin_error(
+                    base.cpu_index,
+                    set,
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("QEMU gave the bad thread id {}", base.thread_id),
+                    ),
+                )
+            })?;
+        set_affinity(tid, set).map_err(|e| pin_error(base.cpu_index, set, e))?;
         tracing::info!(
             "vCPU {} (thread {tid}) pinned to host CPUs {}",
             base.cpu_index,
@@ -50,11 +59,12 @@ pub fn pin(q: &mut Qmp, sets: &[Vec<u32>]) -> Result<(), DomainError> {
     Ok(())
 }
 
-fn pin_error(vcpu: i64, set: &[u32], why: &str) -> DomainError {
-    DomainError::Pinning(format!(
-        "cannot pin vCPU {vcpu} to host CPUs {} ({why}); check `cpus` against the host's CPUs (nproc)",
-        crate::config::cpus::format_set(set)
-    ))
+fn pin_error(vcpu: i64, set: &[u32], source: std::io::Error) -> DomainError {
+    DomainError::Pinning {
+        vcpu,
+        cpus: set.to_vec(),
+        source,
+    }
 }
 
 fn set_affinity(tid: rustix::thread::Pid, set: &[u32]) -> std::io::Result<()> {

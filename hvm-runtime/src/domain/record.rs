@@ -13,6 +13,28 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::DomainError;
+use crate::host::accel::Accel;
+
+/// Who a domain is and what it runs with, as its launch spec and its
+/// record both say (each carries it flattened, so the files keep their
+/// keys).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainIdentity {
+    /// The domain's name.
+    pub name: String,
+    /// A small number, unique among the domains of this run dir.
+    pub id: u32,
+    /// The UUID.
+    pub uuid: String,
+    /// RAM in MiB.
+    pub memory_mib: u64,
+    /// vCPUs.
+    pub vcpus: u32,
+    /// The accelerator (`kvm` or `tcg` in the files).
+    pub accel: Accel,
+    /// The config it came from.
+    pub config: Option<PathBuf>,
+}
 
 /// Where a domain is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,20 +154,10 @@ pub struct PciEntry {
 /// Everything pvio keeps about a domain while it runs and after it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DomainRecord {
-    /// The domain's name.
-    pub name: String,
-    /// A small number, unique among the domains of this run dir.
-    pub id: u32,
-    /// The UUID.
-    pub uuid: String,
-    /// RAM in MiB.
-    pub memory_mib: u64,
-    /// vCPUs.
-    pub vcpus: u32,
-    /// `kvm` or `tcg`.
-    pub accel: String,
-    /// The config it came from.
-    pub config: Option<PathBuf>,
+    /// Who the domain is (the launch spec's own, flattened: the file keeps
+    /// its keys).
+    #[serde(flatten)]
+    pub identity: DomainIdentity,
     /// When the domain was created (seconds since the epoch).
     pub started_at: u64,
     /// The supervisor's pid.
@@ -305,13 +317,15 @@ pub fn format_uptime(secs: u64) -> String {
 #[cfg(test)]
 pub(crate) fn sample(name: &str) -> DomainRecord {
     DomainRecord {
-        name: name.to_owned(),
-        id: 1,
-        uuid: "8f1e8a0e-0000-4000-8000-000000000001".to_owned(),
-        memory_mib: 256,
-        vcpus: 1,
-        accel: "tcg".to_owned(),
-        config: None,
+        identity: DomainIdentity {
+            name: name.to_owned(),
+            id: 1,
+            uuid: "8f1e8a0e-0000-4000-8000-000000000001".to_owned(),
+            memory_mib: 256,
+            vcpus: 1,
+            accel: Accel::Tcg,
+            config: None,
+        },
         started_at: now_secs(),
         supervisor_pid: None,
         qemu_pid: None,

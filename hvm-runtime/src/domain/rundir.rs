@@ -107,7 +107,9 @@ impl RunRoot {
                 path: dir.join(LOCK),
                 source,
             })? {
-                let id = DomainRecord::load(&dir.join(RECORD)).ok().map(|r| r.id);
+                let id = DomainRecord::load(&dir.join(RECORD))
+                    .ok()
+                    .map(|r| r.identity.id);
                 return Err(DomainError::Exists {
                     name: name.to_owned(),
                     id,
@@ -218,14 +220,14 @@ mod tests {
         let first = root.reserve("web").unwrap();
         assert_eq!(first.id, 1);
         let mut r = sample("web");
-        r.id = first.id;
+        r.identity.id = first.id;
         r.store(&first.dir.join(RECORD)).unwrap();
         let err = root.reserve("web").unwrap_err();
         assert_eq!(
             err.to_string(),
             "a domain named 'web' already exists (id 1); choose another name, e.g. `pvio create FILE name='web2'`"
         );
-        assert_eq!(root.live("web").unwrap().record.id, 1);
+        assert_eq!(root.live("web").unwrap().record.identity.id, 1);
         let other = root.reserve("db").unwrap();
         assert_eq!(other.id, 2);
     }
@@ -255,7 +257,9 @@ mod tests {
         sample("web").store(&res.dir.join(RECORD)).unwrap();
         drop(res.lock); // the supervisor "dies"
         let mut dead = Vec::new();
-        assert!(root.live_domains(|r| dead.push(r.name.clone())).is_empty());
+        assert!(root
+            .live_domains(|r| dead.push(r.identity.name.clone()))
+            .is_empty());
         assert_eq!(dead, vec!["web".to_owned()]);
         assert!(!sock.exists());
         let r = root.record("web").unwrap();

@@ -54,7 +54,11 @@ pub fn run(dir: &Path, adopt: bool, incoming: bool) -> Result<(), DomainError> {
     watch_signals(tx.clone())?;
     let live = Arc::new(LiveDomain::new(dir.to_owned(), spec, record, tx));
     live.update(|_| ());
-    tracing::info!("supervising domain {} (id {})", live.name(), live.spec.id);
+    tracing::info!(
+        "supervising domain {} (id {})",
+        live.name(),
+        live.spec.identity.id
+    );
     let exited = Arc::new(AtomicBool::new(false));
     let began = if adopt {
         super::adopt::take_over(&live, &exited).and_then(|()| serve_control(&live))
@@ -242,16 +246,16 @@ fn prepare_dm_dir(spec: &LaunchSpec) -> Result<(), DomainError> {
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("/"));
-    super::access::make_dm_dir(root, &spec.name, spec.device_model()).map_err(|source| {
-        DomainError::Io {
+    super::access::make_dm_dir(root, &spec.identity.name, spec.device_model()).map_err(
+        |source| DomainError::Io {
             what: "create the device-model dir",
             path: spec.dm_dir.clone(),
             source,
-        }
-    })?;
+        },
+    )?;
     if let Some(blocked) = super::access::blocked_ancestor(&spec.dm_dir) {
         return Err(DomainError::StartFailed {
-            name: spec.name.clone(),
+            name: spec.identity.name.clone(),
             why: format!(
                 "{} lets no other user pass (no o+x), so the domain's unprivileged QEMU could not reach its sockets in {}; `chmod o+x` it or set PVIO_RUN_DIR elsewhere",
                 blocked.display(),

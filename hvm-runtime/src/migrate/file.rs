@@ -132,7 +132,7 @@ pub(super) fn refuse_passthrough(r: &DomainRecord) -> Result<()> {
     match r.pci.first() {
         Some(p) => Err(MigrateError::Refused(format!(
             "domain '{}' has host PCI device {} passed through ({}): its state lives in the device and cannot be saved or moved; `pvio release {}` it first",
-            r.name, p.host, p.id, p.host
+            r.identity.name, p.host, p.id, p.host
         ))),
         None => Ok(()),
     }

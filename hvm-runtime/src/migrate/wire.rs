@@ -430,7 +430,7 @@ fn receive_inner(
     )?;
     drop(to_qemu_r);
     in_stream.store(false, std::sync::atomic::Ordering::SeqCst);
-    said(out, format!("received {}", record.name));
+    said(out, format!("received {}", record.identity.name));
     let go = word_rx.recv_timeout(STEP).unwrap_or_default();
     let socket = record.control_socket.clone();
     if go.trim() != "go" {

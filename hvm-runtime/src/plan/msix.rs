@@ -23,16 +23,6 @@ pub fn pv_nic_vectors(accel: Accel, queues: u16, release: Option<(u32, u32)>) ->
     }
 }
 
-/// The accelerator named as in QEMU's `-accel` (`kvm`, `tcg`), as a
-/// domain's record keeps it; anything else is taken as TCG, the safe side.
-pub fn accel_named(name: &str) -> Accel {
-    if name == Accel::Kvm.qemu_arg() {
-        Accel::Kvm
-    } else {
-        Accel::Tcg
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,12 +36,5 @@ mod tests {
         assert_eq!(pv_nic_vectors(Accel::Kvm, 1, Some((7, 2))), 4);
         assert_eq!(pv_nic_vectors(Accel::Kvm, 4, None), 10);
         assert_eq!(pv_nic_vectors(Accel::Kvm, u16::MAX, None), 131_072);
-    }
-
-    #[test]
-    fn record_names_map_back() {
-        assert_eq!(accel_named("kvm"), Accel::Kvm);
-        assert_eq!(accel_named("tcg"), Accel::Tcg);
-        assert_eq!(accel_named("?"), Accel::Tcg);
     }
 }

@@ -90,8 +90,11 @@ pub enum HotplugError {
     #[error("{0} is not assigned to this domain; `pvio assign {0} DOMAIN` gives it first")]
     NotOwned(String),
     /// The tap's queue could not be opened for QEMU.
-    #[error("{0}")]
-    Tap(String),
+    #[error(transparent)]
+    Tap(#[from] pvio_backends::net::tap::TapError),
+    /// The tap gave no queue.
+    #[error("tap {0} gave no queue")]
+    NoQueue(String),
     /// A backend, tap or record step failed.
     #[error(transparent)]
     Domain(#[from] DomainError),

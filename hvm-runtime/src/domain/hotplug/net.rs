@@ -136,8 +136,7 @@ fn plug_pv(
         }
         // One queue pair, as the net backend serves; no MSI-X under TCG
         // (see `plan::msix`).
-        let vectors =
-            msix::pv_nic_vectors(msix::accel_named(&live.spec.accel), 1, live.qemu_release());
+        let vectors = msix::pv_nic_vectors(live.spec.identity.accel, 1, live.qemu_release());
         props.push(("vectors", json!(vectors)));
         let added = device::add(q, "virtio-net-pci", dev, &bus, &props);
         if added.is_err() {
@@ -164,10 +163,9 @@ fn plug_emulated(
     let bus = device::free_bus(live, dev)?;
     // QEMU runs unprivileged: the supervisor opens the tap's queue and
     // hands it over (`getfd`), as it does for the PV backends.
-    let queue = pvio_backends::net::tap::open_queues(tap, 1)
-        .map_err(|e| HotplugError::Tap(crate::report::error_line(&e)))?
+    let queue = pvio_backends::net::tap::open_queues(tap, 1)?
         .pop()
-        .ok_or_else(|| HotplugError::Tap(format!("tap {tap} gave no queue")))?;
+        .ok_or_else(|| HotplugError::NoQueue(tap.to_owned()))?;
     let fdname = format!("fd-{id}");
     live.qmp(|q| {
         q.getfd(&fdname, std::os::fd::AsFd::as_fd(&queue))?;
