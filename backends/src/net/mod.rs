@@ -10,7 +10,8 @@
 //! | `serve.rs` | one wake-up: transmit, receive, one interrupt, poll, sleep |
 //! | `rx.rs` / `tx.rs` | receive (tap to guest) and transmit (guest to tap) |
 //! | `ctrl.rs` | the control queue (`VQ_PAIRS_SET`) |
-//! | `tap/` | open or create the tap, offloads, header length, MTU, link up |
+//! | `tap/` | open or create the tap, offloads, header length, MTU, link up; persistent taps |
+//! | `host/` | links over rtnetlink: look up, MTU, up, join a bridge, delete, in any namespace |
 //! | `sys.rs` | the raw ioctls and vectored reads / writes behind the tap |
 //! | `offload.rs` | features offered, guest features to `TUNSETOFFLOAD`, frame limits |
 //! | `chain.rs` | descriptor chains as checked guest memory segments and iovecs |
@@ -31,6 +32,7 @@ mod ctrl;
 pub mod device;
 pub mod driver;
 pub mod hdr;
+pub mod host;
 pub mod merge;
 pub mod offload;
 mod rx;
