@@ -2,7 +2,7 @@
 //! started inside a namespace of the test's own, whose supervisor and QEMU
 //! are then killed, is cleaned up by a `pvio list` run from the host's
 //! namespace, and its tap is gone from the namespace it was made in (the
-//! record keeps the namespace; clean-up enters it with `ip -n`).
+//! record keeps the namespace; clean-up opens a netlink socket inside it).
 
 mod runtime_support;
 

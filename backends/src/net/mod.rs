@@ -11,7 +11,8 @@
 //! | `queue_pair/rx.rs` / `tx.rs` | receive (tap to guest) and transmit (guest to tap) |
 //! | `ctrl.rs` | the control queue (`VQ_PAIRS_SET`) |
 //! | `shared.rs` | what a queue pair shares with the device and the control queue |
-//! | `tap/` | open or create the tap, offloads, header length, MTU, link up |
+//! | `tap/` | open or create the tap, offloads, header length, MTU, link up; persistent taps |
+//! | `host/` | links over rtnetlink: look up, MTU, up, join a bridge, delete, in any namespace |
 //! | `sys.rs` | the raw ioctls and vectored reads / writes behind the tap |
 //! | `offload.rs` | features offered, guest features to `TUNSETOFFLOAD`, frame limits |
 //! | `chain.rs` | descriptor chains as checked guest memory segments and iovecs |
@@ -35,6 +36,7 @@ pub mod config;
 mod ctrl;
 pub mod device;
 pub mod hdr;
+pub mod host;
 pub mod merge;
 pub mod offload;
 mod queue_pair;

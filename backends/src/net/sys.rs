@@ -1,6 +1,7 @@
 //! The raw system calls behind a tap device: the `TUN*` ioctls on a
-//! `/dev/net/tun` file, the `SIOC*IF*` ioctls on a socket, and vectored reads
-//! and writes.
+//! `/dev/net/tun` file, the `SIOC*` ioctls that tell what an interface is,
+//! and vectored reads and writes. Links are changed over rtnetlink
+//! (`host/`).
 //!
 //! Every `unsafe` block of the net backend's tap handling lives here, each
 //! with the reason it is sound. Nothing here interprets errors: `tap/` turns
@@ -120,6 +121,33 @@ pub fn tun_set_vnet_hdr_sz(fd: BorrowedFd<'_>, len: c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// `TUNSETPERSIST`: whether the interface `fd` is attached to outlives
+/// its last open file.
+pub fn tun_set_persist(fd: BorrowedFd<'_>, persist: bool) -> io::Result<()> {
+    // SAFETY: TUNSETPERSIST takes its argument by value (an unsigned long);
+    // no memory is passed.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETPERSIST, c_ulong::from(persist)) })?;
+    Ok(())
+}
+
+/// `TUNSETOWNER`: the user who may attach to the interface without
+/// `CAP_NET_ADMIN`.
+pub fn tun_set_owner(fd: BorrowedFd<'_>, uid: u32) -> io::Result<()> {
+    // SAFETY: TUNSETOWNER takes the uid by value (an unsigned long); no
+    // memory is passed.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOWNER, c_ulong::from(uid)) })?;
+    Ok(())
+}
+
+/// `TUNSETGROUP`: the group whose members may attach to the interface
+/// without `CAP_NET_ADMIN`.
+pub fn tun_set_group(fd: BorrowedFd<'_>, gid: u32) -> io::Result<()> {
+    // SAFETY: TUNSETGROUP takes the gid by value (an unsigned long); no
+    // memory is passed.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETGROUP, c_ulong::from(gid)) })?;
+    Ok(())
+}
+
 /// `TUNSETQUEUE`: attaches (`IFF_ATTACH_QUEUE`) or detaches
 /// (`IFF_DETACH_QUEUE`) one queue of a multi-queue tap, so that the kernel
 /// steers frames to it or not.
@@ -147,26 +175,6 @@ pub fn ioctl_socket() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// `SIOCGIFMTU`.
-pub fn if_get_mtu(sock: BorrowedFd<'_>, name: &CStr) -> io::Result<c_int> {
-    let mut req = ifreq(name);
-    // SAFETY: SIOCGIFMTU reads and writes one `struct ifreq`, live for the
-    // call.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFMTU, &mut req) })?;
-    // SAFETY: the kernel filled the `ifru_mtu` member of the union, an `int`
-    // for which every bit pattern is valid.
-    Ok(unsafe { req.ifr_ifru.ifru_mtu })
-}
-
-/// `SIOCSIFMTU`.
-pub fn if_set_mtu(sock: BorrowedFd<'_>, name: &CStr, mtu: c_int) -> io::Result<()> {
-    let mut req = ifreq(name);
-    req.ifr_ifru.ifru_mtu = mtu;
-    // SAFETY: SIOCSIFMTU reads one `struct ifreq`, live for the call.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFMTU, &mut req) })?;
-    Ok(())
-}
-
 /// `SIOCGIFFLAGS`.
 pub fn if_get_flags(sock: BorrowedFd<'_>, name: &CStr) -> io::Result<c_short> {
     let mut req = ifreq(name);
@@ -176,15 +184,6 @@ pub fn if_get_flags(sock: BorrowedFd<'_>, name: &CStr) -> io::Result<c_short> {
     // SAFETY: the kernel filled the `ifru_flags` member, a `short` for which
     // every bit pattern is valid.
     Ok(unsafe { req.ifr_ifru.ifru_flags })
-}
-
-/// `SIOCSIFFLAGS`.
-pub fn if_set_flags(sock: BorrowedFd<'_>, name: &CStr, flags: c_short) -> io::Result<()> {
-    let mut req = ifreq(name);
-    req.ifr_ifru.ifru_flags = flags;
-    // SAFETY: SIOCSIFFLAGS reads one `struct ifreq`, live for the call.
-    check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut req) })?;
-    Ok(())
 }
 
 /// `struct ethtool_drvinfo` (linux/ethtool.h), the answer to

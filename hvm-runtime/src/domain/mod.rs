@@ -221,9 +221,12 @@ pub enum DomainError {
         #[source]
         source: image_lock::ImageLockError,
     },
-    /// A tap or bridge could not be set up.
-    #[error("{0}")]
-    Network(String),
+    /// A link (tap, bridge) could not be looked up or changed.
+    #[error(transparent)]
+    HostNet(#[from] pvio_backends::net::host::HostNetError),
+    /// A tap could not be made.
+    #[error(transparent)]
+    Tap(#[from] pvio_backends::net::tap::TapError),
     /// QMP failed.
     #[error(transparent)]
     Qmp(#[from] QmpError),

@@ -70,6 +70,24 @@ pub enum TapError {
         #[source]
         source: io::Error,
     },
+    /// A persistent tap was asked for under a name that is taken.
+    #[error("interface {name} already exists; a new tap needs a free name")]
+    Exists {
+        /// The interface name.
+        name: String,
+    },
+    /// A persistent tap was made but could not be given its owner or kept.
+    #[error("cannot {what} {name}")]
+    Persist {
+        /// The interface name.
+        name: String,
+        /// "set the owner of tap", "set the group of tap" or "make
+        /// persistent the tap".
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The vnet header length was refused.
     #[error("tap {name} refuses a {len}-byte virtio-net header")]
     VnetHdr {

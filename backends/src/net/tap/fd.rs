@@ -7,7 +7,6 @@
 //!
 //! It must not know who passes the fds or how.
 
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use libc::c_int;
@@ -85,10 +84,6 @@ impl Tap {
             fd: -1,
             why: "no queue given".into(),
         })?;
-        let cname = CString::new(name.clone()).map_err(|_| TapError::BadQueueFd {
-            fd: -1,
-            why: "the kernel returned a name with a NUL byte".into(),
-        })?;
-        Self::configure(name, cname, queues, false, multi_queue)
+        Self::configure(name, queues, false, multi_queue)
     }
 }

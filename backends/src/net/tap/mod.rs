@@ -12,10 +12,11 @@
 //! ([`open_queues`]) and passed: `fd.rs` takes them over.
 //!
 //! It must not know about virtqueues or guest memory: the raw calls are in
-//! `sys.rs`, the feature mapping in `offload.rs`. Here: opening and
-//! configuring the tap; `fd.rs`: queues opened elsewhere; `queue.rs`:
-//! reading and writing frames; `error.rs`: the errors and how a refusal is
-//! diagnosed.
+//! `sys.rs`, the feature mapping in `offload.rs`, the interface's MTU and
+//! link state are changed over rtnetlink by `host/`. Here: opening and
+//! configuring the tap; `fd.rs`: queues opened elsewhere; `persist.rs`:
+//! persistent taps made for others to open; `queue.rs`: reading and
+//! writing frames; `error.rs`: the errors and how a refusal is diagnosed.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -24,6 +25,7 @@ use std::path::Path;
 
 use libc::{c_int, c_short, c_uint};
 
+use super::host::{self, Route};
 use super::offload::TUN_F_ALL;
 use super::sys;
 
@@ -35,11 +37,13 @@ const MAX_DRAIN: usize = 4096;
 
 mod error;
 mod fd;
+mod persist;
 mod queue;
 
 pub use error::TapError;
 use error::{diagnose, Diagnosis};
 pub use fd::{open_queues, QUEUE_FLAGS};
+pub use persist::{create_persistent, create_persistent_at, TapOwner};
 pub use queue::TapQueue;
 
 /// Local result type.
@@ -76,7 +80,6 @@ pub fn validate_name(name: &str) -> Result<CString> {
 #[derive(Debug)]
 pub struct Tap {
     name: String,
-    cname: CString,
     queues: Vec<TapQueue>,
     created: bool,
     offload_support: c_uint,
@@ -120,21 +123,19 @@ impl Tap {
                 .map_err(|e| diagnose(name, &cname, e, multi_queue, queue_pairs).into_error())?;
             queues.push(TapQueue { fd });
         }
-        Self::configure(name.to_owned(), cname, queues, !existed, multi_queue)
+        Self::configure(name.to_owned(), queues, !existed, multi_queue)
     }
 
     /// Probes the offloads, turns them off and sets the 12-byte header: the
     /// state every guest starts from.
     fn configure(
         name: String,
-        cname: CString,
         queues: Vec<TapQueue>,
         created: bool,
         multi_queue: bool,
     ) -> Result<Self> {
         let mut tap = Self {
             name,
-            cname,
             queues,
             created,
             offload_support: 0,
@@ -258,6 +259,13 @@ impl Tap {
         sys::tun_set_vnet_hdr_sz(self.first(), sz).map_err(err)
     }
 
+    /// The interface as the kernel describes it now.
+    fn link(&self, route: &mut Route) -> io::Result<host::Link> {
+        route
+            .link_raw(&self.name)?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
+    }
+
     /// The interface MTU.
     pub fn mtu(&self) -> Result<u16> {
         let err = |source| TapError::Mtu {
@@ -265,10 +273,16 @@ impl Tap {
             mtu: 0,
             source,
         };
-        let sock = sys::ioctl_socket().map_err(err)?;
-        let mtu = sys::if_get_mtu(sock.as_fd(), &self.cname).map_err(err)?;
+        let mut route = Route::open_raw().map_err(err)?;
+        let mtu = self
+            .link(&mut route)
+            .and_then(|l| {
+                l.mtu
+                    .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODATA))
+            })
+            .map_err(err)?;
         // An MTU above 65535 (loopback-like) is capped: a frame cannot be longer.
-        Ok(u16::try_from(mtu.max(0)).unwrap_or(u16::MAX))
+        Ok(u16::try_from(mtu).unwrap_or(u16::MAX))
     }
 
     /// Sets the interface MTU.
@@ -280,8 +294,9 @@ impl Tap {
                 source,
             })
         };
-        let sock = sys::ioctl_socket().map_err(err)?;
-        sys::if_set_mtu(sock.as_fd(), &self.cname, c_int::from(mtu)).map_err(err)
+        let mut route = Route::open_raw().map_err(err)?;
+        let link = self.link(&mut route).map_err(err)?;
+        route.set_mtu_raw(link.index, u32::from(mtu)).map_err(err)
     }
 
     /// Brings the interface up (`IFF_UP`), as `ip link set NAME up` does.
@@ -294,14 +309,12 @@ impl Tap {
                 }
             })
         };
-        let sock = sys::ioctl_socket().map_err(err)?;
-        let flags = sys::if_get_flags(sock.as_fd(), &self.cname).map_err(err)?;
-        let up = c_short::try_from(libc::IFF_UP)
-            .map_err(|_| err(io::Error::from_raw_os_error(libc::EINVAL)))?;
-        if flags & up != 0 {
+        let mut route = Route::open_raw().map_err(err)?;
+        let link = self.link(&mut route).map_err(err)?;
+        if link.up {
             return Ok(());
         }
-        sys::if_set_flags(sock.as_fd(), &self.cname, flags | up).map_err(err)
+        route.set_up_raw(link.index).map_err(err)
     }
 }
 
