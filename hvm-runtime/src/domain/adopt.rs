@@ -129,8 +129,13 @@ pub(super) fn take_over(
                 .iter()
                 .find(|s| s.devid == n.devid)
                 .and_then(|s| s.mtu);
-            live.backends()
-                .start_net(&format!("net{}", n.devid), socket, &n.tap, &n.mac, mtu)?;
+            live.backends().start_net(
+                &crate::plan::qdev::netdev_id(n.devid),
+                socket,
+                &n.tap,
+                &n.mac,
+                mtu,
+            )?;
         }
     }
     live.refresh_backend_pids();

@@ -116,7 +116,8 @@ fn replay(live: &Arc<LiveDomain>, inc: &Incoming) -> Result<(), DomainError> {
     }
     for n in &inc.nics {
         let settings = nic_settings(n, live.name());
-        hotplug::net::attach(live, &settings).map_err(|e| failed(&format!("nic{}", n.devid), e))?;
+        hotplug::net::attach(live, &settings)
+            .map_err(|e| failed(&crate::plan::qdev::nic_id(n.devid), e))?;
     }
     live.pin_places(Vec::new());
     Ok(())

@@ -159,7 +159,7 @@ fn placements(live: &LiveDomain) -> Result<Vec<Placement>, QmpError> {
             r.nics
                 .iter()
                 .filter(|n| n.hotplugged)
-                .map(|n| format!("nic{}", n.devid)),
+                .map(|n| crate::plan::qdev::nic_id(n.devid)),
         )
         .collect();
     if wanted.is_empty() {

@@ -195,7 +195,7 @@ fn start(
             .start_blk(&b.vdev, &b.socket, &b.image, b.read_only)?;
     }
     for n in &spec.net {
-        let device = format!("net{}", n.devid);
+        let device = crate::plan::qdev::netdev_id(n.devid);
         live.backends()
             .start_net(&device, &n.socket, &n.tap, &n.mac, n.mtu)?;
     }

@@ -52,7 +52,7 @@ pub(super) fn boot_indexes(
         let id = match b {
             BootDevice::Disk => disk.map(|d| d.vdev.clone()),
             BootDevice::Cdrom => disks.iter().find(|d| d.cdrom).map(|d| d.vdev.clone()),
-            BootDevice::Network => nics.first().map(|n| format!("nic{}", n.devid)),
+            BootDevice::Network => nics.first().map(|n| super::qdev::nic_id(n.devid)),
             BootDevice::Floppy => {
                 if floppy && out.floppy.is_none() {
                     out.floppy = Some(next);

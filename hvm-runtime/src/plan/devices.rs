@@ -2,13 +2,15 @@
 //! either a PV device (a pvio backend on a vhost-user socket, and the
 //! QEMU vhost-user device that connects to it) or an emulated one (QEMU
 //! `-drive`/`-netdev` and the emulated controller), plus `vfio-pci` for
-//! passthrough.
+//! passthrough. Each device, chardev and netdev is built by the
+//! constructor hot-plug uses too (`plan::qdev`) and written here as its
+//! command-line spelling.
 
 use std::path::Path;
 
 use super::{
-    ids, msix, qemu_path, socket, text, BackendPlan, DiskPlan, NicPlan, PassthroughPlan, PlanError,
-    TapPlan,
+    ids, msix, qdev, qemu_path, socket, text, BackendPlan, DiskPlan, NicPlan, PassthroughPlan,
+    PlanError, TapPlan,
 };
 use crate::config::disk::{DiskBus, DiskSpec};
 use crate::config::options::Machine;
@@ -63,7 +65,7 @@ pub(super) fn plan_devices(
     }
     for pci in &spec.pci {
         let p = &pci.value;
-        let dev = super::ids::vfio_pci_device(p.bdf, p.vslot);
+        let dev = ids::vfio_pci_device(p.bdf, p.vslot);
         d.args.extend(["-device".to_owned(), dev]);
         d.passthrough.push(PassthroughPlan {
             bdf: p.bdf,
@@ -99,7 +101,7 @@ fn vif_args(
         Some(m) => (m, false),
         None => (ids::random_mac(entropy), true),
     };
-    let id = format!("net{}", v.devid);
+    let id = qdev::netdev_id(v.devid);
     let sock = if v.model.is_pv() {
         let sock = socket(dm_dir, &format!("net-{}.sock", v.devid))?;
         let args = super::backend_cmd::net_args(
@@ -114,36 +116,34 @@ fn vif_args(
         });
         // One queue pair: the net backend and the netdev use one.
         let vectors = msix::pv_nic_vectors(accel, 1, release);
-        let mut dev = format!(
-            "virtio-net-pci,netdev={id},id=nic{},mac={mac},vectors={vectors}",
-            v.devid
-        );
-        if let Some(mtu) = v.mtu {
-            dev.push_str(&format!(",host_mtu={mtu}"));
-        }
+        let chardev = qdev::SocketChardev {
+            id: qdev::chardev_id(&id),
+            path: text(&sock)?,
+            release,
+        };
+        let netdev = qdev::Netdev::VhostUser {
+            id,
+            chardev: chardev.id.clone(),
+        };
         d.args.extend([
             "-chardev".to_owned(),
-            format!(
-                "socket,id=chr-{id},path={},{}",
-                qemu_path(&sock)?,
-                super::reconnect::chardev_option(release)
-            ),
+            chardev.to_cmdline(),
             "-netdev".to_owned(),
-            format!("vhost-user,id={id},chardev=chr-{id}"),
+            netdev.to_cmdline(),
             "-device".to_owned(),
-            dev,
+            qdev::virtio_net(v.devid, mac, v.mtu, vectors).to_cmdline(),
         ]);
         Some(sock)
     } else {
+        let netdev = qdev::Netdev::Tap {
+            id,
+            from: qdev::TapFrom::Ifname(tap.clone()),
+        };
         d.args.extend([
             "-netdev".to_owned(),
-            format!("tap,id={id},ifname={tap},script=no,downscript=no"),
+            netdev.to_cmdline(),
             "-device".to_owned(),
-            format!(
-                "{},netdev={id},id=nic{},mac={mac}",
-                v.model.qemu_device(),
-                v.devid
-            ),
+            qdev::emulated_nic(v.model, v.devid, mac).to_cmdline(),
         ]);
         None
     };
@@ -197,46 +197,34 @@ fn disk_args(
                 socket: path.clone(),
                 args,
             });
+            let chardev = qdev::SocketChardev {
+                id: qdev::chardev_id(&s.vdev),
+                path: text(&path)?,
+                release,
+            };
             d.args.extend([
                 "-chardev".to_owned(),
-                format!(
-                    "socket,id=chr-{},path={},{}",
-                    s.vdev,
-                    qemu_path(&path)?,
-                    super::reconnect::chardev_option(release)
-                ),
+                chardev.to_cmdline(),
                 "-device".to_owned(),
-                format!("vhost-user-blk-pci,chardev=chr-{},id={}", s.vdev, s.vdev),
+                qdev::vhost_user_blk(&s.vdev).to_cmdline(),
             ]);
             sock = Some(path);
         }
         DiskBus::Ide { channel, unit } => {
             d.args.extend(["-drive".to_owned(), drive(s, &drive_id)?]);
-            let model = if s.cdrom { "ide-cd" } else { "ide-hd" };
-            let place = match machine {
-                // PIIX3: two channels with a master and a slave each.
-                Machine::Pc => format!("bus=ide.{channel},unit={unit}"),
-                // ICH9 AHCI: six ports of one drive each; hda-hdd take 0-3.
-                Machine::Q35 => format!("bus=ide.{}", channel * 2 + unit),
-            };
-            d.args.extend([
-                "-device".to_owned(),
-                format!("{model},drive={drive_id},{place},id={}", s.vdev),
-            ]);
+            let dev = qdev::ide(s.cdrom, &s.vdev, &drive_id, machine, (channel, unit));
+            d.args.extend(["-device".to_owned(), dev.to_cmdline()]);
         }
         DiskBus::Scsi { target } => {
             if !*scsi_controller {
                 d.args
-                    .extend(["-device".to_owned(), "lsi53c895a,id=scsi0".to_owned()]);
+                    .extend(["-device".to_owned(), qdev::scsi_controller().to_cmdline()]);
                 *scsi_controller = true;
             }
             d.args.extend(["-drive".to_owned(), drive(s, &drive_id)?]);
             d.args.extend([
                 "-device".to_owned(),
-                format!(
-                    "scsi-hd,drive={drive_id},bus=scsi0.0,scsi-id={target},id={}",
-                    s.vdev
-                ),
+                qdev::scsi_hd(&s.vdev, &drive_id, target).to_cmdline(),
             ]);
         }
     }

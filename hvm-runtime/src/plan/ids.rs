@@ -101,11 +101,7 @@ pub fn passthrough_id(bdf: impl std::fmt::Display) -> String {
 /// if given.
 pub fn vfio_pci_device(bdf: impl std::fmt::Display, vslot: Option<u8>) -> String {
     let host = bdf.to_string();
-    let mut dev = format!("vfio-pci,host={host},id={}", passthrough_id(&host));
-    if let Some(slot) = vslot {
-        dev.push_str(&format!(",addr=0x{slot:x}"));
-    }
-    dev
+    super::qdev::vfio_pci(&host, &passthrough_id(&host), vslot).to_cmdline()
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod msix;
 pub mod offers;
 pub mod pcie;
+pub mod qdev;
 mod qemu;
 pub mod reconnect;
 pub use qemu::{DM_USER_PLACEHOLDER, SANDBOX_ARG};

@@ -49,15 +49,12 @@ pub(super) fn spare_root_port_args(machine: Machine) -> Vec<String> {
     }
     (0..SPARE_ROOT_PORTS)
         .flat_map(|n| {
-            [
-                "-device".to_owned(),
-                format!(
-                    "pcie-root-port,id={},bus=pcie.0,chassis={},port=0x{:x}",
-                    root_port_id(n),
-                    u16::from(n) + 1,
-                    0x10 + u16::from(n)
-                ),
-            ]
+            let port = super::qdev::pcie_root_port(
+                &root_port_id(n),
+                u16::from(n) + 1,
+                0x10 + u16::from(n),
+            );
+            ["-device".to_owned(), port.to_cmdline()]
         })
         .collect()
 }

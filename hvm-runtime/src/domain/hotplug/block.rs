@@ -1,6 +1,7 @@
 //! `block-attach` and `block-detach`: a PV disk hot-plugged into a running
 //! guest (its backend started in the supervisor, a socket chardev, a
-//! `vhost-user-blk-pci` device with the vdev as id) and unplugged (the
+//! `vhost-user-blk-pci` device with the vdev as id, both built as the
+//! plan builds a PV disk at start, `plan::qdev`) and unplugged (the
 //! guest's `DEVICE_DELETED` awaited, then the chardev and the backend
 //! removed).
 
@@ -11,7 +12,7 @@ use crate::config::disk::{self, DiskBus, DiskFormat};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::DiskEntry;
 use crate::host::media::{unusable, Wanted};
-use crate::plan::MAX_SOCKET_PATH;
+use crate::plan::{qdev, MAX_SOCKET_PATH};
 use crate::qmp::{is_device_deleted, qmp};
 
 /// Hot-plugs the PV disk `spec` (a disk spec as in a config's `disk`);
@@ -91,18 +92,16 @@ pub fn attach(live: &LiveDomain, spec: &str, cwd: &Path) -> Result<DiskEntry> {
     let bus = device::free_bus(live, &d.vdev)?;
     live.backends()
         .start_blk(&d.vdev, &socket, &image, d.read_only)?;
-    let chr = format!("chr-{}", d.vdev);
+    let chr = qdev::SocketChardev {
+        id: qdev::chardev_id(&d.vdev),
+        path: socket.to_string_lossy().into_owned(),
+        release: live.qemu_release(),
+    };
     let plugged = live.qmp(|q| {
-        chardev::add_socket(q, &chr, &socket, live.qemu_release())?;
-        let added = device::add(
-            q,
-            "vhost-user-blk-pci",
-            &d.vdev,
-            &bus,
-            &[("chardev", chr.clone().into())],
-        );
+        chardev::add_socket(q, &chr)?;
+        let added = device::add(q, qdev::vhost_user_blk(&d.vdev), &bus);
         if added.is_err() {
-            chardev::remove(q, &chr);
+            chardev::remove(q, &chr.id);
         }
         added
     });
@@ -165,7 +164,7 @@ pub fn detach(live: &LiveDomain, vdev: &str) -> Result<()> {
             after: UNPLUG_TIMEOUT,
         });
     }
-    let chr = format!("chr-{vdev}");
+    let chr = qdev::chardev_id(vdev);
     if let Err(e) = live.qmp(|q| {
         chardev::remove(q, &chr);
         Ok(())

@@ -1,4 +1,5 @@
-//! The `device_add` of a hot-plugged device, and where it goes: on q35,
+//! The `device_add` of a hot-plugged device (described by the
+//! constructor the plan uses, `plan::qdev`), and where it goes: on q35,
 //! behind the first of the plan's spare PCIe root ports (`plan::pcie`)
 //! that has nothing behind it (QEMU's `query-pci` says which); on i440fx,
 //! on the root bus, where QEMU picks a free slot.
@@ -6,6 +7,7 @@
 use super::{HotplugError, Result};
 use crate::domain::live::LiveDomain;
 use crate::plan::pcie;
+use crate::plan::qdev::QemuDevice;
 use crate::qmp::{qmp, Qmp, QmpError};
 
 /// Where a device goes: its bus (`None`: the root bus) and, when it must
@@ -91,38 +93,31 @@ fn first_free(ports: &[String], buses: &[qmp::PciInfo]) -> Option<String> {
         .cloned()
 }
 
-/// `device_add` of `driver` with id `id`, at `place`, with the extra
-/// properties `props`.
+/// `device_add` of `dev` at `place`.
 pub(super) fn add(
     q: &mut Qmp,
-    driver: &str,
-    id: &str,
+    dev: QemuDevice,
     place: &Place,
-    props: &[(&str, serde_json::Value)],
 ) -> std::result::Result<(), QmpError> {
-    let mut all = props.to_vec();
-    if let Some(slot) = place.slot {
-        all.push(("addr", serde_json::Value::String(format!("{slot:#04x}"))));
-    }
-    q.execute(&add_command(driver, id, place.bus.as_deref(), &all))
-        .map(drop)
+    q.execute(&add_at(dev, place)).map(drop)
 }
 
-/// The `device_add` command [`add`] sends.
-pub(super) fn add_command(
-    driver: &str,
-    id: &str,
-    bus: Option<&str>,
-    props: &[(&str, serde_json::Value)],
-) -> qmp::device_add {
-    let mut arguments = qapi::Dictionary::new();
-    for (k, v) in props {
-        arguments.insert((*k).to_owned(), v.clone());
+/// The `device_add` of `dev` at `place`, as [`add`] sends it.
+fn add_at(dev: QemuDevice, place: &Place) -> qmp::device_add {
+    add_command(&dev.placed(place.bus.as_deref(), place.slot))
+}
+
+/// The `device_add` command [`add`] sends: the device's QMP arguments,
+/// its driver, id and bus as the command's own members.
+pub(super) fn add_command(dev: &QemuDevice) -> qmp::device_add {
+    let mut arguments = dev.to_qmp();
+    for own in ["driver", "id", "bus"] {
+        arguments.remove(own);
     }
     qmp::device_add {
-        bus: bus.map(str::to_owned),
-        id: Some(id.to_owned()),
-        driver: driver.to_owned(),
+        bus: dev.bus().map(str::to_owned),
+        id: dev.id().map(str::to_owned),
+        driver: dev.driver().to_owned(),
         arguments,
     }
 }
@@ -180,6 +175,36 @@ mod tests {
         assert_eq!(first_free(&ports, &full), None);
         // A port QEMU does not list is not used.
         assert_eq!(first_free(&ports, &buses(vec![])), None);
+    }
+
+    #[test]
+    fn devices_go_on_the_wire_as_hot_plug_always_sent_them() {
+        use crate::config::vif::{Mac, NicModel};
+        use crate::plan::qdev;
+        let mac = Mac([0x00, 0x16, 0x3e, 0x00, 0x00, 0x01]);
+        let behind = Place {
+            bus: Some("pvio-rp0".to_owned()),
+            slot: None,
+        };
+        assert_eq!(
+            wire_line(&add_at(qdev::vhost_user_blk("xvdb"), &behind)),
+            r#"{"execute":"device_add","arguments":{"bus":"pvio-rp0","id":"xvdb","driver":"vhost-user-blk-pci","chardev":"chr-xvdb"}}"#
+        );
+        let pinned = Place {
+            bus: None,
+            slot: Some(5),
+        };
+        assert_eq!(
+            wire_line(&add_at(qdev::virtio_net(1, mac, Some(1400), 4), &pinned)),
+            r#"{"execute":"device_add","arguments":{"id":"nic1","driver":"virtio-net-pci","addr":"0x05","host_mtu":1400,"mac":"00:16:3e:00:00:01","netdev":"net1","vectors":4}}"#
+        );
+        assert_eq!(
+            wire_line(&add_at(
+                qdev::emulated_nic(NicModel::E1000, 0, mac),
+                &Place::default()
+            )),
+            r#"{"execute":"device_add","arguments":{"id":"nic0","driver":"e1000","mac":"00:16:3e:00:00:01","netdev":"net0"}}"#
+        );
     }
 
     #[test]

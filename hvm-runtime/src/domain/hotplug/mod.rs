@@ -13,9 +13,12 @@
 //! | `chardev.rs` | the vhost-user socket chardev a PV device connects through |
 //! | `device.rs` | `device_add`, behind a free spare PCIe root port on q35 |
 //!
-//! QEMU device ids follow the plan: a disk's is its vdev (`xvdb`), its
-//! chardev `chr-xvdb`; NIC `N` is device `nicN` on netdev `netN` (chardev
-//! `chr-netN` when PV).
+//! Every device, chardev and netdev sent here is built by the constructor
+//! the plan uses for the command line (`plan::qdev`), so a device
+//! hot-plugged has the properties it would have had at start; hot-plug
+//! adds only where it goes (`device.rs`). QEMU device ids follow the plan:
+//! a disk's is its vdev (`xvdb`), its chardev `chr-xvdb`; NIC `N` is
+//! device `nicN` on netdev `netN` (chardev `chr-netN` when PV).
 
 pub mod block;
 pub mod cdrom;

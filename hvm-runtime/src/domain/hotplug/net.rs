@@ -1,19 +1,18 @@
 //! `network-attach` and `network-detach`: a NIC hot-plugged into a running
 //! guest (its tap made and joined to the bridge; PV through a net backend
 //! in the supervisor and a `vhost-user` netdev, emulated through a `tap`
-//! netdev) and unplugged after the guest's `DEVICE_DELETED`.
+//! netdev; the NIC and its netdev built as the plan builds them at start,
+//! `plan::qdev`) and unplugged after the guest's `DEVICE_DELETED`.
 
 use std::path::{Path, PathBuf};
 
-use serde_json::json;
-
 use super::{chardev, device, HotplugError, Result, UNPLUG_TIMEOUT};
-use crate::config::vif;
+use crate::config::vif::{self, Mac, NicModel};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::NicEntry;
 use crate::domain::taps;
 use crate::plan::ids::{self, OsEntropy};
-use crate::plan::{msix, MAX_SOCKET_PATH};
+use crate::plan::{msix, qdev, MAX_SOCKET_PATH};
 use crate::qmp::{is_device_deleted, qmp};
 
 /// Hot-plugs the NIC of the vif `settings` (`key=value` each).
@@ -34,18 +33,15 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
         tracing::info!("network-attach '{spec}': {note}");
     }
     let v = parsed.vif;
-    let id = format!("net{}", v.devid);
-    let dev = format!("nic{}", v.devid);
+    let dev = qdev::nic_id(v.devid);
     if nics.iter().any(|n| n.devid == v.devid) {
         return Err(HotplugError::InUse {
             vdev: dev,
             by: format!("NIC devid {}", v.devid),
         });
     }
-    let mac = v
-        .mac
-        .unwrap_or_else(|| ids::random_mac(&mut OsEntropy))
-        .to_string();
+    let typed_mac = v.mac.unwrap_or_else(|| ids::random_mac(&mut OsEntropy));
+    let mac = typed_mac.to_string();
     if let Some(n) = nics.iter().find(|n| n.mac.eq_ignore_ascii_case(&mac)) {
         return Err(HotplugError::InUse {
             vdev: mac,
@@ -67,9 +63,9 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
     };
     let plugged = if v.model.is_pv() {
         let socket = live.spec.dm_dir.join(format!("net-{}.sock", v.devid));
-        plug_pv(live, &id, &dev, &socket, &tap, &mac, v.mtu)
+        plug_pv(live, v.devid, &socket, &tap, typed_mac, v.mtu)
     } else {
-        plug_emulated(live, &id, &dev, &tap, &mac, v.model.qemu_device())
+        plug_emulated(live, v.devid, &tap, typed_mac, v.model)
     };
     let socket = match plugged {
         Ok(s) => s,
@@ -98,55 +94,65 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
     Ok(entry)
 }
 
+/// `netdev_add` with the arguments of a [`qdev::Netdev`], described as
+/// the plan's `-netdev` is.
+#[derive(serde::Serialize)]
+#[serde(transparent)]
+struct NetdevAdd(serde_json::Map<String, serde_json::Value>);
+
+impl qapi::Command for NetdevAdd {
+    type Ok = qapi::Empty;
+    const NAME: &'static str = "netdev_add";
+    const ALLOW_OOB: bool = false;
+}
+
 fn plug_pv(
     live: &LiveDomain,
-    id: &str,
-    dev: &str,
+    devid: u32,
     socket: &Path,
     tap: &str,
-    mac: &str,
+    mac: Mac,
     mtu: Option<u16>,
 ) -> Result<Option<PathBuf>> {
+    let id = qdev::netdev_id(devid);
+    let dev = qdev::nic_id(devid);
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(HotplugError::NotHotpluggable {
-            vdev: dev.to_owned(),
+            vdev: dev,
             why: "the socket path in the run dir is too long; set PVIO_RUN_DIR to a shorter directory".to_owned(),
         });
     }
-    let bus = device::free_bus(live, dev)?;
-    live.backends().start_net(id, socket, tap, mac, mtu)?;
-    let chr = format!("chr-{id}");
+    let bus = device::free_bus(live, &dev)?;
+    live.backends()
+        .start_net(&id, socket, tap, &mac.to_string(), mtu)?;
+    let chr = qdev::SocketChardev {
+        id: qdev::chardev_id(&id),
+        path: socket.to_string_lossy().into_owned(),
+        release: live.qemu_release(),
+    };
+    let netdev = qdev::Netdev::VhostUser {
+        id: id.clone(),
+        chardev: chr.id.clone(),
+    };
+    // One queue pair, as the net backend serves; no MSI-X under TCG
+    // (see `plan::msix`).
+    let vectors = msix::pv_nic_vectors(live.spec.identity.accel, 1, live.qemu_release());
+    let nic = qdev::virtio_net(devid, mac, mtu, vectors);
     let plugged = live.qmp(|q| {
-        chardev::add_socket(q, &chr, socket, live.qemu_release())?;
-        let netdev = qmp::Netdev::vhost_user {
-            id: id.to_owned(),
-            vhost_user: qmp::NetdevVhostUserOptions {
-                queues: None,
-                vhostforce: None,
-                chardev: chr.clone(),
-            },
-        };
-        if let Err(e) = q.execute(&qmp::netdev_add(netdev)) {
-            chardev::remove(q, &chr);
+        chardev::add_socket(q, &chr)?;
+        if let Err(e) = q.execute(&NetdevAdd(netdev.to_qmp())) {
+            chardev::remove(q, &chr.id);
             return Err(e);
         }
-        let mut props = vec![("netdev", json!(id)), ("mac", json!(mac))];
-        if let Some(m) = mtu {
-            props.push(("host_mtu", json!(m)));
-        }
-        // One queue pair, as the net backend serves; no MSI-X under TCG
-        // (see `plan::msix`).
-        let vectors = msix::pv_nic_vectors(live.spec.identity.accel, 1, live.qemu_release());
-        props.push(("vectors", json!(vectors)));
-        let added = device::add(q, "virtio-net-pci", dev, &bus, &props);
+        let added = device::add(q, nic, &bus);
         if added.is_err() {
-            let _ = q.execute(&qmp::netdev_del { id: id.to_owned() });
-            chardev::remove(q, &chr);
+            let _ = q.execute(&qmp::netdev_del { id: id.clone() });
+            chardev::remove(q, &chr.id);
         }
         added
     });
     if let Err(e) = plugged {
-        live.backends().stop(id);
+        live.backends().stop(&id);
         return Err(e.into());
     }
     Ok(Some(socket.to_owned()))
@@ -154,38 +160,30 @@ fn plug_pv(
 
 fn plug_emulated(
     live: &LiveDomain,
-    id: &str,
-    dev: &str,
+    devid: u32,
     tap: &str,
-    mac: &str,
-    model: &str,
+    mac: Mac,
+    model: NicModel,
 ) -> Result<Option<PathBuf>> {
-    let bus = device::free_bus(live, dev)?;
+    let id = qdev::netdev_id(devid);
+    let bus = device::free_bus(live, &qdev::nic_id(devid))?;
     // QEMU runs unprivileged: the supervisor opens the tap's queue and
     // hands it over (`getfd`), as it does for the PV backends.
     let queue = pvio_backends::net::tap::open_queues(tap, 1)?
         .pop()
         .ok_or_else(|| HotplugError::NoQueue(tap.to_owned()))?;
     let fdname = format!("fd-{id}");
+    let netdev = qdev::Netdev::Tap {
+        id: id.clone(),
+        from: qdev::TapFrom::Fd(fdname.clone()),
+    };
+    let nic = qdev::emulated_nic(model, devid, mac);
     live.qmp(|q| {
         q.getfd(&fdname, std::os::fd::AsFd::as_fd(&queue))?;
-        let netdev = qmp::Netdev::tap {
-            id: id.to_owned(),
-            tap: qmp::NetdevTapOptions {
-                fd: Some(fdname.clone()),
-                ..Default::default()
-            },
-        };
-        q.execute(&qmp::netdev_add(netdev))?;
-        let added = device::add(
-            q,
-            model,
-            dev,
-            &bus,
-            &[("netdev", json!(id)), ("mac", json!(mac))],
-        );
+        q.execute(&NetdevAdd(netdev.to_qmp()))?;
+        let added = device::add(q, nic, &bus);
         if added.is_err() {
-            let _ = q.execute(&qmp::netdev_del { id: id.to_owned() });
+            let _ = q.execute(&qmp::netdev_del { id: id.clone() });
         }
         added
     })?;
@@ -202,8 +200,8 @@ pub fn detach(live: &LiveDomain, nic: &str) -> Result<()> {
         .find(|n| n.mac.eq_ignore_ascii_case(nic) || nic.parse::<u32>().ok() == Some(n.devid))
         .cloned()
         .ok_or_else(|| HotplugError::NoSuchNic(nic.to_owned()))?;
-    let id = format!("net{}", n.devid);
-    let dev = format!("nic{}", n.devid);
+    let id = qdev::netdev_id(n.devid);
+    let dev = qdev::nic_id(n.devid);
     let mark = live.events.mark();
     live.qmp(|q| q.execute(&qmp::device_del { id: dev.clone() }))?;
     if live
@@ -220,7 +218,7 @@ pub fn detach(live: &LiveDomain, nic: &str) -> Result<()> {
     let cleaned = live.qmp(|q| {
         q.execute(&qmp::netdev_del { id: id.clone() })?;
         if pv {
-            chardev::remove(q, &format!("chr-{id}"));
+            chardev::remove(q, &qdev::chardev_id(&id));
         }
         Ok(())
     });
@@ -241,4 +239,42 @@ pub fn detach(live: &LiveDomain, nic: &str) -> Result<()> {
     });
     tracing::info!("{dev} hot-unplugged");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent<C: qapi::Command>(c: &C) -> serde_json::Value {
+        serde_json::from_str(&device::wire_line(c)).unwrap()
+    }
+
+    #[test]
+    fn netdev_add_carries_what_the_typed_schema_sends() {
+        let pv = qdev::Netdev::VhostUser {
+            id: "net1".to_owned(),
+            chardev: "chr-net1".to_owned(),
+        };
+        let typed = qmp::netdev_add(qmp::Netdev::vhost_user {
+            id: "net1".to_owned(),
+            vhost_user: qmp::NetdevVhostUserOptions {
+                queues: None,
+                vhostforce: None,
+                chardev: "chr-net1".to_owned(),
+            },
+        });
+        assert_eq!(sent(&NetdevAdd(pv.to_qmp())), sent(&typed));
+        let tap = qdev::Netdev::Tap {
+            id: "net0".to_owned(),
+            from: qdev::TapFrom::Fd("fd-net0".to_owned()),
+        };
+        let typed = qmp::netdev_add(qmp::Netdev::tap {
+            id: "net0".to_owned(),
+            tap: qmp::NetdevTapOptions {
+                fd: Some("fd-net0".to_owned()),
+                ..Default::default()
+            },
+        });
+        assert_eq!(sent(&NetdevAdd(tap.to_qmp())), sent(&typed));
+    }
 }

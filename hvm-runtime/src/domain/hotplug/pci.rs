@@ -6,11 +6,10 @@
 //! `pvio-passthrough`'s; `pvio assign` / `pvio release` do that part and
 //! send these requests.
 
-use serde_json::json;
-
 use super::{device, HotplugError, Result, UNPLUG_TIMEOUT};
 use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::PciEntry;
+use crate::plan::qdev;
 use crate::qmp::{is_device_deleted, qmp};
 
 /// Hot-plugs host device `host` (`0000:03:00.0`, bound to vfio-pci) as
@@ -48,9 +47,10 @@ pub fn preview(live: &LiveDomain, devices: &[PciEntry]) -> Result<Vec<String>> {
         .collect())
 }
 
-/// The `device_add` of host device `host` as `vfio-pci` with id `id`.
+/// The `device_add` of host device `host` as `vfio-pci` with id `id`,
+/// the device the plan puts on a command line (`plan::qdev::vfio_pci`).
 fn command(host: &str, id: &str, bus: Option<&str>) -> qmp::device_add {
-    device::add_command("vfio-pci", id, bus, &[("host", json!(host))])
+    device::add_command(&qdev::vfio_pci(host, id, None).placed(bus, None))
 }
 
 /// The supervisor's own check: the ownership record must give `host` to
