@@ -107,7 +107,10 @@ fn a_guest_moves_over_ssh_while_it_writes_and_pings() {
     let r = env.record("mig");
     assert_eq!(r.origin, Origin::MigratedIn);
     assert_eq!(r.state, DomainState::Running);
-    assert_ne!(r.identity.id, source.identity.id, "the incoming domain is a new one");
+    assert_ne!(
+        r.identity.id, source.identity.id,
+        "the incoming domain is a new one"
+    );
     assert_ne!(r.qemu_pid, source.qemu_pid);
     assert!(
         !runtime_support::alive(u64::from(source.qemu_pid.unwrap())),
