@@ -220,10 +220,10 @@ pub fn assign(
     // The domain runs: hot-plug what it does not have yet.
     let missing: Vec<(Bdf, PciEntry)> = devices
         .iter()
-        .filter(|d| !record.pci.iter().any(|p| p.host == d.to_string()))
+        .filter(|d| !record.pci.iter().any(|p| p.host == **d))
         .map(|&d| {
             let entry = PciEntry {
-                host: d.to_string(),
+                host: d,
                 id: qmp_id(d),
             };
             (d, entry)
@@ -245,7 +245,7 @@ pub fn assign(
     let mut plugged = Vec::new();
     for (d, entry) in missing {
         let req = Request::PciAttach {
-            host: entry.host.clone(),
+            host: entry.host,
             id: entry.id.clone(),
         };
         if let Err(source) = lifecycle::request(&root, domain, &req) {
@@ -311,7 +311,7 @@ pub fn unplug_from_running_owner(
         );
     }
     for h in hosts {
-        let Some(entry) = live.pci.iter().find(|p| p.host == h.to_string()) else {
+        let Some(entry) = live.pci.iter().find(|p| p.host == h) else {
             continue;
         };
         if dry_run {

@@ -105,7 +105,7 @@ fn pause_reboot_destroy_and_a_killed_supervisor() {
         &root,
         "lc1",
         &Request::PciAttach {
-            host: "0000:ff:1f.7".to_owned(),
+            host: "0000:ff:1f.7".parse().unwrap(),
             id: "pt-0000-ff-1f.7".to_owned(),
         },
     )

@@ -253,7 +253,7 @@ done
     let nics = |r: &pvio_hvm_runtime::domain::DomainRecord| {
         r.nics
             .iter()
-            .map(|n| (n.devid, n.mac.clone(), n.model.clone(), n.hotplugged))
+            .map(|n| (n.devid, n.mac, n.model.clone(), n.hotplugged))
             .collect::<Vec<_>>()
     };
     assert_eq!(nics(&after), nics(&before), "NICs (MACs) as saved");
@@ -266,7 +266,7 @@ done
     let record_path = env.run_dir.join("hp").join("domain.json");
     let mut r = env.record("hp");
     r.pci.push(pvio_hvm_runtime::domain::record::PciEntry {
-        host: "0000:03:00.0".into(),
+        host: "0000:03:00.0".parse().unwrap(),
         id: "pt-0000-03-00.0".into(),
     });
     std::fs::write(&record_path, serde_json::to_vec(&r).unwrap()).unwrap();

@@ -17,9 +17,22 @@ pub const IFNAMSIZ_MAX: usize = 15;
 /// xl's default bridge.
 pub const DEFAULT_BRIDGE: &str = "xenbr0";
 
-/// A MAC address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// A MAC address (written `00:16:3e:12:34:56` in records and JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mac(pub [u8; 6]);
+
+impl Serialize for Mac {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Mac {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Mac::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
 
 impl Mac {
     /// Parses `aa:bb:cc:dd:ee:ff` (or with `-`).

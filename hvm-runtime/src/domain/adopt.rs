@@ -133,7 +133,7 @@ pub(super) fn take_over(
                 &crate::plan::qdev::netdev_id(n.devid),
                 socket,
                 &n.tap,
-                &n.mac,
+                n.mac,
                 mtu,
             )?;
         }

@@ -25,6 +25,7 @@ use super::backend_error::BackendError;
 use super::image_lock::{self, LockedImage};
 use super::msg::Msg;
 use super::DomainError;
+use crate::config::vif::Mac;
 
 use crate::plan::backend_cmd::{blk_args, net_args, LISTEN_FD};
 
@@ -151,7 +152,7 @@ impl Backends {
         device: &str,
         socket: &Path,
         tap: &str,
-        mac: &str,
+        mac: Mac,
         mtu: Option<u16>,
     ) -> Result<(), DomainError> {
         let fail = |source: BackendError| DomainError::Backend {
@@ -168,7 +169,7 @@ impl Backends {
             .ok_or_else(|| fail(BackendError::NoQueue(tap.to_owned())))?;
         let listener = self.bind(device, socket)?;
         let fds = vec![OwnedFd::from(listener), queue];
-        let args = net_args(mac, mtu, &self.user.arg());
+        let args = net_args(&mac.to_string(), mtu, &self.user.arg());
         self.spawn(device, BackendKind::Net, socket, args, fds, None)?;
         tracing::info!(
             "net backend {device} serves tap {tap} on {}",

@@ -82,7 +82,7 @@ pub enum Request {
     /// `vfio-pci`.
     PciAttach {
         /// The host device (`0000:03:00.0`).
-        host: String,
+        host: pvio_passthrough::Bdf,
         /// QEMU's device id.
         id: String,
     },

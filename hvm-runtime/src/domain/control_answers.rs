@@ -190,7 +190,7 @@ fn answer(live: &LiveDomain, req: Request) -> Result<Value, AnswerError> {
             .map(|()| Value::Null)
             .map_err(AnswerError::from),
         Request::NetworkList => Ok(json!(live.record().nics)),
-        Request::PciAttach { host, id } => hotplug::pci::attach(live, &host, &id)
+        Request::PciAttach { host, id } => hotplug::pci::attach(live, host, &id)
             .map(|p| json!(p))
             .map_err(AnswerError::from),
         Request::PciAttachPreview { devices } => hotplug::pci::preview(live, &devices)

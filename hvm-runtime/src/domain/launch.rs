@@ -14,6 +14,7 @@ use super::record::{
 use super::DomainError;
 use crate::config::disk::DiskBus;
 use crate::config::options::{Action, Serial};
+use crate::config::vif::Mac;
 use crate::plan::{ids, DomainPlan};
 
 /// What to do when the guest powers off, reboots or crashes.
@@ -61,7 +62,7 @@ pub struct NetLaunch {
     /// The tap.
     pub tap: String,
     /// The MAC.
-    pub mac: String,
+    pub mac: Mac,
     /// The MTU.
     pub mtu: Option<u16>,
 }
@@ -204,7 +205,7 @@ impl LaunchSpec {
                     devid: n.devid,
                     socket: n.socket.clone()?,
                     tap: n.tap.clone(),
-                    mac: n.mac.to_string(),
+                    mac: n.mac,
                     mtu: n.mtu,
                 })
             })
@@ -236,7 +237,7 @@ impl LaunchSpec {
             .iter()
             .map(|n| NicEntry {
                 devid: n.devid,
-                mac: n.mac.to_string(),
+                mac: n.mac,
                 model: n.model.qemu_device().to_owned(),
                 tap: n.tap.clone(),
                 bridge: n.bridge.clone(),
@@ -439,7 +440,7 @@ on_reboot = 'destroy'
             PathBuf::from("/run/pvio/.dm/web/blk-xvda.sock")
         );
         assert_eq!(s.net.len(), 1);
-        assert_eq!(s.net[0].mac, "00:16:3e:00:00:01");
+        assert_eq!(s.net[0].mac.to_string(), "00:16:3e:00:00:01");
         assert_eq!(s.taps.len(), 2);
         assert!(s.taps.iter().all(|t| t.bridge == "br0"));
         assert!(s.serial_pty && s.serial.is_none());

@@ -35,7 +35,7 @@ pub enum MoveError {
     #[error("host PCI device {host} ({id}) is passed through to the domain: its state cannot be saved or moved; `pvio release {host}` it first")]
     PassedThrough {
         /// The host address.
-        host: String,
+        host: pvio_passthrough::Bdf,
         /// The guest device's id.
         id: String,
     },
@@ -97,7 +97,7 @@ pub fn describe(live: &LiveDomain) -> Result<SavedDomain, MoveError> {
     let r = live.record();
     if let Some(p) = r.pci.first() {
         return Err(MoveError::PassedThrough {
-            host: p.host.to_string(),
+            host: p.host,
             id: p.id.clone(),
         });
     }

@@ -12,7 +12,7 @@
 //!
 //! The host side is `pvio-passthrough`'s; the owner is the domain's name.
 
-use pvio_passthrough::{Bdf, BdfError, Host, Manager, ManagerError, Options, Ownership};
+use pvio_passthrough::{Bdf, Host, Manager, ManagerError, Options, Ownership};
 use pvio_passthrough::{Returned, Sysfs, SysfsWriter};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +26,7 @@ use crate::report::error_line;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PciLaunch {
     /// The host device (`0000:03:00.0`).
-    pub bdf: String,
+    pub bdf: Bdf,
     /// `seize=1`: take it from a host driver.
     pub seize: bool,
     /// The config line, for errors.
@@ -39,7 +39,7 @@ impl PciLaunch {
         plan.passthrough
             .iter()
             .map(|p| PciLaunch {
-                bdf: p.bdf.to_string(),
+                bdf: p.bdf,
                 seize: p.seize,
                 at: p.at.to_string(),
             })
@@ -50,17 +50,6 @@ impl PciLaunch {
 /// A device cannot be given to the domain.
 #[derive(Debug, thiserror::Error)]
 pub enum PassthroughError {
-    /// The address in the launch spec does not parse.
-    #[error("{at}: key 'pci': '{bdf}'")]
-    BadAddress {
-        /// The config line.
-        at: String,
-        /// The address.
-        bdf: String,
-        /// Why.
-        #[source]
-        source: BdfError,
-    },
     /// A config device was refused or could not be moved.
     #[error("{at}: key 'pci'")]
     Config {
@@ -129,7 +118,7 @@ impl Taken {
             .iter()
             .chain(&self.reserved)
             .map(|b| PciEntry {
-                host: b.to_string(),
+                host: *b,
                 id: ids::passthrough_id(b),
             })
             .collect()
@@ -158,15 +147,7 @@ fn take_into(
 ) -> Result<(), PassthroughError> {
     let mut devices = Vec::new();
     for p in config {
-        let bdf: Bdf = p
-            .bdf
-            .parse()
-            .map_err(|source| PassthroughError::BadAddress {
-                at: p.at.clone(),
-                bdf: p.bdf.clone(),
-                source,
-            })?;
-        devices.push((bdf, p));
+        devices.push((p.bdf, p));
     }
     for set in by_group(m, &devices) {
         let (bdf, p) = set[0];
@@ -281,9 +262,9 @@ pub fn give_back_lines(m: &Manager, owner: &str, only: Option<&[Bdf]>) -> Vec<St
         .collect()
 }
 
-/// The config devices of a launch spec, as addresses (those that parse).
+/// The config devices of a launch spec.
 pub fn config_bdfs(config: &[PciLaunch]) -> Vec<Bdf> {
-    config.iter().filter_map(|p| p.bdf.parse().ok()).collect()
+    config.iter().map(|p| p.bdf).collect()
 }
 
 /// Gives back what the domain `owner` owned once its device model is

@@ -13,7 +13,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use super::DomainError;
+use crate::config::vif::Mac;
 use crate::host::accel::Accel;
+use pvio_passthrough::Bdf;
 
 /// Who a domain is and what it runs with, as its launch spec and its
 /// record both say (each carries it flattened, so the files keep their
@@ -129,7 +131,7 @@ pub struct NicEntry {
     /// The NIC's number (`nic<devid>` is QEMU's device id).
     pub devid: u32,
     /// The MAC address.
-    pub mac: String,
+    pub mac: Mac,
     /// QEMU's device model (`virtio-net-pci` for PV).
     pub model: String,
     /// The host tap.
@@ -146,7 +148,7 @@ pub struct NicEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PciEntry {
     /// The host device (`0000:03:00.0`).
-    pub host: String,
+    pub host: Bdf,
     /// QEMU's device id.
     pub id: String,
 }

@@ -197,7 +197,7 @@ fn start(
     for n in &spec.net {
         let device = crate::plan::qdev::netdev_id(n.devid);
         live.backends()
-            .start_net(&device, &n.socket, &n.tap, &n.mac, n.mtu)?;
+            .start_net(&device, &n.socket, &n.tap, n.mac, n.mtu)?;
     }
     live.refresh_backend_pids();
     let mut extra = pci.extra_qemu_args();

@@ -141,20 +141,13 @@ pub fn load(
         }
         true
     });
-    let mut bad_mac = None;
     spec.vifs.retain_mut(|v| {
         let Some(was) = saved.nics.iter().find(|n| n.devid == v.value.devid) else {
             return false;
         };
-        match crate::config::vif::Mac::parse(&was.mac) {
-            Ok(m) => v.value.mac = Some(m),
-            Err(e) => bad_mac = Some(e),
-        }
+        v.value.mac = Some(was.mac);
         true
     });
-    if let Some(e) = bad_mac {
-        return Err(MigrateError::Refused(format!("the saved NICs: {e}")));
-    }
     let incoming = Incoming {
         origin,
         paused: saved.paused,

@@ -41,10 +41,9 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
         });
     }
     let typed_mac = v.mac.unwrap_or_else(|| ids::random_mac(&mut OsEntropy));
-    let mac = typed_mac.to_string();
-    if let Some(n) = nics.iter().find(|n| n.mac.eq_ignore_ascii_case(&mac)) {
+    if let Some(n) = nics.iter().find(|n| n.mac == typed_mac) {
         return Err(HotplugError::InUse {
-            vdev: mac,
+            vdev: typed_mac.to_string(),
             by: format!("NIC {}", n.devid),
         });
     }
@@ -76,7 +75,7 @@ pub fn attach(live: &LiveDomain, settings: &[String]) -> Result<NicEntry> {
     };
     let entry = NicEntry {
         devid: v.devid,
-        mac,
+        mac: typed_mac,
         model: v.model.qemu_device().to_owned(),
         tap: tap.clone(),
         bridge: v.bridge.clone(),
@@ -123,8 +122,7 @@ fn plug_pv(
         });
     }
     let bus = device::free_bus(live, &dev)?;
-    live.backends()
-        .start_net(&id, socket, tap, &mac.to_string(), mtu)?;
+    live.backends().start_net(&id, socket, tap, mac, mtu)?;
     let chr = qdev::SocketChardev {
         id: qdev::chardev_id(&id),
         path: socket.to_string_lossy().into_owned(),
@@ -197,7 +195,7 @@ pub fn detach(live: &LiveDomain, nic: &str) -> Result<()> {
     let n = rec
         .nics
         .iter()
-        .find(|n| n.mac.eq_ignore_ascii_case(nic) || nic.parse::<u32>().ok() == Some(n.devid))
+        .find(|n| Mac::parse(nic).ok() == Some(n.mac) || nic.parse::<u32>().ok() == Some(n.devid))
         .cloned()
         .ok_or_else(|| HotplugError::NoSuchNic(nic.to_owned()))?;
     let id = qdev::netdev_id(n.devid);

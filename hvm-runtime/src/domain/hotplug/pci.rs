@@ -11,10 +11,11 @@ use crate::domain::live::{lock, LiveDomain};
 use crate::domain::record::PciEntry;
 use crate::plan::qdev;
 use crate::qmp::{is_device_deleted, qmp};
+use pvio_passthrough::Bdf;
 
 /// Hot-plugs host device `host` (`0000:03:00.0`, bound to vfio-pci) as
 /// `vfio-pci` with device id `id`.
-pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
+pub fn attach(live: &LiveDomain, host: Bdf, id: &str) -> Result<PciEntry> {
     let _one_at_a_time = lock(&live.hotplug);
     owned_here(live, host)?;
     not_in_use(live, host, id)?;
@@ -23,7 +24,7 @@ pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
     let add = command(host, id, bus.bus.as_deref());
     live.qmp(|q| q.execute(&add).map(drop))?;
     let entry = PciEntry {
-        host: host.to_owned(),
+        host,
         id: id.to_owned(),
     };
     live.update(|r| r.pci.push(entry.clone()));
@@ -36,33 +37,33 @@ pub fn attach(live: &LiveDomain, host: &str, id: &str) -> Result<PciEntry> {
 pub fn preview(live: &LiveDomain, devices: &[PciEntry]) -> Result<Vec<String>> {
     let _one_at_a_time = lock(&live.hotplug);
     for d in devices {
-        not_in_use(live, &d.host, &d.id)?;
+        not_in_use(live, d.host, &d.id)?;
     }
     let ids: Vec<&str> = devices.iter().map(|d| d.id.as_str()).collect();
     let buses = device::free_buses(live, &ids)?;
     Ok(devices
         .iter()
         .zip(buses)
-        .map(|(d, bus)| device::wire_line(&command(&d.host, &d.id, bus.as_deref())))
+        .map(|(d, bus)| device::wire_line(&command(d.host, &d.id, bus.as_deref())))
         .collect())
 }
 
 /// The `device_add` of host device `host` as `vfio-pci` with id `id`,
 /// the device the plan puts on a command line (`plan::qdev::vfio_pci`).
-fn command(host: &str, id: &str, bus: Option<&str>) -> qmp::device_add {
+fn command(host: Bdf, id: &str, bus: Option<&str>) -> qmp::device_add {
     device::add_command(&qdev::vfio_pci(host, id, None).placed(bus, None))
 }
 
 /// The supervisor's own check: the ownership record must give `host` to
 /// this domain (`pvio assign` writes it first), whoever sent the request.
-fn owned_here(live: &LiveDomain, host: &str) -> Result<()> {
+fn owned_here(live: &LiveDomain, host: Bdf) -> Result<()> {
     let owned = crate::domain::passthrough::manager(false)
         .owned_by(live.name())
         .unwrap_or_default();
-    if owned.iter().any(|r| r.bdf.to_string() == host) {
+    if owned.iter().any(|r| r.bdf == host) {
         Ok(())
     } else {
-        Err(HotplugError::NotOwned(host.to_owned()))
+        Err(HotplugError::NotOwned(host.to_string()))
     }
 }
 
@@ -70,7 +71,7 @@ fn owned_here(live: &LiveDomain, host: &str) -> Result<()> {
 /// given to its identity (and back to root at release, by the
 /// passthrough manager's unbind). A host without the node (no IOMMU)
 /// leaves it to QEMU's own error.
-fn give_group_to_qemu(live: &LiveDomain, host: &str) {
+fn give_group_to_qemu(live: &LiveDomain, host: Bdf) {
     let root = crate::host::accel::host_root();
     let link = root.join(format!("sys/bus/pci/devices/{host}/iommu_group"));
     let Some(group) = std::fs::read_link(&link)
@@ -90,7 +91,7 @@ fn give_group_to_qemu(live: &LiveDomain, host: &str) {
     }
 }
 
-fn not_in_use(live: &LiveDomain, host: &str, id: &str) -> Result<()> {
+fn not_in_use(live: &LiveDomain, host: Bdf, id: &str) -> Result<()> {
     match live
         .record()
         .pci
@@ -134,12 +135,16 @@ mod tests {
 
     #[test]
     fn the_dry_run_line_is_the_command_as_sent() {
-        let add = command("0000:03:00.0", "pt-0000-03-00.0", Some("pvio-rp1"));
+        let add = command(
+            "0000:03:00.0".parse().unwrap(),
+            "pt-0000-03-00.0",
+            Some("pvio-rp1"),
+        );
         assert_eq!(
             device::wire_line(&add),
             r#"{"execute":"device_add","arguments":{"bus":"pvio-rp1","id":"pt-0000-03-00.0","driver":"vfio-pci","host":"0000:03:00.0"}}"#
         );
-        let add = command("0000:03:00.0", "pt-0000-03-00.0", None);
+        let add = command("0000:03:00.0".parse().unwrap(), "pt-0000-03-00.0", None);
         assert!(!device::wire_line(&add).contains("bus"));
     }
 }
