@@ -20,7 +20,7 @@
 
 use pvio_passthrough::ownership::Record;
 use pvio_passthrough::{
-    Bdf, BdfError, DeviceStatus, Manager, ManagerError, Options, Outcome, Refusal,
+    Bdf, BdfError, DeviceStatus, HookError, Manager, ManagerError, Options, Outcome, Refusal,
 };
 
 use crate::domain::control::Request;
@@ -272,7 +272,7 @@ pub fn assign(
 /// prepared state it was in, unplugging the group members already added.
 fn roll_back(m: &Manager, bdf: Bdf, domain: &str, report: &mut dyn FnMut(Progress)) {
     let given = m.give_back_owned(domain, Some(&[bdf]), &mut |r| {
-        unplug_from_running_owner(m, r, false, &mut *report).map_err(|e| one_line(&e))
+        unplug_from_running_owner(m, r, false, &mut *report).map_err(HookError::from)
     });
     for g in given {
         if let Err(error) = g.result {
@@ -335,22 +335,9 @@ pub fn unplug_from_running_owner(
 pub fn release(bdf: Bdf, dry_run: bool, report: &mut dyn FnMut(Progress)) -> Result<Released> {
     let m = manager(dry_run);
     m.release(bdf, &mut |r| {
-        unplug_from_running_owner(&m, r, dry_run, &mut *report).map_err(|e| one_line(&e))
+        unplug_from_running_owner(&m, r, dry_run, &mut *report).map_err(HookError::from)
     })?;
     Ok(released(&m, bdf, dry_run))
-}
-
-/// `err` and its causes on one line, as the passthrough manager's hook
-/// wants them (it keeps the text in `ManagerError::Unplug`).
-fn one_line(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        line.push_str(": ");
-        line.push_str(&s.to_string());
-        source = s.source();
-    }
-    line
 }
 
 #[cfg(test)]
@@ -380,16 +367,22 @@ mod tests {
     }
 
     #[test]
-    fn one_line_joins_causes() {
+    fn a_hook_error_keeps_its_causes_under_the_managers() {
         let err = AssignError::Attach {
             bdf: "0000:03:00.0".parse().unwrap(),
             domain: "web".into(),
             given_back: false,
             source: DomainError::NoSuchDomain("web".into()),
         };
+        let err = ManagerError::Unplug {
+            bdf: "0000:03:00.0".parse().unwrap(),
+            owner: "web".into(),
+            source: HookError::from(err).into(),
+        };
         assert_eq!(
-            one_line(&err),
-            "cannot hot-plug 0000:03:00.0 into `web`; it stays reserved for the domain: \
+            crate::report::error_line(&err),
+            "cannot take 0000:03:00.0 from `web` (nothing was changed on the host): \
+             cannot hot-plug 0000:03:00.0 into `web`; it stays reserved for the domain: \
              no domain named 'web' is running; `pvio list` shows the running ones"
         );
     }

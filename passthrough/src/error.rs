@@ -65,14 +65,15 @@ pub enum ManagerError {
         source: VfioError,
     },
     /// The hook that takes the device from its running owner failed.
-    #[error("cannot take {bdf} from `{owner}`: {message}; nothing was changed on the host")]
+    #[error("cannot take {bdf} from `{owner}` (nothing was changed on the host)")]
     Unplug {
         /// The device.
         bdf: Bdf,
         /// Its owner.
         owner: String,
-        /// What the hook said.
-        message: String,
+        /// What the hook said (shared by the devices of one group).
+        #[source]
+        source: std::sync::Arc<dyn std::error::Error + Send + Sync>,
     },
 }
 

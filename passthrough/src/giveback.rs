@@ -114,7 +114,7 @@ impl Manager {
         };
         let primary = list.last().cloned();
         if let Some(r) = &primary {
-            if let Err(message) = before(r) {
+            if let Err(source) = before(r) {
                 if !dry {
                     self.state.update(|rs| {
                         for m in &list {
@@ -125,7 +125,7 @@ impl Manager {
                 return Err(ManagerError::Unplug {
                     bdf,
                     owner: r.owner.clone().unwrap_or_default(),
-                    message,
+                    source: source.into(),
                 });
             }
         }

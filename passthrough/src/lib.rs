@@ -35,7 +35,7 @@ pub use host::Host;
 pub use hostneeds::{HostNeeds, HostNeedsError};
 pub use inventory::{Inventory, InventoryError, PciDevice};
 pub use listing::{DeviceStatus, State};
-pub use manager::{Manager, ManagerError, Outcome};
+pub use manager::{HookError, Manager, ManagerError, Outcome};
 pub use owner_lifecycle::{GivenBack, Returned};
 pub use ownership::{Ownership, OwnershipError, Record};
 pub use sysfs::{Sysfs, SysfsError};

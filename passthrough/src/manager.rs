@@ -54,8 +54,12 @@ pub struct Outcome {
 
 /// Called with the record before a release unbinds a device, so that the
 /// runtime can hot-unplug it from a running owner first. `Err` stops the
-/// release with nothing changed.
-pub type BeforeGiveBack<'h> = &'h mut dyn FnMut(&Record) -> std::result::Result<(), String>;
+/// release with nothing changed; it becomes the source of
+/// [`ManagerError::Unplug`].
+pub type BeforeGiveBack<'h> = &'h mut dyn FnMut(&Record) -> std::result::Result<(), HookError>;
+
+/// What the hook before a give-back says went wrong.
+pub type HookError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The passthrough operations on one host.
 #[derive(Debug)]

@@ -141,14 +141,17 @@ impl Manager {
                 .filter(|r| r.bdf == head.bdf || r.group_of == Some(head.bdf));
             match before(head) {
                 Ok(()) => unplugged.extend(team.map(|r| r.bdf)),
-                Err(message) => out.extend(team.map(|r| GivenBack {
-                    bdf: r.bdf,
-                    result: Err(ManagerError::Unplug {
+                Err(source) => {
+                    let source: std::sync::Arc<dyn std::error::Error + Send + Sync> = source.into();
+                    out.extend(team.map(|r| GivenBack {
                         bdf: r.bdf,
-                        owner: owner.to_owned(),
-                        message: message.clone(),
-                    }),
-                })),
+                        result: Err(ManagerError::Unplug {
+                            bdf: r.bdf,
+                            owner: owner.to_owned(),
+                            source: source.clone(),
+                        }),
+                    }));
+                }
             }
         }
         let kept: Vec<Bdf> = chosen

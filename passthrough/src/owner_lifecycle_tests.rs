@@ -247,7 +247,7 @@ fn a_failing_hook_leaves_the_device_and_its_members_with_the_owner() {
     m.prepare_for(bdf(GPU), "web", group).unwrap();
     let done = m.give_back_owned("web", Some(&[bdf(GPU)]), &mut |r| {
         assert_eq!(r.bdf, bdf(GPU));
-        Err("the guest did not let go".to_owned())
+        Err("the guest did not let go".into())
     });
     assert_eq!(done.len(), 2);
     assert!(done.iter().all(|g| g.result.is_err()), "{done:?}");
