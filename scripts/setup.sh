@@ -14,7 +14,7 @@ PACKAGES=(
   qemu-utils          # qemu-img: image conversion, test images
   busybox-static      # the test guest's userland
   cpio                # initramfs inspection
-  iproute2            # ip: the tests' bridges and namespaces, `pvio bench net`'s namespace (pvio makes taps itself)
+  iproute2            # ip: the tests' bridges and namespaces (pvio itself runs no `ip`)
   xorriso             # ISO images for CD-ROM tests
   e2fsprogs           # mkfs.ext4 for guest-side test filesystems
   kmod                # modprobe vfio-pci on a real host

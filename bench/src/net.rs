@@ -15,8 +15,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::process::Command;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -55,17 +54,27 @@ pub struct FramesResult {
     pub rtt_median_us: f64,
 }
 
-/// A network namespace for the run (`ip netns add`), deleted on drop.
-struct Netns(String);
+/// A network namespace of the run's own: made by a thread that leaves
+/// the host's (`unshare`) and hands back its namespace file; it goes away
+/// with the last thread in it once that file is closed, so nothing is
+/// left behind on any exit.
+struct Netns(File);
 
 impl Netns {
     fn new() -> Result<Self, BenchError> {
-        let name = format!("pvio-bench-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).output();
-        ip(&["netns", "add", &name])?;
-        let ns = Self(name);
-        ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
-        Ok(ns)
+        let made = thread::spawn(|| -> io::Result<File> {
+            // SAFETY: only the network namespace is unshared, not the file
+            // table, so every thread still sees every descriptor.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }?;
+            File::open("/proc/thread-self/ns/net")
+        })
+        .join()
+        .map_err(|_| BenchError::Setup("namespace thread panicked".into()))?
+        .map_err(|e| BenchError::Setup(format!("a network namespace of its own: {e}")))?;
+        pvio_backends::net::host::Route::open_in(&made, "the benchmark's")
+            .and_then(|mut route| route.set_up("lo", true))
+            .map_err(|e| BenchError::Setup(format!("loopback up: {e}")))?;
+        Ok(Self(made))
     }
 
     /// Runs `f` on a thread inside the namespace.
@@ -73,40 +82,20 @@ impl Netns {
         &self,
         f: impl FnOnce() -> R + Send + 'static,
     ) -> Result<thread::JoinHandle<R>, BenchError> {
-        let path = format!("/var/run/netns/{}", self.0);
-        let file = File::open(&path).map_err(|e| BenchError::Setup(format!("{path}: {e}")))?;
+        let file = self
+            .0
+            .try_clone()
+            .map_err(|e| BenchError::Setup(format!("the namespace file: {e}")))?;
         let handle = thread::spawn(move || {
-            // SAFETY: setns takes a descriptor we own and a flag; it moves
-            // only this new thread into the namespace.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            if rc != 0 {
-                tracing::warn!("setns: {}", io::Error::last_os_error());
+            if let Err(e) = rustix::thread::move_into_link_name_space(
+                file.as_fd(),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            ) {
+                tracing::warn!("setns: {e}");
             }
             f()
         });
         Ok(handle)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
-
-fn ip(args: &[&str]) -> Result<(), BenchError> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| BenchError::Setup(format!("ip: {e} (install iproute2)")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(BenchError::Setup(format!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
     }
 }
 
