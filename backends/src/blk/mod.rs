@@ -6,7 +6,7 @@
 //! flight), `request.rs` (descriptor chain to typed request), `image.rs`
 //! (opening and checking the image), `engine/` (io_uring, sync fallback,
 //! null), `config.rs` (features and config space), `metrics.rs` (guest error
-//! counters), `poll.rs` (adaptive polling). The parser's fuzz body is in
+//! counters), `polling.rs` (which pollers a queue uses: `vhost_user::poll`). The parser's fuzz body is in
 //! `pvio-testkit`, the benchmark (`pvio bench blk`) in `pvio-bench`.
 //!
 //! This module must not know about domains, QEMU command lines or configs:
