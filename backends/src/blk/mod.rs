@@ -6,8 +6,9 @@
 //! flight), `request.rs` (descriptor chain to typed request), `image.rs`
 //! (opening and checking the image), `engine/` (io_uring, sync fallback,
 //! null), `config.rs` (features and config space), `metrics.rs` (guest error
-//! counters), `polling.rs` (which pollers a queue uses: `vhost_user::poll`). The parser's fuzz body is in
-//! `pvio-testkit`, the benchmark (`pvio bench blk`) in `pvio-bench`.
+//! counters), `polling.rs` (which pollers a queue uses, from
+//! `vhost_user::poll`). The parser's fuzz body is in `pvio-testkit`, the
+//! benchmark (`pvio bench blk`) in `pvio-bench`.
 //!
 //! This module must not know about domains, QEMU command lines or configs:
 //! [`BlkServer`] serves one image on one socket.
