@@ -29,6 +29,27 @@ fn stat(pid: u64) -> (String, u64, u64) {
     )
 }
 
+/// What a process is doing with signals and where it waits, for a
+/// failure message: its state, masks and kernel wait channel, and who
+/// still holds a terminal.
+fn signal_state(pid: u64) -> String {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let wanted = [
+        "Name", "State", "PPid", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt",
+    ];
+    let mut out: Vec<String> = status
+        .lines()
+        .filter(|l| wanted.iter().any(|w| l.starts_with(&format!("{w}:"))))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    out.push(format!("wchan: {wchan}"));
+    let kids =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    out.push(format!("children: {}", kids.trim()));
+    out.join("; ")
+}
+
 fn children(pid: u32) -> Vec<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .unwrap_or_default()
@@ -89,7 +110,11 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
     term.wait().unwrap();
     let start = Instant::now();
     while alive(shell) {
-        assert!(start.elapsed() < T, "the hung-up shell lives on");
+        assert!(
+            start.elapsed() < T,
+            "the hung-up shell lives on: {}",
+            signal_state(shell)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_secs(1));
