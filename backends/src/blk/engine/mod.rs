@@ -205,7 +205,7 @@ impl Engine {
         match self {
             Engine::Uring(e) => e.has_completions(),
             Engine::Sync(e) => e.in_flight() > 0,
-            Engine::Null(e) => e.in_flight() > 0,
+            Engine::Null(e) => e.has_completions(),
         }
     }
 

@@ -12,6 +12,10 @@ use super::{Completion, Op};
 #[derive(Debug, Default)]
 pub struct NullEngine {
     done: Vec<Completion>,
+    /// Operations a unit test holds on the "device" until it releases
+    /// them (`Some` while holding).
+    #[cfg(test)]
+    held: Option<Vec<Completion>>,
 }
 
 impl NullEngine {
@@ -30,8 +34,32 @@ impl NullEngine {
         // SAFETY: forwarded contract: only the iovec array is read.
         let len = unsafe { op.transfer_len() };
         let result = i32::try_from(len).unwrap_or(-libc::EOVERFLOW);
+        #[cfg(test)]
+        if let Some(held) = &mut self.held {
+            held.push(Completion { tag, result });
+            return Ok(());
+        }
         self.done.push(Completion { tag, result });
         Ok(())
+    }
+
+    /// Completions waiting to be reaped.
+    pub fn has_completions(&self) -> bool {
+        !self.done.is_empty()
+    }
+
+    /// Keeps what is pushed from now on in flight until [`Self::release`].
+    #[cfg(test)]
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Completes everything held, and stops holding.
+    #[cfg(test)]
+    pub fn release(&mut self) {
+        if let Some(mut held) = self.held.take() {
+            self.done.append(&mut held);
+        }
     }
 
     /// Hands out what completed since the last call.
@@ -39,8 +67,12 @@ impl NullEngine {
         out.append(&mut self.done);
     }
 
-    /// Operations completed and not yet reaped.
+    /// Operations pushed and not yet reaped.
     pub fn in_flight(&self) -> usize {
+        #[cfg(test)]
+        if let Some(held) = &self.held {
+            return self.done.len() + held.len();
+        }
         self.done.len()
     }
 }

@@ -32,7 +32,7 @@ use crate::vhost_user::{Vring, GM};
 pub const QSIZE: u16 = 16;
 const DESC_TABLE: u64 = 0;
 pub const AVAIL: u64 = 0x1000;
-const USED: u64 = 0x2000;
+pub const USED: u64 = 0x2000;
 /// Request `i` has its header at `HEADERS + 0x20 * i`, its status byte at
 /// `STATUSES + i` and its data at `DATA + 0x2000 * i` (8 KiB each).
 const HEADERS: u64 = 0x4000;
