@@ -78,8 +78,14 @@ fn the_domain_survives_its_terminal_and_runs_the_dry_run_command_line() {
 
     // `pvio create` in a terminal of its own (a pty that `script` holds),
     // then the terminal goes away: SIGHUP to its session.
-    let mut term = Command::new("script")
+    // The terminal's hang-up must be able to end the shell: a test run
+    // under `nohup` (or any parent that ignores SIGHUP) would hand the
+    // shell an ignored SIGHUP, which no shell may reset, so `env` gives
+    // `script` and what it runs the default action back.
+    let mut term = Command::new("env")
         .args([
+            "--default-signal=HUP",
+            "script",
             "-qec",
             &format!("{} create {cfg} && sleep 600", pvio_bin().display()),
             "/dev/null",
