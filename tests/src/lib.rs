@@ -22,6 +22,7 @@ pub mod cache;
 pub mod console;
 pub mod cpio;
 pub mod daemon;
+pub mod fixture_host;
 pub mod guest;
 pub mod init;
 pub mod initramfs;

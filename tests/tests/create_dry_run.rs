@@ -7,41 +7,9 @@
 //! in its `sys/class/net`), the images are temporary files put in with
 //! `key=value` overrides, as `xl create FILE key=value` would.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const WINXP: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../hvm-runtime/tests/fixtures/winxp.cfg"
-);
-
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/sys/class/net/xenbr0/bridge")).unwrap();
-        Host { dir }
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
-        std::fs::write(&p, b"").unwrap();
-        p
-    }
-
-    fn pvio(&self, args: &[&str]) -> Output {
-        Command::new(pvio_tests::pvio_bin())
-            .args(args)
-            .env("PVIO_HOST_ROOT", self.dir.path().join("root"))
-            .env("PVIO_RUN_DIR", self.dir.path().join("run"))
-            .env("PVIO_ACCEL", "tcg")
-            .output()
-            .unwrap()
-    }
-}
+use pvio_tests::fixture_host::{FixtureHost as Host, WINXP};
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -105,7 +73,7 @@ fn winxp_dry_run_as_json() {
 #[test]
 fn missing_images_and_bridge_are_listed_after_the_plan() {
     let host = Host::new();
-    std::fs::remove_dir_all(host.dir.path().join("root/sys/class/net/xenbr0")).unwrap();
+    std::fs::remove_dir_all(host.path().join("root/sys/class/net/xenbr0")).unwrap();
     let out = host.pvio(&["create", "--dry-run", WINXP]);
     let stdout = text(&out.stdout);
     assert!(!out.status.success());
@@ -124,7 +92,7 @@ fn missing_images_and_bridge_are_listed_after_the_plan() {
 #[test]
 fn a_config_with_three_errors_reports_all_three() {
     let host = Host::new();
-    let cfg = host.dir.path().join("bad.cfg");
+    let cfg = host.path().join("bad.cfg");
     std::fs::write(
         &cfg,
         "name = 'bad'\nmemory = '512M'\nvcpus = 0\nvif = [ 'brige=xenbr0' ]\nmemroy = 1\n",

@@ -3,42 +3,9 @@
 //! first, then the error, whether a config error, a plan error or a host
 //! problem stopped it; every diagnostic of a file in line order.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-const WINXP: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../hvm-runtime/tests/fixtures/winxp.cfg"
-);
-
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new() -> Host {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("root/sys/class/net/xenbr0/bridge")).unwrap();
-        Host { dir }
-    }
-
-    fn cfg(&self, text: &str) -> PathBuf {
-        let p = self.dir.path().join("t.cfg");
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-
-    fn pvio(&self, args: &[&str]) -> Output {
-        Command::new(pvio_tests::pvio_bin())
-            .args(args)
-            .env("PVIO_HOST_ROOT", self.dir.path().join("root"))
-            .env("PVIO_RUN_DIR", self.dir.path().join("run"))
-            .env("PVIO_STATE_DIR", self.dir.path().join("state"))
-            .env("PVIO_ACCEL", "tcg")
-            .output()
-            .unwrap()
-    }
-}
+use pvio_tests::fixture_host::{FixtureHost as Host, WINXP};
 
 /// The stderr lines of `out`, which must have failed.
 fn failed_lines(out: &Output) -> Vec<String> {
@@ -60,7 +27,7 @@ fn index_of(lines: &[String], what: &str) -> usize {
 fn a_host_problem_comes_after_the_warnings_and_the_no_effect_line() {
     // The winxp file: its images and its bridge do not exist here.
     let host = Host::new();
-    std::fs::remove_dir_all(host.dir.path().join("root/sys/class/net/xenbr0")).unwrap();
+    std::fs::remove_dir_all(host.path().join("root/sys/class/net/xenbr0")).unwrap();
     let lines = failed_lines(&host.pvio(&["create", WINXP, "memroy=1"]));
     let warning = index_of(
         &lines,
@@ -85,7 +52,7 @@ fn a_host_problem_comes_after_the_warnings_and_the_no_effect_line() {
     let hda = index_of(&lines, ":12: key 'disk': hda: the image");
     let hdc = index_of(&lines, ":13: key 'disk': hdc: the CD-ROM image");
     assert!(error < vif && vif < hda && hda < hdc, "{lines:#?}");
-    assert!(!host.dir.path().join("run/winxp").exists());
+    assert!(!host.path().join("run/winxp").exists());
 }
 
 #[test]
